@@ -1,0 +1,111 @@
+package v1alpha1
+
+import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Limits shared by the CRD schema, the admission webhook and the engine.
+const (
+	// MaxSteps is the largest number of steps in one Task or TaskTemplate. It bounds the work of admission and
+	// the size of the object in etcd.
+	MaxSteps = 1000
+	// MaxContextBytes is the largest serialised spec.context (and per-step inputs) accepted, so that a Task stays
+	// far below etcd's 1.5 MiB object limit.
+	MaxContextBytes = 64 * 1024
+	// QueueNamePattern is the rule for queue names: stricter than pgmq's own, so no name ever needs quoting in SQL.
+	QueueNamePattern = `^[a-z0-9_]{1,40}$`
+	// StepNamePattern is the rule for step names (a DNS label).
+	StepNamePattern = `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// DefaultQueue is the queue of steps that name none, in a Task that names none.
+	DefaultQueue = "default"
+)
+
+// StepSpec is one node of a workflow's graph.
+// +kubebuilder:validation:XValidation:rule="!has(self.dependsOn) || !(self.name in self.dependsOn)",message="a step cannot depend on itself",fieldPath=".dependsOn"
+type StepSpec struct {
+	// Name identifies the step within its Task: a DNS label, unique among the Task's steps.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+
+	// Handler is the name a worker registered the code for this step under (e.g. "echo", "billing.charge").
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.:/-]*$`
+	// +required
+	Handler string `json:"handler"`
+
+	// DependsOn lists the steps that must succeed (or be resolved manually) before this one runs.
+	// Every entry must name another step of the same Task; cycles are rejected at admission.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MaxLength=63
+	// +optional
+	DependsOn []string `json:"dependsOn,omitempty"`
+
+	// Inputs is free JSON handed to the handler.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Inputs *apiextensionsv1.JSON `json:"inputs,omitempty"`
+
+	// Retry says how often and how fast a failing step is tried again. Defaults: 3 attempts, backoff from 1s
+	// doubling to 5m, 20% jitter.
+	// +optional
+	Retry *RetryPolicy `json:"retry,omitempty"`
+
+	// TimeoutSeconds bounds one attempt: a handler still running after it is failed (retryably). Default: 3600.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=604800
+	// +optional
+	TimeoutSeconds *int32 `json:"timeoutSeconds,omitempty"`
+
+	// Queue overrides the Task's queue for this step, so one workflow can span several worker pools.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9_]{1,40}$`
+	// +kubebuilder:validation:MaxLength=40
+	// +optional
+	Queue string `json:"queue,omitempty"`
+}
+
+// RetryPolicy governs retries of a step that fails with a retryable error.
+type RetryPolicy struct {
+	// MaxAttempts counts the first attempt too: 1 means never retry. Default 3.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MaxAttempts *int32 `json:"maxAttempts,omitempty"`
+
+	// Backoff between attempts: base·2^(attempt-1), capped at max, with ±jitter. A retry-after given by the
+	// handler wins over it.
+	// +optional
+	Backoff *Backoff `json:"backoff,omitempty"`
+}
+
+// Backoff is an exponential backoff with jitter.
+// +kubebuilder:validation:XValidation:rule="!has(self.base) || !has(self.max) || duration(self.base) <= duration(self.max)",message="base must not be greater than max",fieldPath=".base"
+type Backoff struct {
+	// Base is the delay before the second attempt (e.g. "500ms", "2s"). Range 10ms to 1h; default 1s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('1h')",message="must be between 10ms and 1h"
+	// +optional
+	Base *metav1.Duration `json:"base,omitempty"`
+
+	// Max caps the delay. Range 10ms to 24h; default 5m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('24h')",message="must be between 10ms and 24h"
+	// +optional
+	Max *metav1.Duration `json:"max,omitempty"`
+
+	// JitterPercent spreads retries of many steps apart: each delay is varied by up to ± this share. Default 20.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	JitterPercent *int32 `json:"jitterPercent,omitempty"`
+}

@@ -1,0 +1,249 @@
+package v1alpha1
+
+import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TaskSpec declares a workflow: a graph of steps, given inline or by a TaskTemplate.
+// +kubebuilder:validation:XValidation:rule="has(self.templateRef) != (has(self.steps) && size(self.steps) > 0)",message="exactly one of spec.steps or spec.templateRef must be set"
+// +kubebuilder:validation:XValidation:rule="has(self.templateRef) == has(oldSelf.templateRef)",message="spec.templateRef cannot be added or removed after creation"
+// +kubebuilder:validation:XValidation:rule="(has(self.queue) ? self.queue : '') == (has(oldSelf.queue) ? oldSelf.queue : '')",message="spec.queue is immutable once the Task is created",fieldPath=".queue"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",message="a cancelled Task cannot be un-cancelled",fieldPath=".cancel"
+type TaskSpec struct {
+	// Steps is the workflow's graph. Immutable once created: a running workflow never changes shape under its
+	// workers. At most 1000 steps.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.steps is immutable once the Task is created"
+	// +optional
+	Steps []StepSpec `json:"steps,omitempty"`
+
+	// TemplateRef takes the steps from a TaskTemplate in the same namespace. The template is read once, when the
+	// Task is admitted; later edits of the template do not change admitted Tasks.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.templateRef is immutable once the Task is created"
+	// +optional
+	TemplateRef *TemplateReference `json:"templateRef,omitempty"`
+
+	// Queue is the default queue of the Task's steps (immutable). Default: the template's queue, else "default".
+	// +kubebuilder:validation:Pattern=`^[a-z0-9_]{1,40}$`
+	// +kubebuilder:validation:MaxLength=40
+	// +optional
+	Queue string `json:"queue,omitempty"`
+
+	// Context is free JSON input of the whole Task, handed to every step (at most 64 KiB).
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Context *apiextensionsv1.JSON `json:"context,omitempty"`
+
+	// Priority orders Tasks competing for the same workers; higher runs first. Range -100..100, default 0.
+	// +kubebuilder:validation:Minimum=-100
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Priority int32 `json:"priority,omitempty"`
+
+	// TTLSecondsAfterFinished deletes the Task this long after it succeeded, failed or was cancelled.
+	// Unset keeps it until deleted by hand.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=31536000
+	// +optional
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+
+	// Cancel stops the Task: steps not yet finished are cancelled and running handlers are told to stop.
+	// Cancellation is final: setting it back to false is rejected.
+	// +optional
+	Cancel bool `json:"cancel,omitempty"`
+
+	// Actions are manual interventions (retry, resolve, complete a step). Each has an id and runs once: the ids
+	// done are listed in status.actions, so re-applying the same manifest does nothing.
+	// +listType=map
+	// +listMapKey=id
+	// +kubebuilder:validation:MaxItems=32
+	// +optional
+	Actions []TaskAction `json:"actions,omitempty"`
+}
+
+// TemplateReference names a TaskTemplate in the Task's namespace.
+type TemplateReference struct {
+	// Name of the TaskTemplate.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+}
+
+// TaskActionType is a kind of manual intervention.
+// +kubebuilder:validation:Enum=Retry;Resolve;Complete
+type TaskActionType string
+
+const (
+	// ActionRetry runs a failed step again; the Task resumes from there.
+	ActionRetry TaskActionType = "Retry"
+	// ActionResolve marks a step resolved by hand: its dependants proceed as if it had succeeded.
+	ActionResolve TaskActionType = "Resolve"
+	// ActionComplete completes a step with the given result, as a worker would.
+	ActionComplete TaskActionType = "Complete"
+)
+
+// TaskAction is one manual intervention on a step.
+type TaskAction struct {
+	// ID makes the action idempotent: an action runs once per id. Any unique string (a date, a counter).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`
+	// +required
+	ID string `json:"id"`
+
+	// Type of the action.
+	// +required
+	Type TaskActionType `json:"type"`
+
+	// Step the action applies to.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Step string `json:"step"`
+
+	// Result of the step, for type Complete (only).
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Result *apiextensionsv1.JSON `json:"result,omitempty"`
+
+	// Reason is recorded in the step's history.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// TaskPhase is the Task's overall state.
+// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;Cancelled
+type TaskPhase string
+
+const (
+	TaskPending   TaskPhase = "Pending"
+	TaskRunning   TaskPhase = "Running"
+	TaskSucceeded TaskPhase = "Succeeded"
+	TaskFailed    TaskPhase = "Failed"
+	TaskCancelled TaskPhase = "Cancelled"
+)
+
+// Condition types of a Task.
+const (
+	TaskConditionAdmitted          = "Admitted"
+	TaskConditionSucceeded         = "Succeeded"
+	TaskConditionFailed            = "Failed"
+	TaskConditionCancelled         = "Cancelled"
+	TaskConditionDatabaseReachable = "DatabaseReachable"
+)
+
+// MaxStepSummaries is how many steps status lists one by one; beyond it only counts are kept, so the status of
+// a 1,000-step Task stays small.
+const MaxStepSummaries = 50
+
+// StepCounts counts a Task's steps by state.
+type StepCounts struct {
+	Total     int32 `json:"total"`
+	Pending   int32 `json:"pending,omitempty"`
+	Enqueued  int32 `json:"enqueued,omitempty"`
+	Running   int32 `json:"running,omitempty"`
+	Retrying  int32 `json:"retrying,omitempty"`
+	Succeeded int32 `json:"succeeded,omitempty"`
+	Failed    int32 `json:"failed,omitempty"`
+	Cancelled int32 `json:"cancelled,omitempty"`
+	Skipped   int32 `json:"skipped,omitempty"`
+	Resolved  int32 `json:"resolved,omitempty"`
+}
+
+// StepSummary is the state of one step, as the database had it at the last status write.
+type StepSummary struct {
+	Name string `json:"name"`
+	// State is one of pending, enqueued, running, retrying, succeeded, failed, cancelled, skipped, resolved.
+	State    string `json:"state"`
+	Attempts int32  `json:"attempts,omitempty"`
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// +optional
+	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+	// Message is the last error, trimmed to 256 characters.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// ActionStatus records a manual action that was carried out (or refused).
+type ActionStatus struct {
+	ID string `json:"id"`
+	// Outcome is Done or Rejected.
+	Outcome string `json:"outcome"`
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Message string      `json:"message,omitempty"`
+	Time    metav1.Time `json:"time"`
+}
+
+// TaskStatus is a bounded summary of the Task's state in the database.
+type TaskStatus struct {
+	// ObservedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +optional
+	Phase TaskPhase `json:"phase,omitempty"`
+	// Progress is "done/total" steps, for kubectl's STEPS column.
+	// +optional
+	Progress string `json:"progress,omitempty"`
+	// TaskID is the engine's id of the Task in the database.
+	// +optional
+	TaskID int64 `json:"taskID,omitempty"`
+	// +optional
+	StepCounts StepCounts `json:"stepCounts,omitempty"`
+	// Steps summarises the first 50 steps; beyond that only stepCounts are kept.
+	// +kubebuilder:validation:MaxItems=50
+	// +listType=atomic
+	// +optional
+	Steps []StepSummary `json:"steps,omitempty"`
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+	// Actions lists the manual actions carried out, by id.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	Actions []ActionStatus `json:"actions,omitempty"`
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Task is a workflow run: a graph of steps that workers execute through PostgreSQL queues.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=tk,categories=tasker
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Steps",type=string,JSONPath=`.status.progress`,description="steps done/total"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Task struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec TaskSpec `json:"spec"`
+	// +optional
+	Status TaskStatus `json:"status,omitempty"`
+}
+
+// TaskList contains a list of Task.
+// +kubebuilder:object:root=true
+type TaskList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Task `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Task{}, &TaskList{})
+}

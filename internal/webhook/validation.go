@@ -1,0 +1,78 @@
+// Package webhook serves the admission checks that the CRD schema cannot express: the step graph (every
+// dependsOn names a step, no cycles) and the size of free-JSON fields.
+//
+// The CRD's OpenAPI and CEL rules catch everything else (names, ranges, uniqueness, immutability). dependsOn
+// resolution is here and not in CEL because, with up to 1,000 steps, the rule's estimated cost exceeds what the
+// apiserver allows for a CRD.
+package webhook
+
+import (
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/dag"
+)
+
+// ValidateSteps checks a step graph and returns errors with paths under stepsPath (e.g. spec.steps).
+func ValidateSteps(stepsPath *field.Path, steps []taskerv1alpha1.StepSpec) field.ErrorList {
+	var errs field.ErrorList
+	if len(steps) > taskerv1alpha1.MaxSteps {
+		return append(errs, field.TooMany(stepsPath, len(steps), taskerv1alpha1.MaxSteps))
+	}
+	nodes := make([]dag.Node, len(steps))
+	for i := range steps {
+		nodes[i] = dag.Node{Name: steps[i].Name, DependsOn: steps[i].DependsOn}
+		if steps[i].Inputs != nil && len(steps[i].Inputs.Raw) > taskerv1alpha1.MaxContextBytes {
+			errs = append(errs, field.TooLong(stepsPath.Index(i).Child("inputs"), "", taskerv1alpha1.MaxContextBytes))
+		}
+	}
+	for _, e := range dag.Validate(nodes) {
+		if e.Field == "" {
+			errs = append(errs, field.Invalid(stepsPath, field.OmitValueType{}, e.Message))
+			continue
+		}
+		// dag paths look like "[3].dependsOn[1]": a child of the steps list.
+		errs = append(errs, field.Invalid(field.NewPath(stepsPath.String()+e.Field), field.OmitValueType{}, e.Message))
+	}
+	return errs
+}
+
+// ValidateTask checks what the CRD schema leaves to the webhook.
+func ValidateTask(task *taskerv1alpha1.Task) field.ErrorList {
+	spec := field.NewPath("spec")
+	errs := ValidateSteps(spec.Child("steps"), task.Spec.Steps)
+	if task.Spec.Context != nil && len(task.Spec.Context.Raw) > taskerv1alpha1.MaxContextBytes {
+		errs = append(errs, field.TooLong(spec.Child("context"), "", taskerv1alpha1.MaxContextBytes))
+	}
+	for i, a := range task.Spec.Actions {
+		if a.Result != nil && len(a.Result.Raw) > taskerv1alpha1.MaxContextBytes {
+			errs = append(errs, field.TooLong(spec.Child("actions").Index(i).Child("result"), "", taskerv1alpha1.MaxContextBytes))
+		}
+		if a.Result != nil && a.Type != taskerv1alpha1.ActionComplete {
+			errs = append(errs, field.Forbidden(spec.Child("actions").Index(i).Child("result"), "result is only allowed with type Complete"))
+		}
+		if len(task.Spec.Steps) > 0 && !hasStep(task.Spec.Steps, a.Step) {
+			errs = append(errs, field.NotFound(spec.Child("actions").Index(i).Child("step"), a.Step))
+		}
+	}
+	return errs
+}
+
+// ValidateTaskTemplate checks what the CRD schema leaves to the webhook.
+func ValidateTaskTemplate(tmpl *taskerv1alpha1.TaskTemplate) field.ErrorList {
+	spec := field.NewPath("spec")
+	errs := ValidateSteps(spec.Child("steps"), tmpl.Spec.Steps)
+	if tmpl.Spec.DefaultContext != nil && len(tmpl.Spec.DefaultContext.Raw) > taskerv1alpha1.MaxContextBytes {
+		errs = append(errs, field.TooLong(spec.Child("defaultContext"), "", taskerv1alpha1.MaxContextBytes))
+	}
+	return errs
+}
+
+func hasStep(steps []taskerv1alpha1.StepSpec, name string) bool {
+	for i := range steps {
+		if steps[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
