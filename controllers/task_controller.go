@@ -40,4 +40,3 @@ func (r *TaskReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("task").
 		Complete(r)
 }
-
