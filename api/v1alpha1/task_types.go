@@ -8,7 +8,7 @@ import (
 // TaskSpec declares a workflow: a graph of steps, given inline or by a TaskTemplate.
 // +kubebuilder:validation:XValidation:rule="has(self.templateRef) != (has(self.steps) && size(self.steps) > 0)",message="exactly one of spec.steps or spec.templateRef must be set"
 // +kubebuilder:validation:XValidation:rule="has(self.templateRef) == has(oldSelf.templateRef)",message="spec.templateRef cannot be added or removed after creation"
-// +kubebuilder:validation:XValidation:rule="(has(self.queue) ? self.queue : ”) == (has(oldSelf.queue) ? oldSelf.queue : ”)",message="spec.queue is immutable once the Task is created",fieldPath=".queue"
+// +kubebuilder:validation:XValidation:rule="has(self.queue) == has(oldSelf.queue) && (!has(self.queue) || self.queue == oldSelf.queue)",message="spec.queue is immutable once the Task is created",fieldPath=".queue"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",message="a cancelled Task cannot be un-cancelled",fieldPath=".cancel"
 type TaskSpec struct {
 	// Steps is the workflow's graph. Immutable once created: a running workflow never changes shape under its

@@ -200,3 +200,9 @@ func levelFromEnv() zapcore.Level {
 	}
 	return zapcore.ErrorLevel
 }
+
+// KubeConfig returns a kubeconfig (admin) for the control plane, for running binaries against it.
+func (e *Env) KubeConfig() []byte { return e.env.KubeConfig }
+
+// WebhookCertDir is the folder with the serving certificate envtest generated for the webhook server.
+func (e *Env) WebhookCertDir() string { return e.env.WebhookInstallOptions.LocalServingCertDir }
