@@ -1,0 +1,328 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/tasker-operator/tasker-operator/internal/dag"
+	"github.com/tasker-operator/tasker-operator/internal/pgmq"
+)
+
+// Limits checked by TaskSpec validation.
+const (
+	// MaxSteps is the largest number of steps in a task.
+	MaxSteps = dag.MaxSteps
+	// MaxJSONSize bounds TaskSpec.Context and each StepSpec.Inputs (bytes of JSON).
+	MaxJSONSize = 1 << 20
+	// MaxAttempts bounds RetryPolicy.MaxAttempts.
+	MaxAttempts = 1000
+	// MaxBackoff bounds RetryPolicy.BackoffBase and BackoffMax.
+	MaxBackoff = 24 * time.Hour
+	// MaxTimeout bounds StepSpec.Timeout.
+	MaxTimeout = 30 * 24 * time.Hour
+	// MaxRetention bounds TaskSpec.Retention.
+	MaxRetention = 10 * 365 * 24 * time.Hour
+	maxKeyLength = 255
+	maxNameLen   = 253
+)
+
+// Defaults of RetryPolicy.
+const (
+	DefaultMaxAttempts = 3
+	DefaultBackoffBase = time.Second
+	DefaultBackoffMax  = 5 * time.Minute
+	DefaultJitter      = 0.2
+	// NoJitter as RetryPolicy.Jitter disables jitter (zero means DefaultJitter).
+	NoJitter = -1.0
+)
+
+// TaskSpec describes a task to admit.
+type TaskSpec struct {
+	// ExternalKey makes admission idempotent (the Task CR's UID). Required, at most 255 characters.
+	ExternalKey string
+	// Namespace and Name identify the task for people (the CR's namespace and name). Optional.
+	Namespace, Name string
+	// Queue is the default queue of the steps (^[a-z0-9_]{1,40}$). Required unless every step names one.
+	Queue string
+	// Priority is recorded with the task. pgmq serves messages in order, so it does not reorder work yet; use
+	// separate queues (and worker pools) for work that must not wait behind other work.
+	Priority int
+	// Context is free JSON given to every step's handler (at most MaxJSONSize bytes; empty means null).
+	Context json.RawMessage
+	// Steps is the graph: 1 to MaxSteps steps, names unique, dependencies acyclic.
+	Steps []StepSpec
+	// Retention is how long the task and its history are kept after it finishes. Zero means the engine's
+	// Options.DefaultRetention.
+	Retention time.Duration
+}
+
+// StepSpec is one step of a TaskSpec.
+type StepSpec struct {
+	// Name is unique in the task, an RFC 1123 label (lower-case letters, digits and '-', at most 63).
+	Name string
+	// Handler names the code a worker runs for the step. Required, at most 253 characters.
+	Handler string
+	// Queue overrides the task's queue for this step.
+	Queue string
+	// DependsOn names the steps that must succeed (or be resolved) before this one runs.
+	DependsOn []string
+	// Inputs is free JSON given to the handler (at most MaxJSONSize bytes; empty means null).
+	Inputs json.RawMessage
+	// Retry is the step's retry policy.
+	Retry RetryPolicy
+	// Timeout bounds each attempt (rounded up to whole seconds; upkeep fails attempts that run longer). Zero
+	// means no limit.
+	Timeout time.Duration
+}
+
+// RetryPolicy says how a failing step is retried: attempt n (n >= 1) that fails with a retryable error is
+// retried after min(BackoffMax, BackoffBase * 2^(n-1)), spread by +/- Jitter (a fraction), unless the worker
+// gives a retry-after.
+type RetryPolicy struct {
+	// MaxAttempts is the number of attempts, the first included. Zero means DefaultMaxAttempts (3).
+	MaxAttempts int
+	// BackoffBase is the delay after the first failed attempt. Zero means DefaultBackoffBase (1 s). Millisecond
+	// precision.
+	BackoffBase time.Duration
+	// BackoffMax caps the delay. Zero means DefaultBackoffMax (5 min), or BackoffBase if that is larger.
+	BackoffMax time.Duration
+	// Jitter in (0, 1] spreads each delay by up to that fraction either way. Zero means DefaultJitter (0.2);
+	// NoJitter (any negative value) means none.
+	Jitter float64
+}
+
+// Admission is the result of Admit.
+type Admission struct {
+	TaskID int64
+	// Created is false when a task with the same ExternalKey existed already (nothing was changed).
+	Created bool
+}
+
+// Admit validates spec and admits it in one transaction: the task, its steps and dependency edges, the queues
+// it needs (created in pgmq when missing), and a message for every step without dependencies. Admission is
+// idempotent on spec.ExternalKey: when the key is known, Admit returns that task with Created false and changes
+// nothing (even if the spec differs: steps are immutable once admitted).
+//
+// A spec that fails validation gives a *SpecError (ErrInvalidSpec) naming every bad field, before any SQL runs.
+func (e *Engine) Admit(ctx context.Context, spec TaskSpec) (Admission, error) {
+	doc, err := e.admissionDocument(spec)
+	if err != nil {
+		return Admission{}, err
+	}
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	var a Admission
+	if err := e.pool.QueryRow(cctx, sqlAdmit, doc).Scan(&a.TaskID, &a.Created); err != nil {
+		return Admission{}, dbError(ctx, "admit task", err)
+	}
+	return a, nil
+}
+
+// The JSON document tasker.admit takes (docs/worker-protocol.md).
+type admitDoc struct {
+	ExternalKey      string          `json:"external_key"`
+	Namespace        string          `json:"namespace"`
+	Name             string          `json:"name"`
+	Queue            string          `json:"queue"`
+	Priority         int             `json:"priority"`
+	Context          json.RawMessage `json:"context"`
+	RetentionSeconds float64         `json:"retention_seconds"`
+	Steps            []admitStep     `json:"steps"`
+}
+
+type admitStep struct {
+	Name           string          `json:"name"`
+	Handler        string          `json:"handler"`
+	Queue          string          `json:"queue,omitempty"`
+	DependsOn      []string        `json:"depends_on"`
+	Inputs         json.RawMessage `json:"inputs"`
+	MaxAttempts    int             `json:"max_attempts"`
+	BackoffBaseMs  int64           `json:"backoff_base_ms"`
+	BackoffMaxMs   int64           `json:"backoff_max_ms"`
+	BackoffJitter  float64         `json:"backoff_jitter"`
+	TimeoutSeconds int64           `json:"timeout_seconds"`
+}
+
+// Validate checks spec without admitting it and returns a *SpecError listing every problem, or nil.
+func (e *Engine) Validate(spec TaskSpec) error {
+	_, err := e.admissionDocument(spec)
+	return err
+}
+
+func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
+	var errs []FieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+
+	switch {
+	case spec.ExternalKey == "":
+		add("externalKey", "required")
+	case len(spec.ExternalKey) > maxKeyLength:
+		add("externalKey", "must be at most %d characters", maxKeyLength)
+	}
+	if len(spec.Namespace) > maxNameLen {
+		add("namespace", "must be at most %d characters", maxNameLen)
+	}
+	if len(spec.Name) > maxNameLen {
+		add("name", "must be at most %d characters", maxNameLen)
+	}
+	if spec.Queue != "" {
+		if err := pgmq.ValidateQueueName(spec.Queue); err != nil {
+			add("queue", "%q is not a valid queue name: must match ^[a-z0-9_]{1,40}$", spec.Queue)
+		}
+	}
+	if spec.Priority < math.MinInt32 || spec.Priority > math.MaxInt32 {
+		add("priority", "out of range")
+	}
+	context, ok := jsonValue(spec.Context)
+	if !ok {
+		add("context", "must be valid JSON")
+	} else if len(context) > MaxJSONSize {
+		add("context", "must be at most %d bytes of JSON", MaxJSONSize)
+	}
+	retention := spec.Retention
+	switch {
+	case retention < 0:
+		add("retention", "must not be negative")
+	case retention == 0:
+		retention = e.opts.DefaultRetention
+	case retention > MaxRetention:
+		add("retention", "must be at most %s", MaxRetention)
+	}
+
+	if len(spec.Steps) == 0 {
+		add("steps", "at least one step is required")
+	} else if len(spec.Steps) > MaxSteps {
+		add("steps", "at most %d steps are allowed, got %d", MaxSteps, len(spec.Steps))
+		return nil, &SpecError{Errors: errs} // do not walk a hostile number of steps
+	}
+
+	nodes := make([]dag.Node, len(spec.Steps))
+	for i, s := range spec.Steps {
+		nodes[i] = dag.Node{Name: s.Name, DependsOn: s.DependsOn}
+	}
+	for _, de := range dag.Validate(nodes) {
+		errs = append(errs, FieldError{Field: "steps" + de.Field, Message: de.Message})
+	}
+
+	steps := make([]admitStep, len(spec.Steps))
+	for i, s := range spec.Steps {
+		f := func(name string) string { return "steps[" + strconv.Itoa(i) + "]." + name }
+		switch {
+		case s.Handler == "":
+			add(f("handler"), "required")
+		case len(s.Handler) > maxNameLen:
+			add(f("handler"), "must be at most %d characters", maxNameLen)
+		}
+		queue := s.Queue
+		if queue == "" {
+			queue = spec.Queue
+		}
+		if s.Queue != "" {
+			if err := pgmq.ValidateQueueName(s.Queue); err != nil {
+				add(f("queue"), "%q is not a valid queue name: must match ^[a-z0-9_]{1,40}$", s.Queue)
+			}
+		} else if spec.Queue == "" {
+			add(f("queue"), "required when the task has no queue")
+		}
+		inputs, ok := jsonValue(s.Inputs)
+		if !ok {
+			add(f("inputs"), "must be valid JSON")
+		} else if len(inputs) > MaxJSONSize {
+			add(f("inputs"), "must be at most %d bytes of JSON", MaxJSONSize)
+		}
+
+		r := s.Retry
+		attempts := r.MaxAttempts
+		switch {
+		case attempts == 0:
+			attempts = DefaultMaxAttempts
+		case attempts < 0 || attempts > MaxAttempts:
+			add(f("retry.maxAttempts"), "must be between 1 and %d", MaxAttempts)
+		}
+		base := r.BackoffBase
+		switch {
+		case base == 0:
+			base = DefaultBackoffBase
+		case base < 0 || base > MaxBackoff:
+			add(f("retry.backoff.base"), "must be between 0 and %s", MaxBackoff)
+		}
+		maxDelay := r.BackoffMax
+		switch {
+		case maxDelay == 0:
+			maxDelay = max(DefaultBackoffMax, base)
+		case maxDelay < 0 || maxDelay > MaxBackoff:
+			add(f("retry.backoff.max"), "must be between 0 and %s", MaxBackoff)
+		case maxDelay < base:
+			add(f("retry.backoff.max"), "must not be less than the base (%s)", base)
+		}
+		jitter := r.Jitter
+		switch {
+		case jitter == 0:
+			jitter = DefaultJitter
+		case jitter < 0:
+			jitter = 0
+		case jitter > 1 || math.IsNaN(jitter):
+			add(f("retry.backoff.jitter"), "must be between 0 and 1")
+		}
+		if s.Timeout < 0 || s.Timeout > MaxTimeout {
+			add(f("timeoutSeconds"), "must be between 0 and %s", MaxTimeout)
+		}
+		deps := s.DependsOn
+		if deps == nil {
+			deps = []string{}
+		}
+		steps[i] = admitStep{
+			Name:           s.Name,
+			Handler:        s.Handler,
+			Queue:          queue,
+			DependsOn:      deps,
+			Inputs:         inputs,
+			MaxAttempts:    attempts,
+			BackoffBaseMs:  base.Milliseconds(),
+			BackoffMaxMs:   maxDelay.Milliseconds(),
+			BackoffJitter:  jitter,
+			TimeoutSeconds: int64(math.Ceil(s.Timeout.Seconds())),
+		}
+	}
+	if len(errs) > 0 {
+		return nil, &SpecError{Errors: errs}
+	}
+	doc, err := json.Marshal(admitDoc{
+		ExternalKey:      spec.ExternalKey,
+		Namespace:        spec.Namespace,
+		Name:             spec.Name,
+		Queue:            spec.Queue,
+		Priority:         spec.Priority,
+		Context:          context,
+		RetentionSeconds: retention.Seconds(),
+		Steps:            steps,
+	})
+	if err != nil {
+		return nil, &SpecError{Errors: []FieldError{{Message: "cannot encode the spec: " + err.Error()}}}
+	}
+	return doc, nil
+}
+
+var jsonNull = json.RawMessage("null")
+
+// jsonValue returns v compacted (null when empty) and whether it is valid JSON.
+func jsonValue(v json.RawMessage) (json.RawMessage, bool) {
+	if len(bytes.TrimSpace(v)) == 0 {
+		return jsonNull, true
+	}
+	if !json.Valid(v) {
+		return nil, false
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, v); err != nil {
+		return nil, false
+	}
+	return b.Bytes(), true
+}

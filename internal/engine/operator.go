@@ -1,0 +1,59 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+)
+
+// Operator actions. Each is one transaction and one round trip, idempotent (repeating it is a no-op), and
+// notifies listeners of the task's change. Errors: ErrTaskNotFound, ErrStepNotFound, ErrInvalidTransition (with
+// the reason), or a *DatabaseError.
+
+// Cancel cancels a pending or running task: every unfinished step is cancelled, their messages deleted and their
+// leases revoked (heartbeats report Cancelled; late results are rejected). A task that already finished
+// (succeeded, failed or cancelled) is left as it is, without error.
+func (e *Engine) Cancel(ctx context.Context, taskID int64, reason string) error {
+	return e.action(ctx, "cancel task", sqlCancelTask, taskID, nullable(reason))
+}
+
+// RetryStep runs a failed step again, with a fresh retry budget. Its task resumes: steps skipped or cancelled
+// because of the failure go back to pending and are enqueued as their dependencies allow. A step that is already
+// queued or running again is left alone (no error); a step in any other state gives ErrInvalidTransition.
+func (e *Engine) RetryStep(ctx context.Context, taskID int64, step string) error {
+	return e.action(ctx, "retry step", sqlRetryStep, taskID, step, nil)
+}
+
+// ResolveStep marks a step resolved by hand: it counts as done for the steps depending on it, which proceed,
+// and it has no result. It applies to any step not yet succeeded; a running attempt loses its lease. If the task
+// had failed and no failed step remains, the task resumes (or succeeds when nothing is left).
+func (e *Engine) ResolveStep(ctx context.Context, taskID int64, step, reason string) error {
+	return e.action(ctx, "resolve step", sqlResolveStep, taskID, step, nullable(reason))
+}
+
+// CompleteStep completes a step by hand with result (JSON; empty means null), as if its handler had returned it;
+// otherwise like ResolveStep.
+func (e *Engine) CompleteStep(ctx context.Context, taskID int64, step string, result json.RawMessage) error {
+	res, ok := jsonValue(result)
+	if !ok {
+		return fmt.Errorf("%w: result is not valid JSON", ErrInvalidArgument)
+	}
+	return e.action(ctx, "complete step", sqlCompleteStep, taskID, step, res, nil)
+}
+
+func (e *Engine) action(ctx context.Context, op, sql string, args ...any) error {
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	var status, detail string
+	if err := e.pool.QueryRow(cctx, sql, args...).Scan(&status, &detail); err != nil {
+		return dbError(ctx, op, err)
+	}
+	return actionError(status, detail)
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -1,0 +1,1 @@
+SELECT r.ok, r.status FROM tasker.release($1::uuid) AS r

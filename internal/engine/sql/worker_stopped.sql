@@ -1,0 +1,1 @@
+SELECT tasker.worker_stopped($1::text)

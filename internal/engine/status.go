@@ -1,0 +1,224 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TaskPhase is the state of a task.
+type TaskPhase string
+
+// Task states (docs/architecture.md has the state machine).
+const (
+	TaskPending   TaskPhase = "pending"   // admitted, no step claimed yet
+	TaskRunning   TaskPhase = "running"   // a step has been claimed
+	TaskSucceeded TaskPhase = "succeeded" // every step succeeded or was resolved
+	TaskFailed    TaskPhase = "failed"    // a step failed for good; the others were stopped
+	TaskCancelled TaskPhase = "cancelled" // cancelled by an operator
+)
+
+// Finished reports whether the phase is terminal (for now: a failed task resumes when an operator retries,
+// resolves or completes its failed step).
+func (p TaskPhase) Finished() bool {
+	return p == TaskSucceeded || p == TaskFailed || p == TaskCancelled
+}
+
+// StepPhase is the state of a step.
+type StepPhase string
+
+// Step states (docs/architecture.md has the state machine).
+const (
+	StepPending   StepPhase = "pending"   // waiting for its dependencies
+	StepEnqueued  StepPhase = "enqueued"  // its message is in the queue
+	StepRunning   StepPhase = "running"   // claimed by a worker, under a lease
+	StepRetrying  StepPhase = "retrying"  // an attempt failed; waiting for the backoff delay
+	StepSucceeded StepPhase = "succeeded" // done, with a result
+	StepFailed    StepPhase = "failed"    // failed for good
+	StepCancelled StepPhase = "cancelled" // stopped: task cancelled, or failed elsewhere
+	StepSkipped   StepPhase = "skipped"   // cannot run: a dependency failed
+	StepResolved  StepPhase = "resolved"  // marked done by an operator
+)
+
+// AllStepPhases lists the step states in their usual order of progress.
+var AllStepPhases = []StepPhase{StepPending, StepEnqueued, StepRunning, StepRetrying, StepSucceeded, StepFailed,
+	StepCancelled, StepSkipped, StepResolved}
+
+// Finished reports whether the phase is terminal.
+func (p StepPhase) Finished() bool {
+	switch p {
+	case StepSucceeded, StepFailed, StepCancelled, StepSkipped, StepResolved:
+		return true
+	}
+	return false
+}
+
+// TaskState is a task's full state, for status and CLIs.
+type TaskState struct {
+	ID              int64
+	ExternalKey     string
+	Namespace, Name string
+	Queue           string
+	Priority        int
+	Phase           TaskPhase
+	Context         json.RawMessage
+	Retention       time.Duration
+	CreatedAt       time.Time
+	StartedAt       *time.Time
+	CompletedAt     *time.Time
+	// ExpiresAt is when upkeep deletes the finished task.
+	ExpiresAt *time.Time
+	UpdatedAt time.Time
+	// Counts has the number of steps in each state (states with no step are absent).
+	Counts map[StepPhase]int
+	// Steps in spec order.
+	Steps []StepState
+}
+
+// Done returns the number of finished steps (any terminal state).
+func (t *TaskState) Done() int {
+	n := 0
+	for p, c := range t.Counts {
+		if p.Finished() {
+			n += c
+		}
+	}
+	return n
+}
+
+// Step returns the step of that name, or nil.
+func (t *TaskState) Step(name string) *StepState {
+	for i := range t.Steps {
+		if t.Steps[i].Name == name {
+			return &t.Steps[i]
+		}
+	}
+	return nil
+}
+
+// StepState is a step's state.
+type StepState struct {
+	ID          int64
+	Name        string
+	Handler     string
+	Queue       string
+	DependsOn   []string
+	Phase       StepPhase
+	Attempts    int
+	MaxAttempts int
+	Result      json.RawMessage
+	// LastError is the error document of the last failed attempt ({"message": ..., "details": ...}), and
+	// LastErrorMessage its message.
+	LastError        json.RawMessage
+	LastErrorMessage string
+	WorkerID         string
+	NextAttemptAt    *time.Time
+	LeaseExpiresAt   *time.Time
+	CreatedAt        time.Time
+	// StartedAt is the start of the current (or last) attempt.
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+	UpdatedAt  time.Time
+}
+
+// GetTask returns a task's state with every step, from one consistent snapshot in one round trip.
+func (e *Engine) GetTask(ctx context.Context, taskID int64) (*TaskState, error) {
+	return e.readTask(ctx, sqlTaskByID, sqlStepsByTaskID, taskID, fmt.Sprintf("task %d not found", taskID))
+}
+
+// TaskByKey returns the state of the task admitted with that external key (see GetTask).
+func (e *Engine) TaskByKey(ctx context.Context, externalKey string) (*TaskState, error) {
+	return e.readTask(ctx, sqlTaskByKey, sqlStepsByTaskKey, externalKey,
+		fmt.Sprintf("no task with external key %q", externalKey))
+}
+
+func (e *Engine) readTask(ctx context.Context, taskSQL, stepsSQL string, arg any, notFound string) (*TaskState, error) {
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+
+	// One round trip, one snapshot: the task row and its steps agree.
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
+	var (
+		t         TaskState
+		found     bool
+		retention float64
+		state     string
+		priority  int32
+	)
+	b.Queue(taskSQL, arg).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&t.ID, &t.ExternalKey, &t.Namespace, &t.Name, &t.Queue, &priority, &t.Context, &state,
+			new(int32), new(int32), &retention, &t.CreatedAt, &t.StartedAt, &t.CompletedAt, &t.ExpiresAt,
+			&t.UpdatedAt)
+		if isNoRows(err) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	b.Queue(stepsSQL, arg).Query(func(rows pgx.Rows) error {
+		var err error
+		t.Steps, err = pgx.CollectRows(rows, scanStep)
+		return err
+	})
+	b.Queue(`COMMIT`)
+	if err := e.pool.SendBatch(cctx, b).Close(); err != nil {
+		return nil, dbError(ctx, "read task", err)
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, notFound)
+	}
+	t.Phase = TaskPhase(state)
+	t.Priority = int(priority)
+	t.Retention = time.Duration(retention * float64(time.Second))
+	t.Counts = make(map[StepPhase]int)
+	for _, s := range t.Steps {
+		t.Counts[s.Phase]++
+	}
+	return &t, nil
+}
+
+func scanStep(row pgx.CollectableRow) (StepState, error) {
+	var (
+		s                     StepState
+		state                 string
+		attempts, maxAttempts int32
+		worker                *string
+	)
+	err := row.Scan(&s.ID, &s.Name, &s.Handler, &s.Queue, &state, &attempts, &maxAttempts, &s.Result, &s.LastError,
+		&worker, &s.NextAttemptAt, &s.LeaseExpiresAt, &s.CreatedAt, &s.StartedAt, &s.FinishedAt, &s.UpdatedAt,
+		&s.DependsOn)
+	if err != nil {
+		return s, err
+	}
+	s.Phase = StepPhase(state)
+	s.Attempts, s.MaxAttempts = int(attempts), int(maxAttempts)
+	if worker != nil {
+		s.WorkerID = *worker
+	}
+	s.LastErrorMessage = errorMessage(s.LastError)
+	return s, nil
+}
+
+// errorMessage extracts the message of an error document: its "message" string when there is one, else the
+// document itself (shortened).
+func errorMessage(doc json.RawMessage) string {
+	if len(doc) == 0 || string(doc) == "null" {
+		return ""
+	}
+	var v struct {
+		Message *string `json:"message"`
+	}
+	if json.Unmarshal(doc, &v) == nil && v.Message != nil {
+		return *v.Message
+	}
+	s := strings.TrimSpace(string(doc))
+	if len(s) > 1024 {
+		s = s[:1024] + "..."
+	}
+	return s
+}

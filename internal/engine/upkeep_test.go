@@ -1,0 +1,157 @@
+package engine_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tasker-operator/tasker-operator/internal/engine"
+)
+
+func TestUpkeepFailsTimedOutSteps(t *testing.T) {
+	b := setup(t)
+	id := b.admit(t, engine.TaskSpec{Queue: "timeout", Steps: []engine.StepSpec{
+		{Name: "slow", Handler: "h", Timeout: time.Second,
+			Retry: engine.RetryPolicy{MaxAttempts: 2, BackoffBase: 10 * time.Millisecond, Jitter: engine.NoJitter}},
+	}})
+	c := b.claimOne(t, "timeout", time.Hour, 5*time.Second)
+	if c.Timeout != time.Second {
+		t.Fatalf("timeout = %s", c.Timeout)
+	}
+	// Not yet timed out.
+	if r, err := b.engine.Upkeep(b.ctx, time.Time{}); err != nil || r.TimedOut != 0 {
+		t.Fatalf("upkeep = %+v, %v", r, err)
+	}
+	// Judged a little later: the attempt ran past its timeout and is retried.
+	r, err := b.engine.Upkeep(b.ctx, time.Now().Add(2*time.Second))
+	if err != nil || r.TimedOut != 1 {
+		t.Fatalf("upkeep = %+v, %v", r, err)
+	}
+	st := b.task(t, id)
+	wantPhase(t, st, engine.TaskRunning, map[string]engine.StepPhase{"slow": engine.StepRetrying})
+	if st.Step("slow").LastErrorMessage != "step timed out after 1 seconds" {
+		t.Errorf("last error = %q", st.Step("slow").LastErrorMessage)
+	}
+	if hb, err := b.engine.Heartbeat(b.ctx, c.Lease, time.Minute); err != nil || hb.OK {
+		t.Errorf("heartbeat after timeout = %+v, %v", hb, err)
+	}
+	// Second attempt times out too: attempts exhausted, the task fails.
+	b.claimOne(t, "timeout", time.Hour, 5*time.Second)
+	if r, err := b.engine.Upkeep(b.ctx, time.Now().Add(2*time.Second)); err != nil || r.TimedOut != 1 {
+		t.Fatalf("upkeep = %+v, %v", r, err)
+	}
+	wantPhase(t, b.task(t, id), engine.TaskFailed, map[string]engine.StepPhase{"slow": engine.StepFailed})
+}
+
+func TestUpkeepRepairsLostMessages(t *testing.T) {
+	b := setup(t)
+	id := b.admit(t, engine.TaskSpec{Queue: "lost", Steps: []engine.StepSpec{
+		{Name: "a", Handler: "h"}, {Name: "b", Handler: "h"},
+	}})
+	// b is running under a lease that expires; a is enqueued. Both messages vanish (someone purged the queue).
+	steps, err := b.engine.Claim(b.ctx, "lost", 1, time.Second, "w")
+	if err != nil || len(steps) != 1 {
+		t.Fatalf("claim: %v %d", err, len(steps))
+	}
+	if _, err := b.pool.Exec(b.ctx, `SELECT pgmq.purge_queue('lost'::text)`); err != nil {
+		t.Fatal(err)
+	}
+	b.claimNone(t, "lost")
+	if r, err := b.engine.Upkeep(b.ctx, time.Time{}); err != nil || r.Repaired != 0 {
+		t.Fatalf("upkeep within the grace period = %+v, %v", r, err) // too early to tell
+	}
+	r, err := b.engine.Upkeep(b.ctx, time.Now().Add(time.Minute))
+	if err != nil || r.Repaired != 2 {
+		t.Fatalf("upkeep = %+v, %v", r, err)
+	}
+	// Both run now; the expired one as attempt 2.
+	got := map[string]int{}
+	for len(got) < 2 {
+		for _, s := range b.drainOnce(t, "lost") {
+			got[s.StepName] = s.Attempt
+		}
+	}
+	if got[steps[0].StepName] != 2 {
+		t.Errorf("attempts = %v", got)
+	}
+	wantPhase(t, b.task(t, id), engine.TaskSucceeded, nil)
+}
+
+// drainOnce claims what is there and completes it.
+func (b *testBundle) drainOnce(t *testing.T, queue string) []engine.ClaimedStep {
+	t.Helper()
+	steps, err := b.engine.Claim(b.ctx, queue, 100, time.Minute, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range steps {
+		if err := b.engine.Complete(b.ctx, s.Lease, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(steps) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return steps
+}
+
+func TestUpkeepDeletesExpiredTasks(t *testing.T) {
+	b := setup(t)
+	done := b.admit(t, engine.TaskSpec{Queue: "gc", Retention: time.Second, Steps: []engine.StepSpec{{Name: "a", Handler: "h"}}})
+	b.drain(t, "gc", done, echo)
+	running := b.admit(t, engine.TaskSpec{Queue: "gc2", Retention: time.Second, Steps: []engine.StepSpec{{Name: "a", Handler: "h"}}})
+	if err := b.engine.RecordWorker(b.ctx, engine.WorkerInfo{ID: "w-old", Queues: []string{"gc"}, Slots: 4}); err != nil {
+		t.Fatal(err)
+	}
+
+	if r, err := b.engine.Upkeep(b.ctx, time.Time{}); err != nil || r.DeletedTasks != 0 {
+		t.Fatalf("upkeep before expiry = %+v, %v", r, err)
+	}
+	r, err := b.engine.Upkeep(b.ctx, time.Now().Add(48*time.Hour))
+	if err != nil || r.DeletedTasks != 1 || r.WorkersDeleted != 1 {
+		t.Fatalf("upkeep = %+v, %v", r, err)
+	}
+	if _, err := b.engine.GetTask(b.ctx, done); err == nil {
+		t.Error("expired task still there")
+	}
+	var history int
+	if err := b.pool.QueryRow(b.ctx, `SELECT (SELECT count(*) FROM tasker.step_transitions WHERE task_id = $1)
+		+ (SELECT count(*) FROM tasker.task_transitions WHERE task_id = $1)
+		+ (SELECT count(*) FROM tasker.steps WHERE task_id = $1)`, done).Scan(&history); err != nil || history != 0 {
+		t.Errorf("%d rows of history left, %v", history, err)
+	}
+	b.task(t, running) // unfinished tasks are kept
+}
+
+func TestConcurrentUpkeep(t *testing.T) {
+	b := setup(t)
+	for range 20 {
+		b.admit(t, engine.TaskSpec{Queue: "cu", Retention: time.Second, Steps: []engine.StepSpec{
+			{Name: "a", Handler: "h", Timeout: time.Second}}})
+	}
+	steps, err := b.engine.Claim(b.ctx, "cu", 100, time.Hour, "w")
+	if err != nil || len(steps) != 20 {
+		t.Fatalf("claim: %d %v", len(steps), err)
+	}
+	var wg sync.WaitGroup
+	total := make([]engine.UpkeepReport, 4)
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := b.engine.Upkeep(b.ctx, time.Now().Add(5*time.Second))
+			if err != nil {
+				t.Error(err)
+			}
+			total[i] = r
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for _, r := range total {
+		n += r.TimedOut
+	}
+	if n != 20 {
+		t.Errorf("timed out %d steps in all, want 20 (each once)", n)
+	}
+}

@@ -1,0 +1,360 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/tasker-operator/tasker-operator/internal/pgmq"
+)
+
+// Lease is the token of one claim of a step (a UUID on the wire). A worker presents it to complete, fail,
+// heartbeat or release the step; it stops being valid when the step leaves running or is claimed again.
+type Lease [16]byte
+
+// String returns the lease in UUID form.
+func (l Lease) String() string {
+	var b [36]byte
+	hex.Encode(b[0:8], l[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], l[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], l[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], l[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], l[10:])
+	return string(b[:])
+}
+
+// StepID returns the id of the step the lease was issued for (leases embed it).
+func (l Lease) StepID() int64 { return int64(binary.BigEndian.Uint64(l[:8])) }
+
+// ParseLease parses the UUID form of a lease.
+func ParseLease(s string) (Lease, error) {
+	var u pgtype.UUID
+	if err := u.Scan(s); err != nil {
+		return Lease{}, fmt.Errorf("%w: lease %q is not a UUID", ErrInvalidArgument, s)
+	}
+	return Lease(u.Bytes), nil
+}
+
+func (l Lease) uuid() pgtype.UUID { return pgtype.UUID{Bytes: l, Valid: true} }
+
+// ClaimedStep is a step claimed by a worker: everything its handler needs.
+type ClaimedStep struct {
+	StepID   int64
+	TaskID   int64
+	StepName string
+	Handler  string
+	Inputs   json.RawMessage
+	// TaskContext is the task's Context.
+	TaskContext json.RawMessage
+	// DependencyResults holds the result of every step this one depends on, by step name (null for a
+	// dependency resolved by hand).
+	DependencyResults map[string]json.RawMessage
+	// Attempt is 1 for the first attempt; a re-claim after an expired lease counts as a new attempt.
+	Attempt int
+	Lease   Lease
+	// Timeout is the step's per-attempt time limit (0: none).
+	Timeout time.Duration
+	// LeaseExpiresAt is when the claim lapses unless extended by Heartbeat: the message becomes visible again
+	// and another worker may claim the step.
+	LeaseExpiresAt time.Time
+}
+
+// Claim reads up to max messages of queue (1 to 1000), claims their steps for visibility (rounded up to whole
+// seconds, at least 1 s) and returns them, in one round trip. workerID (optional) is recorded with the claims.
+// An empty result means there is no work right now (also when the queue does not exist yet).
+func (e *Engine) Claim(ctx context.Context, queue string, max int, visibility time.Duration,
+	workerID string) ([]ClaimedStep, error) {
+	if err := pgmq.ValidateQueueName(queue); err != nil {
+		return nil, fmt.Errorf("%w: %q is not a valid queue name", ErrInvalidArgument, queue)
+	}
+	if max < 1 || max > 1000 {
+		return nil, fmt.Errorf("%w: max must be between 1 and 1000", ErrInvalidArgument)
+	}
+	vt := int64(math.Ceil(visibility.Seconds()))
+	if vt < 1 {
+		vt = 1
+	}
+	if vt > math.MaxInt32 {
+		return nil, fmt.Errorf("%w: visibility timeout too long", ErrInvalidArgument)
+	}
+	var worker *string
+	if workerID != "" {
+		worker = &workerID
+	}
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	rows, err := e.pool.Query(cctx, sqlClaim, queue, max, vt, worker)
+	if err != nil {
+		return nil, dbError(ctx, "claim", err)
+	}
+	steps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ClaimedStep, error) {
+		var (
+			s       ClaimedStep
+			lease   pgtype.UUID
+			deps    []byte
+			timeout int32
+			attempt int32
+		)
+		if err := row.Scan(&s.StepID, &s.TaskID, &s.StepName, &s.Handler, &s.Inputs, &s.TaskContext, &deps,
+			&attempt, &lease, &timeout, &s.LeaseExpiresAt); err != nil {
+			return s, err
+		}
+		if err := json.Unmarshal(deps, &s.DependencyResults); err != nil {
+			return s, err
+		}
+		s.Attempt = int(attempt)
+		s.Lease = Lease(lease.Bytes)
+		s.Timeout = time.Duration(timeout) * time.Second
+		return s, nil
+	})
+	if err != nil {
+		return nil, dbError(ctx, "claim", err)
+	}
+	return steps, nil
+}
+
+// Complete reports that the step of lease succeeded with result (JSON; empty means null). In the same
+// transaction its ready children are enqueued, its message deleted, and its task finished when nothing is left.
+// A lease that is no longer valid gives ErrStaleLease and changes nothing.
+func (e *Engine) Complete(ctx context.Context, lease Lease, result json.RawMessage) error {
+	res, ok := jsonValue(result)
+	if !ok {
+		return fmt.Errorf("%w: result is not valid JSON", ErrInvalidArgument)
+	}
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	var (
+		accepted bool
+		status   string
+	)
+	if err := e.pool.QueryRow(cctx, sqlComplete, lease.uuid(), res).Scan(&accepted, &status); err != nil {
+		return dbError(ctx, "complete", err)
+	}
+	if !accepted {
+		return fmt.Errorf("%w: %s", ErrStaleLease, lease)
+	}
+	return nil
+}
+
+// Completion is one success reported through CompleteMany.
+type Completion struct {
+	Lease  Lease
+	Result json.RawMessage
+}
+
+// CompleteMany reports many successes in one round trip and one transaction (see Complete). The returned slice
+// has one entry per completion: nil when accepted, an error matching ErrStaleLease when rejected. The error is
+// non-nil only when the call as a whole failed (then nothing was recorded).
+func (e *Engine) CompleteMany(ctx context.Context, completions []Completion) ([]error, error) {
+	if len(completions) == 0 {
+		return nil, nil
+	}
+	leases := make([]pgtype.UUID, len(completions))
+	results := make([]json.RawMessage, len(completions))
+	for i, c := range completions {
+		leases[i] = c.Lease.uuid()
+		res, ok := jsonValue(c.Result)
+		if !ok {
+			return nil, fmt.Errorf("%w: result %d is not valid JSON", ErrInvalidArgument, i)
+		}
+		results[i] = res
+	}
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	rows, err := e.pool.Query(cctx, sqlCompleteMany, leases, results)
+	if err != nil {
+		return nil, dbError(ctx, "complete", err)
+	}
+	out := make([]error, 0, len(completions))
+	var (
+		lease    pgtype.UUID
+		accepted bool
+		status   string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&lease, &accepted, &status}, func() error {
+		if !accepted {
+			out = append(out, fmt.Errorf("%w: %s", ErrStaleLease, Lease(lease.Bytes)))
+		} else {
+			out = append(out, nil)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, dbError(ctx, "complete", err)
+	}
+	if len(out) != len(completions) {
+		return nil, &DatabaseError{Op: "complete", Err: fmt.Errorf("%d results for %d completions", len(out),
+			len(completions))}
+	}
+	return out, nil
+}
+
+// Failure describes a failed attempt.
+type Failure struct {
+	// Message says what went wrong (shown in the task's status).
+	Message string
+	// Details is optional JSON recorded with the message.
+	Details json.RawMessage
+	// Permanent failures are not retried: the step fails, and so does its task.
+	Permanent bool
+	// RetryAfter, when positive, is the delay before the next attempt, instead of the step's backoff policy
+	// (e.g. a rate limit's Retry-After). Millisecond precision.
+	RetryAfter time.Duration
+}
+
+// FailResult tells what happened to a failed step.
+type FailResult struct {
+	// Retrying is true when the step will be attempted again at NextAttemptAt; false when it failed for good
+	// (permanent failure or attempts exhausted), which failed its task.
+	Retrying      bool
+	NextAttemptAt time.Time
+}
+
+// Fail reports that the attempt of lease failed. A retryable failure with attempts left re-enqueues the step
+// with a delay (f.RetryAfter, or the step's exponential backoff); otherwise the step fails, its task fails, the
+// steps below it are skipped and every other unfinished step is cancelled. A lease that is no longer valid gives
+// ErrStaleLease and changes nothing.
+func (e *Engine) Fail(ctx context.Context, lease Lease, f Failure) (FailResult, error) {
+	errDoc := map[string]any{"message": f.Message}
+	if len(f.Details) > 0 {
+		d, ok := jsonValue(f.Details)
+		if !ok {
+			return FailResult{}, fmt.Errorf("%w: failure details are not valid JSON", ErrInvalidArgument)
+		}
+		errDoc["details"] = d
+	}
+	doc, err := json.Marshal(errDoc)
+	if err != nil {
+		return FailResult{}, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	var retryAfter *float64
+	if f.RetryAfter > 0 {
+		s := f.RetryAfter.Seconds()
+		retryAfter = &s
+	}
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	var (
+		accepted bool
+		status   string
+		next     *time.Time
+	)
+	if err := e.pool.QueryRow(cctx, sqlFail, lease.uuid(), doc, !f.Permanent, retryAfter).
+		Scan(&accepted, &status, &next); err != nil {
+		return FailResult{}, dbError(ctx, "fail", err)
+	}
+	if !accepted {
+		return FailResult{}, fmt.Errorf("%w: %s", ErrStaleLease, lease)
+	}
+	r := FailResult{Retrying: status == "retrying"}
+	if next != nil {
+		r.NextAttemptAt = *next
+	}
+	return r, nil
+}
+
+// HeartbeatResult is the answer to a heartbeat.
+type HeartbeatResult struct {
+	// OK: the lease is valid and now lasts until LeaseExpiresAt.
+	OK             bool
+	LeaseExpiresAt time.Time
+	// Cancelled: the lease is not valid because the step was stopped (its task was cancelled or failed, or an
+	// operator finished the step). Either way, when OK is false the handler should stop: its result will be
+	// rejected.
+	Cancelled bool
+}
+
+// Heartbeat extends a valid lease (and its message's visibility) to now + extend (whole seconds, at least 1).
+func (e *Engine) Heartbeat(ctx context.Context, lease Lease, extend time.Duration) (HeartbeatResult, error) {
+	secs := int64(math.Ceil(extend.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	if secs > math.MaxInt32 {
+		return HeartbeatResult{}, fmt.Errorf("%w: extension too long", ErrInvalidArgument)
+	}
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	var (
+		r       HeartbeatResult
+		expires *time.Time
+	)
+	if err := e.pool.QueryRow(cctx, sqlHeartbeat, lease.uuid(), secs).Scan(&r.OK, &r.Cancelled, &expires); err != nil {
+		return HeartbeatResult{}, dbError(ctx, "heartbeat", err)
+	}
+	if expires != nil {
+		r.LeaseExpiresAt = *expires
+	}
+	return r, nil
+}
+
+// Release gives a claimed step back (graceful shutdown): the step is enqueued again, its message visible at
+// once, and the attempt is not counted. ErrStaleLease when the lease is no longer valid.
+func (e *Engine) Release(ctx context.Context, lease Lease) error {
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	var (
+		accepted bool
+		status   string
+	)
+	if err := e.pool.QueryRow(cctx, sqlRelease, lease.uuid()).Scan(&accepted, &status); err != nil {
+		return dbError(ctx, "release", err)
+	}
+	if !accepted {
+		return fmt.Errorf("%w: %s", ErrStaleLease, lease)
+	}
+	return nil
+}
+
+// WorkerInfo is a worker's report about itself (RecordWorker).
+type WorkerInfo struct {
+	ID       string
+	Queues   []string
+	Slots    int
+	InFlight int
+	Hostname string
+	Metadata json.RawMessage
+}
+
+// RecordWorker upserts a worker's self-report in tasker.workers (informational: claims never require it).
+func (e *Engine) RecordWorker(ctx context.Context, w WorkerInfo) error {
+	if w.ID == "" || len(w.ID) > 255 {
+		return fmt.Errorf("%w: worker id must be 1 to 255 characters", ErrInvalidArgument)
+	}
+	meta, ok := jsonValue(w.Metadata)
+	if !ok {
+		return fmt.Errorf("%w: worker metadata is not valid JSON", ErrInvalidArgument)
+	}
+	queues := w.Queues
+	if queues == nil {
+		queues = []string{}
+	}
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	_, err := e.pool.Exec(cctx, sqlWorkerHeartbeat, w.ID, queues, w.Slots, w.InFlight, w.Hostname, meta)
+	return dbError(ctx, "record worker", err)
+}
+
+// WorkerStopped removes a worker's record (a clean shutdown).
+func (e *Engine) WorkerStopped(ctx context.Context, id string) error {
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	_, err := e.pool.Exec(cctx, sqlWorkerStopped, id)
+	return dbError(ctx, "worker stopped", err)
+}
+
+var errNoRows = pgx.ErrNoRows
+
+func isNoRows(err error) bool { return errors.Is(err, errNoRows) }
