@@ -21,7 +21,32 @@ func (e *Engine) Cancel(ctx context.Context, taskID int64, reason string) error 
 // because of the failure go back to pending and are enqueued as their dependencies allow. A step that is already
 // queued or running again is left alone (no error); a step in any other state gives ErrInvalidTransition.
 func (e *Engine) RetryStep(ctx context.Context, taskID int64, step string) error {
-	return e.action(ctx, "retry step", sqlRetryStep, taskID, step, nil)
+	return e.RetryStepWith(ctx, taskID, step, Retry{})
+}
+
+// Retry tunes RetryStepWith.
+type Retry struct {
+	// Reason is recorded in the step's history. Default "retried manually".
+	Reason string
+	// Inputs, when set (JSON), replace the step's inputs before it runs again: how an operator fixes the input
+	// that made it fail.
+	Inputs json.RawMessage
+}
+
+// RetryStepWith is RetryStep with a reason and, optionally, new inputs.
+func (e *Engine) RetryStepWith(ctx context.Context, taskID int64, step string, r Retry) error {
+	var inputs any
+	if len(r.Inputs) > 0 {
+		v, ok := jsonValue(r.Inputs)
+		if !ok {
+			return fmt.Errorf("%w: inputs are not valid JSON", ErrInvalidArgument)
+		}
+		if len(v) > MaxJSONSize {
+			return fmt.Errorf("%w: inputs are larger than %d bytes", ErrInvalidArgument, MaxJSONSize)
+		}
+		inputs = v
+	}
+	return e.action(ctx, "retry step", sqlRetryStep, taskID, step, nullable(r.Reason), inputs)
 }
 
 // ResolveStep marks a step resolved by hand: it counts as done for the steps depending on it, which proceed,

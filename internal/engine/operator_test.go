@@ -261,3 +261,36 @@ func TestOperatorErrorsAreSafeToShow(t *testing.T) {
 		t.Errorf("claim with a bad queue = %v", err)
 	}
 }
+
+func TestManualRetryWithNewInputs(t *testing.T) {
+	b := setup(t)
+	id := b.admit(t, engine.TaskSpec{Queue: "reinput", Steps: []engine.StepSpec{{Name: "s", Handler: "h",
+		Inputs: json.RawMessage(`{"card":"bad"}`), Retry: engine.RetryPolicy{MaxAttempts: 1}}}})
+	c := b.claimOne(t, "reinput", time.Minute, 5*time.Second)
+	if _, err := b.engine.Fail(b.ctx, c.Lease, engine.Failure{Message: "card number is invalid", Permanent: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.engine.RetryStepWith(b.ctx, id, "s", engine.Retry{Inputs: json.RawMessage(`{not json`)}); !errors.Is(err, engine.ErrInvalidArgument) {
+		t.Fatalf("retry with invalid inputs = %v", err)
+	}
+	if err := b.engine.RetryStepWith(b.ctx, id, "s", engine.Retry{Reason: "fixed the card", Inputs: json.RawMessage(`{"card":"good"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	again := b.claimOne(t, "reinput", time.Minute, 5*time.Second)
+	if string(again.Inputs) != `{"card": "good"}` && string(again.Inputs) != `{"card":"good"}` {
+		t.Fatalf("claimed inputs %s, want the new ones", again.Inputs)
+	}
+	if err := b.engine.Complete(b.ctx, again.Lease, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.task(t, id); st.Phase != engine.TaskSucceeded {
+		t.Fatalf("phase %s", st.Phase)
+	}
+	var reason string
+	if err := b.pool.QueryRow(b.ctx, `SELECT reason FROM tasker.step_transitions WHERE task_id = $1 AND from_state = 'failed'`, id).Scan(&reason); err != nil {
+		t.Fatal(err)
+	}
+	if reason != "fixed the card with new inputs" {
+		t.Fatalf("history reason %q", reason)
+	}
+}
