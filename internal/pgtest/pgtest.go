@@ -18,23 +18,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tasker-operator/tasker-operator/internal/pgcluster"
 )
 
 // Environment variables read by the harness.
@@ -42,292 +37,19 @@ const (
 	// EnvDatabaseURL names an existing server to use instead of starting a cluster. The role must be allowed to
 	// create databases.
 	EnvDatabaseURL = "TASKER_TEST_DATABASE_URL"
-	// EnvBinDir overrides where the PostgreSQL binaries are (default: the newest of /usr/lib/postgresql/*/bin
-	// that has initdb, preferring 15).
-	EnvBinDir = "TASKER_PG_BIN"
+	// EnvBinDir overrides where the PostgreSQL binaries are (see pgcluster.EnvBinDir).
+	EnvBinDir = pgcluster.EnvBinDir
 )
 
-const dirPrefix = "tasker-pgtest-"
+// Cluster and Options are pgcluster's: a throwaway server (the zero Options are what tests want).
+type (
+	Cluster = pgcluster.Cluster
+	Options = pgcluster.Options
+)
 
-// Cluster is a throwaway PostgreSQL server owned by this process.
-type Cluster struct {
-	// URL is a superuser connection string to the "postgres" database.
-	URL string
-
-	binDir  string
-	dataDir string
-	port    int
-	cred    *syscall.Credential
-
-	settings map[string]string
-
-	mu  sync.Mutex
-	cmd *exec.Cmd
-}
-
-// Options tune a cluster. The zero value is what tests want.
-type Options struct {
-	// Durable keeps fsync and synchronous_commit on. Off by default: tests do not survive power loss anyway, and a
-	// durable commit costs ~1 ms here. Benchmarks that report durable figures set it.
-	Durable bool
-	// Settings are extra server settings (name -> value), passed as -c name=value.
-	Settings map[string]string
-}
-
-// StartCluster initialises and starts a new cluster in a temporary folder. Stop it with Stop.
+// StartCluster starts a throwaway cluster of the caller's own (most tests use the shared one instead).
 func StartCluster(ctx context.Context, opts Options) (*Cluster, error) {
-	binDir, err := findBinDir()
-	if err != nil {
-		return nil, err
-	}
-	removeStaleClusters()
-
-	dataDir, err := os.MkdirTemp("", dirPrefix)
-	if err != nil {
-		return nil, err
-	}
-	c := &Cluster{binDir: binDir, dataDir: dataDir}
-	if err := os.WriteFile(filepath.Join(dataDir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		c.removeFiles()
-		return nil, err
-	}
-	// initdb and postgres refuse to run as root: run them as the postgres user.
-	if os.Geteuid() == 0 {
-		cred, err := postgresCredential()
-		if err != nil {
-			c.removeFiles()
-			return nil, err
-		}
-		c.cred = cred
-		if err := os.Chown(dataDir, int(cred.Uid), int(cred.Gid)); err != nil {
-			c.removeFiles()
-			return nil, err
-		}
-	}
-	pgdata := c.pgdata()
-	initdb := c.command(ctx, "initdb", "-D", pgdata, "-U", "postgres", "--auth=trust", "-E", "UTF8",
-		"--no-locale", "--no-sync", "--no-instructions")
-	if out, err := initdb.CombinedOutput(); err != nil {
-		c.removeFiles()
-		return nil, fmt.Errorf("initdb: %w: %s", err, out)
-	}
-
-	settings := map[string]string{
-		"listen_addresses":        "127.0.0.1",
-		"unix_socket_directories": "",
-		"max_connections":         "300",
-		"log_min_messages":        "warning",
-		"logging_collector":       "off",
-	}
-	if !opts.Durable {
-		settings["fsync"] = "off"
-		settings["synchronous_commit"] = "off"
-		settings["full_page_writes"] = "off"
-	}
-	for k, v := range opts.Settings {
-		settings[k] = v
-	}
-	c.settings = settings
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		c.port = port
-		c.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-		if lastErr = c.start(ctx, settings); lastErr == nil {
-			return c, nil
-		}
-	}
-	c.removeFiles()
-	return nil, lastErr
-}
-
-func (c *Cluster) pgdata() string { return filepath.Join(c.dataDir, "data") }
-
-// Port is the TCP port the server listens on (127.0.0.1).
-func (c *Cluster) Port() int { return c.port }
-
-func (c *Cluster) start(ctx context.Context, settings map[string]string) error {
-	args := []string{"-D", c.pgdata(), "-p", strconv.Itoa(c.port)}
-	for k, v := range settings {
-		args = append(args, "-c", k+"="+v)
-	}
-	// Not bound to ctx: the server outlives the start-up context and is stopped by Stop.
-	cmd := c.command(context.Background(), "postgres", args...)
-	logFile, err := os.OpenFile(filepath.Join(c.dataDir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start postgres: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		connCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		conn, err := pgx.Connect(connCtx, c.URL)
-		cancel()
-		if err == nil {
-			_ = conn.Close(context.Background())
-			c.mu.Lock()
-			c.cmd = cmd
-			c.mu.Unlock()
-			go func() { <-exited }() // reap
-			return nil
-		}
-		select {
-		case werr := <-exited:
-			log, _ := os.ReadFile(filepath.Join(c.dataDir, "server.log"))
-			return fmt.Errorf("postgres exited during start-up (%v): %s", werr, tail(string(log), 2000))
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			return fmt.Errorf("postgres did not accept connections within 60s: %v", err)
-		}
-	}
-}
-
-// Stop shuts the server down (fast shutdown) and removes its files.
-func (c *Cluster) Stop() {
-	c.Pause()
-	c.removeFiles()
-}
-
-// Pause stops the server but keeps its files, so Resume can start it again on the same port: tests of database
-// outages use it.
-func (c *Cluster) Pause() {
-	c.mu.Lock()
-	cmd := c.cmd
-	c.cmd = nil
-	c.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGINT) // fast shutdown: disconnect clients, checkpoint, exit
-	done := make(chan struct{})
-	go func() {
-		for processAlive(cmd.Process.Pid) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-	}
-}
-
-// Resume starts a paused server again on the same port.
-func (c *Cluster) Resume(ctx context.Context) error {
-	return c.start(ctx, c.settings)
-}
-
-func (c *Cluster) removeFiles() {
-	if c.dataDir != "" {
-		_ = os.RemoveAll(c.dataDir)
-	}
-}
-
-func (c *Cluster) command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, name), args...)
-	// The server must not outlive the test binary, even when the binary is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if c.cred != nil {
-		cmd.SysProcAttr.Credential = c.cred
-		cmd.Env = append(os.Environ(), "HOME="+c.dataDir)
-	}
-	cmd.Dir = c.dataDir
-	return cmd
-}
-
-func findBinDir() (string, error) {
-	if dir := os.Getenv(EnvBinDir); dir != "" {
-		return dir, nil
-	}
-	candidates := []string{"/usr/lib/postgresql/15/bin"}
-	if more, _ := filepath.Glob("/usr/lib/postgresql/*/bin"); len(more) > 0 {
-		candidates = append(candidates, more...)
-	}
-	for _, dir := range candidates {
-		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
-			return dir, nil
-		}
-	}
-	return "", errors.New("pgtest: no PostgreSQL binaries found in /usr/lib/postgresql/*/bin; install postgresql-15 " +
-		"or set " + EnvBinDir + " or " + EnvDatabaseURL)
-}
-
-func postgresCredential() (*syscall.Credential, error) {
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, fmt.Errorf("pgtest: running as root needs a postgres user to run the server as: %w", err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func processAlive(pid int) bool {
-	// Signal 0 checks existence; a zombie child still "exists" until reaped, so check its state too.
-	if err := syscall.Kill(pid, 0); err != nil {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	fields := strings.Fields(string(stat))
-	return len(fields) < 3 || fields[2] != "Z"
-}
-
-// removeStaleClusters deletes folders of earlier test binaries that were killed before they could clean up.
-func removeStaleClusters() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
-	for _, dir := range dirs {
-		b, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || processAlive(pid) {
-			continue
-		}
-		if pidFile, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
-			if lines := strings.SplitN(string(pidFile), "\n", 2); len(lines) > 0 {
-				if spid, err := strconv.Atoi(strings.TrimSpace(lines[0])); err == nil && processAlive(spid) {
-					_ = syscall.Kill(spid, syscall.SIGKILL)
-				}
-			}
-		}
-		_ = os.RemoveAll(dir)
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
+	return pgcluster.Start(ctx, opts)
 }
 
 // ---- the per-binary shared server ----
@@ -346,20 +68,56 @@ func Main(m *testing.M) int {
 
 // MainWith is Main with cluster options.
 func MainWith(m *testing.M, opts Options) int {
-	if url := os.Getenv(EnvDatabaseURL); url != "" {
-		sharedURL = url
-		return m.Run()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, err := StartCluster(ctx, opts)
-	cancel()
+	teardown, err := Setup(opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgtest:", err)
 		return 1
 	}
-	shared, sharedURL = c, c.URL
-	defer c.Stop()
+	defer teardown()
 	return m.Run()
+}
+
+// Setup starts the shared cluster (unless TASKER_TEST_DATABASE_URL is set) for TestMains that also start other
+// things; call teardown when the tests are done.
+func Setup(opts Options) (teardown func(), err error) {
+	if url := os.Getenv(EnvDatabaseURL); url != "" {
+		sharedURL = url
+		return func() {}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := StartCluster(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	shared, sharedURL = c, c.URL
+	return c.Stop, nil
+}
+
+// CreateDatabase creates a database named after prefix on the shared server and returns its URL, for state that
+// lives as long as the test binary (an operator's database in TestMain). The server's teardown removes it.
+func CreateDatabase(prefix string) (string, error) {
+	if sharedURL == "" {
+		return "", errors.New("pgtest: no server; call pgtest.Setup first")
+	}
+	name := fmt.Sprintf("%s_%d_%d", strings.Trim(nonName.ReplaceAllString(strings.ToLower(prefix), "_"), "_"),
+		os.Getpid()%100000, dbCounter.Add(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, sharedURL)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0"); err != nil {
+		return "", err
+	}
+	u, err := url.Parse(sharedURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	return u.String(), nil
 }
 
 // Shared returns the cluster Main started, or nil when an external server is used.
