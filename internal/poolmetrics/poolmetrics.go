@@ -1,0 +1,100 @@
+// Package poolmetrics reads what the WorkerPool controller scales on: the backlog of a pool's queues (pgmq's
+// queue_length, through the project's pgmq client) and the workers' own records in tasker.workers. It imports
+// nothing from Kubernetes; the controller calls it and never writes SQL itself.
+package poolmetrics
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-operator/tasker-operator/internal/pgmq"
+)
+
+//go:embed sql/workers.sql
+var workersSQL string
+
+// Reader runs the queries on db: in the operator, the one connection pool shared by every WorkerPool.
+type Reader struct {
+	db pgmq.DBTX
+	mq *pgmq.Client
+}
+
+// New returns a Reader on db (a *pgxpool.Pool in the operator).
+func New(db pgmq.DBTX) *Reader { return &Reader{db: db, mq: pgmq.New(db)} }
+
+// Backlog is the summed queue length of a pool's queues.
+type Backlog struct {
+	// Total is the sum of pgmq's queue_length over the queues: every message not yet deleted or archived,
+	// the ones a worker holds (in flight, invisible) included.
+	Total int64
+	// PerQueue is each queue's queue_length.
+	PerQueue map[string]int64
+	// Missing lists the queues that do not exist (yet): they count as empty. Queues are created when the first
+	// Task using them is admitted.
+	Missing []string
+}
+
+// Backlog reads pgmq.metrics for each queue. Any error other than a missing queue fails the whole reading: a
+// partial sum would under-count and scale the pool in.
+func (r *Reader) Backlog(ctx context.Context, queues []string) (Backlog, error) {
+	b := Backlog{PerQueue: make(map[string]int64, len(queues))}
+	for _, q := range queues {
+		if _, seen := b.PerQueue[q]; seen {
+			continue
+		}
+		m, err := r.mq.Metrics(ctx, q)
+		switch {
+		case errors.Is(err, pgmq.ErrQueueNotFound):
+			b.PerQueue[q] = 0
+			b.Missing = append(b.Missing, q)
+		case err != nil:
+			return Backlog{}, fmt.Errorf("poolmetrics: backlog of queue %q: %w", q, err)
+		default:
+			b.PerQueue[q] = m.QueueLength
+			b.Total += m.QueueLength
+		}
+	}
+	return b, nil
+}
+
+// Worker is one worker's self-report.
+type Worker struct {
+	ID string
+	// InFlight is the number of steps the worker said it was running at its last heartbeat.
+	InFlight int32
+	Slots    int32
+	// LastHeartbeat is the server time of the worker's last report.
+	LastHeartbeat time.Time
+	// Fresh: the last report is recent enough (see Workers) to be believed.
+	Fresh bool
+}
+
+// Workers returns the records of the workers with the given ids, keyed by id; ids without a record are absent.
+// A record is fresh when its last heartbeat is less than staleAfter old by the database's clock.
+func (r *Reader) Workers(ctx context.Context, ids []string, staleAfter time.Duration) (map[string]Worker, error) {
+	out := make(map[string]Worker, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := r.db.Query(ctx, workersSQL, ids, staleAfter.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("poolmetrics: worker records: %w", err)
+	}
+	ws, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Worker, error) {
+		var w Worker
+		err := row.Scan(&w.ID, &w.InFlight, &w.Slots, &w.LastHeartbeat, &w.Fresh)
+		return w, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("poolmetrics: worker records: %w", err)
+	}
+	for _, w := range ws {
+		out[w.ID] = w
+	}
+	return out, nil
+}

@@ -1,0 +1,114 @@
+package poolmetrics_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tasker-operator/tasker-operator/internal/pgmq"
+	"github.com/tasker-operator/tasker-operator/internal/pgtest"
+	"github.com/tasker-operator/tasker-operator/internal/poolmetrics"
+	"github.com/tasker-operator/tasker-operator/internal/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+type testBundle struct {
+	ctx    context.Context
+	db     *pgxpool.Pool
+	mq     *pgmq.Client
+	reader *poolmetrics.Reader
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	db := pgtest.NewPool(t)
+	if err := store.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	return &testBundle{ctx: ctx, db: db, mq: pgmq.New(db), reader: poolmetrics.New(db)}
+}
+
+func TestBacklogSumsQueueLengthIncludingInFlight(t *testing.T) {
+	b := setup(t)
+	for _, q := range []string{"a", "b"} {
+		if err := b.mq.CreateQueue(b.ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := make([]json.RawMessage, 7)
+	for i := range msgs {
+		msgs[i] = json.RawMessage(`{}`)
+	}
+	if _, err := b.mq.SendBatch(b.ctx, "a", msgs, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.mq.SendBatch(b.ctx, "b", msgs[:3], 0); err != nil {
+		t.Fatal(err)
+	}
+	// Two messages of queue a are in flight (read, invisible): still backlog.
+	if got, err := b.mq.Read(b.ctx, "a", time.Minute, 2); err != nil || len(got) != 2 {
+		t.Fatalf("read: %v %v", got, err)
+	}
+	got, err := b.reader.Backlog(b.ctx, []string{"a", "b", "a", "not_there"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Total != 10 || got.PerQueue["a"] != 7 || got.PerQueue["b"] != 3 {
+		t.Fatalf("Backlog = %+v, want 10 (a 7, b 3)", got)
+	}
+	if len(got.Missing) != 1 || got.Missing[0] != "not_there" {
+		t.Fatalf("Missing = %v", got.Missing)
+	}
+}
+
+func TestBacklogFailsOnDatabaseErrors(t *testing.T) {
+	b := setup(t)
+	ctx, cancel := context.WithCancel(b.ctx)
+	cancel()
+	if _, err := b.reader.Backlog(ctx, []string{"a"}); err == nil {
+		t.Fatal("Backlog with a cancelled context succeeded")
+	}
+}
+
+func TestWorkersFreshness(t *testing.T) {
+	b := setup(t)
+	for _, w := range []struct {
+		id       string
+		inFlight int
+	}{{"pod-busy", 3}, {"pod-idle", 0}, {"pod-stale", 2}, {"other", 1}} {
+		if _, err := b.db.Exec(b.ctx, `SELECT tasker.worker_heartbeat($1::text, $2::text[], $3::integer, $4::integer)`,
+			w.id, []string{"q"}, 4, w.inFlight); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.db.Exec(b.ctx,
+		`UPDATE tasker.workers SET last_heartbeat_at = now() - interval '10 minutes' WHERE id = 'pod-stale'`); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.reader.Workers(b.ctx, []string{"pod-busy", "pod-idle", "pod-stale", "pod-unknown"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("Workers = %+v, want 3 records", got)
+	}
+	if w := got["pod-busy"]; !w.Fresh || w.InFlight != 3 || w.Slots != 4 {
+		t.Errorf("pod-busy = %+v", w)
+	}
+	if w := got["pod-idle"]; !w.Fresh || w.InFlight != 0 {
+		t.Errorf("pod-idle = %+v", w)
+	}
+	if w := got["pod-stale"]; w.Fresh || w.InFlight != 2 {
+		t.Errorf("pod-stale = %+v", w)
+	}
+	if none, err := b.reader.Workers(b.ctx, nil, time.Minute); err != nil || len(none) != 0 {
+		t.Errorf("Workers(nil) = %v, %v", none, err)
+	}
+}
