@@ -4,39 +4,594 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/conditions"
+	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/webhook"
 )
 
-// TaskReconciler reconciles Tasks into the engine.
-type TaskReconciler struct {
-	client.Client
-	Scheme *runtime.Scheme
+// TaskFinalizer keeps a Task until its workflow is cancelled in the engine.
+const TaskFinalizer = "tasker.dev/cancel-in-engine"
+
+// templateNameIndex indexes Tasks by the TaskTemplate they reference.
+const templateNameIndex = "spec.templateRef.name"
+
+// Defaults of TaskReconciler.
+const (
+	// DefaultStatusInterval is the shortest time between two status writes of one Task: however many steps
+	// change, the apiserver sees at most about one write per second per Task. While a Task runs, the gap between
+	// progress writes doubles after each (1 s, 2 s, 4 s, up to maxStatusGapFactor x the interval), so short Tasks
+	// cost one to three writes in all; the final state, actions' outcomes and database outages are written at
+	// once.
+	DefaultStatusInterval = time.Second
+	// maxStatusGapFactor caps the growing gap between progress writes (10 s by default).
+	maxStatusGapFactor = 10
+	// DefaultResyncInterval re-reads unfinished Tasks from the database even without notifications, in case one
+	// was lost (notifications are not delivered while the listener reconnects).
+	DefaultResyncInterval = 2 * time.Minute
+	// templateRetryInterval is how soon a Task whose TaskTemplate is missing looks again (template creation also
+	// triggers it at once).
+	templateRetryInterval = 30 * time.Second
+)
+
+// Condition reasons of a Task.
+const (
+	ReasonAdmitted         = "Admitted"
+	ReasonTemplateNotFound = "TemplateNotFound"
+	ReasonInvalidTemplate  = "InvalidTemplate"
+	ReasonInvalidSpec      = "InvalidSpec"
+	ReasonReachable        = "Reachable"
+	ReasonUnreachable      = "Unreachable"
+	ReasonNotReady         = "DatabaseNotReady"
+)
+
+// DatabaseGate tells whether the database is ready for use (migrated). The operator's start-up migration
+// implements it; nil means always ready.
+type DatabaseGate interface {
+	// Ready returns nil when ready, else why not (a message safe for users).
+	Ready() error
 }
 
-// +kubebuilder:rbac:groups=tasker.dev,resources=tasks,verbs=get;list;watch;update;patch
+// TaskReconciler admits Tasks into the engine and writes their status from the database.
+type TaskReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Engine   *engine.Engine
+	Gate     DatabaseGate
+	Recorder events.EventRecorder
+
+	// StatusInterval and ResyncInterval: see DefaultStatusInterval and DefaultResyncInterval.
+	StatusInterval time.Duration
+	ResyncInterval time.Duration
+
+	writes  sync.Map // types.NamespacedName -> statusWrites: when the status may next be written
+	taskIDs sync.Map // engine task id (int64) -> types.NamespacedName, to route notifications
+	changes chan event.GenericEvent
+}
+
+// writeWindow paces the status writes of one Task.
+type writeWindow struct {
+	last time.Time // last write, or admission
+	n    int       // progress writes so far
+}
+
+// +kubebuilder:rbac:groups=tasker.dev,resources=tasks,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=tasker.dev,resources=tasks/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=tasker.dev,resources=tasks/finalizers,verbs=update
+// +kubebuilder:rbac:groups=tasker.dev,resources=tasktemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one Task's engine state and status together.
 func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
 	var task taskerv1alpha1.Task
 	if err := r.Get(ctx, req.NamespacedName, &task); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.writes.Delete(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	logf.FromContext(ctx).V(1).Info("observed Task", "generation", task.Generation)
+	if !task.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, &task)
+	}
+	if !controllerutil.ContainsFinalizer(&task, TaskFinalizer) {
+		patch := client.MergeFrom(task.DeepCopy())
+		controllerutil.AddFinalizer(&task, TaskFinalizer)
+		if err := r.Patch(ctx, &task, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	old := task.Status.DeepCopy()
+	status := &task.Status
+	status.ObservedGeneration = task.Generation
+	if status.Phase == "" {
+		status.Phase = taskerv1alpha1.TaskPending
+	}
+
+	if err := r.gateError(); err != nil {
+		conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, ReasonNotReady, err.Error())
+		return r.writeStatus(ctx, &task, old, ctrl.Result{RequeueAfter: 2 * time.Second}, true)
+	}
+
+	// Admission: once, keyed by the UID, so repeats (resyncs, restarts, a lost status write) find the same task.
+	if status.TaskID == 0 {
+		result, done, err := r.admit(ctx, &task)
+		if err != nil || !done {
+			if err != nil && r.databaseDown(&task, err) {
+				_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
+				return ctrl.Result{}, errors.Join(err, werr)
+			}
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			return r.writeStatus(ctx, &task, old, result, true)
+		}
+	}
+
+	r.taskIDs.Store(status.TaskID, req.NamespacedName)
+
+	// Manual interventions, each once per id.
+	actionsRan, err := r.runActions(ctx, &task)
+	if err != nil {
+		r.databaseDown(&task, err)
+		_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
+		return ctrl.Result{}, errors.Join(err, werr)
+	}
+	if task.Spec.Cancel && !finished(status.Phase) {
+		if err := r.Engine.Cancel(ctx, status.TaskID, "spec.cancel set on the Task"); err != nil && !errors.Is(err, engine.ErrTaskNotFound) {
+			r.databaseDown(&task, err)
+			_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
+			return ctrl.Result{}, errors.Join(err, werr)
+		}
+	}
+
+	st, err := r.Engine.GetTask(ctx, status.TaskID)
+	if err != nil {
+		if errors.Is(err, engine.ErrTaskNotFound) {
+			// Deleted by retention while the CR lives on: nothing left to report.
+			log.V(1).Info("task no longer in the database", "taskID", status.TaskID)
+			return ctrl.Result{}, nil
+		}
+		r.databaseDown(&task, err)
+		_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
+		return ctrl.Result{}, errors.Join(err, werr)
+	}
+	conditions.True(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, ReasonReachable, "")
+	applyEngineState(status, st)
+	r.setOutcomeConditions(&task, st)
+
+	result := ctrl.Result{}
+	if !finished(status.Phase) {
+		result.RequeueAfter = r.resyncInterval()
+	} else if ttl := task.Spec.TTLSecondsAfterFinished; ttl != nil && status.CompletedAt != nil {
+		expiry := status.CompletedAt.Add(time.Duration(*ttl) * time.Second)
+		if wait := time.Until(expiry); wait > 0 {
+			result.RequeueAfter = wait
+		} else {
+			if old.Phase != status.Phase {
+				r.phaseEvents(&task, old.Phase, st)
+			}
+			log.Info("deleting finished Task after ttlSecondsAfterFinished", "ttl", *ttl)
+			return ctrl.Result{}, client.IgnoreNotFound(r.Delete(ctx, &task, client.Preconditions{UID: &task.UID}))
+		}
+	}
+	if old.Phase != status.Phase {
+		r.phaseEvents(&task, old.Phase, st)
+		if finished(status.Phase) {
+			observeFinished(st)
+		}
+	}
+	// A finished Task's last status, an action's outcome and a recovered database go out at once; progress is
+	// coalesced.
+	urgent := actionsRan || finished(status.Phase) != finished(old.Phase) ||
+		conditions.IsTrue(status.Conditions, taskerv1alpha1.TaskConditionDatabaseReachable) !=
+			conditions.IsTrue(old.Conditions, taskerv1alpha1.TaskConditionDatabaseReachable) && old.TaskID != 0
+	return r.writeStatus(ctx, &task, old, result, urgent)
+}
+
+func (r *TaskReconciler) gateError() error {
+	if r.Engine == nil {
+		return errors.New("no database configured: start the manager with --database-url")
+	}
+	if r.Gate == nil {
+		return nil
+	}
+	return r.Gate.Ready()
+}
+
+// admit resolves the steps (inline or from the template) and admits the task. done is false when admission
+// cannot proceed yet (a condition says why) and result says when to look again.
+func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (ctrl.Result, bool, error) {
+	status := &task.Status
+	var tmpl *taskerv1alpha1.TaskTemplate
+	if ref := task.Spec.TemplateRef; ref != nil {
+		tmpl = &taskerv1alpha1.TaskTemplate{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: task.Namespace, Name: ref.Name}, tmpl); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, false, err
+			}
+			conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonTemplateNotFound,
+				fmt.Sprintf("TaskTemplate %q not found in namespace %q; the Task is admitted when it appears", ref.Name, task.Namespace))
+			return ctrl.Result{RequeueAfter: templateRetryInterval}, false, nil
+		}
+		if errs := webhook.ValidateTaskTemplate(tmpl); len(errs) > 0 {
+			conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonInvalidTemplate,
+				fmt.Sprintf("TaskTemplate %q is invalid: %s", ref.Name, errs.ToAggregate().Error()))
+			return ctrl.Result{RequeueAfter: templateRetryInterval}, false, nil
+		}
+	}
+	spec, err := engineTaskSpec(task, tmpl)
+	if err == nil {
+		var adm engine.Admission
+		adm, err = r.Engine.Admit(ctx, spec)
+		if err == nil {
+			status.TaskID = adm.TaskID
+			// Admission opens the first write window: a Task that finishes within it is written once.
+			r.writes.LoadOrStore(types.NamespacedName{Namespace: task.Namespace, Name: task.Name}, &writeWindow{last: time.Now()})
+			msg := fmt.Sprintf("admitted as task %d with %d steps", adm.TaskID, len(spec.Steps))
+			if tmpl != nil {
+				msg += fmt.Sprintf(" from TaskTemplate %q (generation %d)", tmpl.Name, tmpl.Generation)
+			}
+			conditions.True(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonAdmitted, msg)
+			conditions.True(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, ReasonReachable, "")
+			if adm.Created {
+				observeAdmission(task.CreationTimestamp.Time)
+				r.event(task, corev1.EventTypeNormal, "Admitted", "Admit", "%s", msg)
+			}
+			return ctrl.Result{}, true, nil
+		}
+	}
+	if errors.Is(err, engine.ErrInvalidSpec) || errors.Is(err, engine.ErrInvalidArgument) {
+		// The webhook checks the same rules, so this is a template edited into something the engine refuses, or a
+		// Task created while the webhook was off. Nothing will change it: report and stop.
+		conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonInvalidSpec, err.Error())
+		status.Phase = taskerv1alpha1.TaskFailed
+		return ctrl.Result{}, false, nil
+	}
+	return ctrl.Result{}, false, err
+}
+
+// runActions carries out spec.actions not yet in status.actions. It reports whether any ran.
+func (r *TaskReconciler) runActions(ctx context.Context, task *taskerv1alpha1.Task) (bool, error) {
+	status := &task.Status
+	done := make(map[string]bool, len(status.Actions))
+	for _, a := range status.Actions {
+		done[a.ID] = true
+	}
+	ran := false
+	for _, a := range task.Spec.Actions {
+		if done[a.ID] {
+			continue
+		}
+		var err error
+		switch a.Type {
+		case taskerv1alpha1.ActionRetry:
+			retry := engine.Retry{Reason: a.Reason}
+			if a.Inputs != nil {
+				retry.Inputs = a.Inputs.Raw
+			}
+			if retry.Reason == "" {
+				retry.Reason = "retried by action " + a.ID
+			}
+			err = r.Engine.RetryStepWith(ctx, status.TaskID, a.Step, retry)
+		case taskerv1alpha1.ActionResolve:
+			reason := a.Reason
+			if reason == "" {
+				reason = "resolved by action " + a.ID
+			}
+			err = r.Engine.ResolveStep(ctx, status.TaskID, a.Step, reason)
+		case taskerv1alpha1.ActionComplete:
+			var result []byte
+			if a.Result != nil {
+				result = a.Result.Raw
+			}
+			err = r.Engine.CompleteStep(ctx, status.TaskID, a.Step, result)
+		default:
+			err = fmt.Errorf("%w: unknown action type %q", engine.ErrInvalidArgument, a.Type)
+		}
+		record := taskerv1alpha1.ActionStatus{ID: a.ID, Outcome: "Done", Time: metav1.Now()}
+		switch {
+		case err == nil:
+			record.Message = fmt.Sprintf("%s of step %q done", a.Type, a.Step)
+			r.event(task, corev1.EventTypeNormal, string(a.Type), string(a.Type), "action %s: %s of step %q", a.ID, a.Type, a.Step)
+		case errors.Is(err, engine.ErrDatabase):
+			return ran, err
+		default:
+			record.Outcome = "Rejected"
+			record.Message = trim(err.Error(), 256)
+			r.event(task, corev1.EventTypeWarning, "ActionRejected", string(a.Type), "action %s: %s", a.ID, record.Message)
+		}
+		status.Actions = append(status.Actions, record)
+		ran = true
+	}
+	// Forget outcomes of actions no longer in the spec, so status stays bounded by spec's 32.
+	if len(status.Actions) > 0 {
+		inSpec := make(map[string]bool, len(task.Spec.Actions))
+		for _, a := range task.Spec.Actions {
+			inSpec[a.ID] = true
+		}
+		kept := status.Actions[:0]
+		for _, a := range status.Actions {
+			if inSpec[a.ID] {
+				kept = append(kept, a)
+			}
+		}
+		status.Actions = kept
+	}
+	return ran, nil
+}
+
+// setOutcomeConditions sets Succeeded / Failed / Cancelled from the phase.
+func (r *TaskReconciler) setOutcomeConditions(task *taskerv1alpha1.Task, st *engine.TaskState) {
+	status, gen := &task.Status, task.Generation
+	set := func(condType string, on bool, reason, msg string) {
+		if on {
+			conditions.True(&status.Conditions, gen, condType, reason, msg)
+		} else if meta := findCondition(status.Conditions, condType); meta != nil {
+			conditions.False(&status.Conditions, gen, condType, "Resumed", "the Task is running again")
+		}
+	}
+	set(taskerv1alpha1.TaskConditionSucceeded, status.Phase == taskerv1alpha1.TaskSucceeded, "AllStepsDone",
+		fmt.Sprintf("%d steps done", len(st.Steps)))
+	set(taskerv1alpha1.TaskConditionFailed, status.Phase == taskerv1alpha1.TaskFailed, "StepFailed", failureMessage(st))
+	set(taskerv1alpha1.TaskConditionCancelled, status.Phase == taskerv1alpha1.TaskCancelled, "Cancelled", "the Task was cancelled")
+}
+
+func findCondition(conds []metav1.Condition, t string) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == t {
+			return &conds[i]
+		}
+	}
+	return nil
+}
+
+// failureMessage names the failed steps and the first one's error.
+func failureMessage(st *engine.TaskState) string {
+	var names []string
+	first := ""
+	for i := range st.Steps {
+		if st.Steps[i].Phase == engine.StepFailed {
+			names = append(names, st.Steps[i].Name)
+			if first == "" {
+				first = st.Steps[i].LastErrorMessage
+			}
+		}
+	}
+	if len(names) == 0 {
+		return "the Task failed"
+	}
+	msg := fmt.Sprintf("step %q failed", names[0])
+	if len(names) > 1 {
+		msg = fmt.Sprintf("steps %q failed", names)
+	}
+	if first != "" {
+		msg += ": " + trim(first, 512)
+	}
+	return msg
+}
+
+// phaseEvents records Events for a phase change.
+func (r *TaskReconciler) phaseEvents(task *taskerv1alpha1.Task, from taskerv1alpha1.TaskPhase, st *engine.TaskState) {
+	switch task.Status.Phase {
+	case taskerv1alpha1.TaskSucceeded:
+		r.event(task, corev1.EventTypeNormal, "Succeeded", "Complete", "all %d steps done", len(st.Steps))
+	case taskerv1alpha1.TaskFailed:
+		for i := range st.Steps {
+			if s := &st.Steps[i]; s.Phase == engine.StepFailed {
+				r.event(task, corev1.EventTypeWarning, "StepFailed", "Fail", "step %q failed permanently after %d attempt(s): %s",
+					s.Name, s.Attempts, trim(s.LastErrorMessage, 512))
+			}
+		}
+		r.event(task, corev1.EventTypeWarning, "Failed", "Fail", "%s", failureMessage(st))
+	case taskerv1alpha1.TaskCancelled:
+		r.event(task, corev1.EventTypeNormal, "Cancelled", "Cancel", "the Task was cancelled")
+	case taskerv1alpha1.TaskRunning:
+		if from == taskerv1alpha1.TaskFailed {
+			r.event(task, corev1.EventTypeNormal, "Resumed", "Resume", "the Task is running again")
+		}
+	}
+}
+
+func (r *TaskReconciler) event(task *taskerv1alpha1.Task, eventType, reason, action, note string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(task, nil, eventType, reason, action, note, args...)
+	}
+}
+
+// databaseDown records a database failure in the conditions; it reports whether err was one. The cause is
+// logged by controller-runtime (the returned error), never put into the status.
+func (r *TaskReconciler) databaseDown(task *taskerv1alpha1.Task, err error) bool {
+	if !errors.Is(err, engine.ErrDatabase) {
+		return false
+	}
+	msg := "cannot reach PostgreSQL; retrying with backoff"
+	if !errors.Is(err, engine.ErrUnavailable) {
+		msg = "the database returned an unexpected error; retrying with backoff (details in the operator's log)"
+	}
+	conditions.False(&task.Status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, ReasonUnreachable, msg)
+	return true
+}
+
+// writeStatus writes status when it changed: at once when urgent, else when the Task's write window allows
+// (see DefaultStatusInterval), asking to be called again then.
+func (r *TaskReconciler) writeStatus(ctx context.Context, task *taskerv1alpha1.Task, old *taskerv1alpha1.TaskStatus,
+	result ctrl.Result, urgent bool) (ctrl.Result, error) {
+	if equality.Semantic.DeepEqual(old, &task.Status) {
+		return result, nil
+	}
+	key := types.NamespacedName{Namespace: task.Namespace, Name: task.Name}
+	v, _ := r.writes.LoadOrStore(key, &writeWindow{})
+	w := v.(*writeWindow)
+	if !urgent && !w.last.IsZero() {
+		gap := min(r.statusInterval()<<min(w.n, 16), maxStatusGapFactor*r.statusInterval())
+		if wait := time.Until(w.last.Add(gap)); wait > 0 {
+			if result.RequeueAfter == 0 || wait < result.RequeueAfter {
+				result.RequeueAfter = wait
+			}
+			return result, nil
+		}
+	}
+	if err := r.Status().Update(ctx, task); err != nil {
+		return ctrl.Result{}, err
+	}
+	statusWrites.Inc()
+	r.writes.Store(key, &writeWindow{last: time.Now(), n: w.n + 1})
+	return result, nil
+}
+
+// finalize cancels the task in the engine, then lets the Task go.
+func (r *TaskReconciler) finalize(ctx context.Context, task *taskerv1alpha1.Task) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(task, TaskFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	if err := r.gateError(); err != nil {
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+	}
+	taskID := task.Status.TaskID
+	if taskID == 0 { // admitted but the status write was lost, or never admitted
+		st, err := r.Engine.TaskByKey(ctx, string(task.UID))
+		switch {
+		case err == nil:
+			taskID = st.ID
+		case !errors.Is(err, engine.ErrTaskNotFound):
+			return ctrl.Result{}, err
+		}
+	}
+	if taskID != 0 {
+		if err := r.Engine.Cancel(ctx, taskID, "Task deleted"); err != nil && !errors.Is(err, engine.ErrTaskNotFound) {
+			return ctrl.Result{}, err
+		}
+	}
+	patch := client.MergeFrom(task.DeepCopy())
+	controllerutil.RemoveFinalizer(task, TaskFinalizer)
+	if err := r.Patch(ctx, task, patch); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	r.writes.Delete(types.NamespacedName{Namespace: task.Namespace, Name: task.Name})
+	r.taskIDs.Delete(taskID)
 	return ctrl.Result{}, nil
 }
 
-// SetupWithManager registers the reconciler.
+func (r *TaskReconciler) statusInterval() time.Duration {
+	if r.StatusInterval > 0 {
+		return r.StatusInterval
+	}
+	return DefaultStatusInterval
+}
+
+func (r *TaskReconciler) resyncInterval() time.Duration {
+	if r.ResyncInterval > 0 {
+		return r.ResyncInterval
+	}
+	return DefaultResyncInterval
+}
+
+// TaskChanged queues the Task of an engine task id for reconciliation (the engine's LISTEN callback). Tasks the
+// reconciler has not seen yet are picked up by their own events.
+func (r *TaskReconciler) TaskChanged(ctx context.Context, taskID int64) {
+	v, ok := r.taskIDs.Load(taskID)
+	if !ok {
+		return
+	}
+	key := v.(types.NamespacedName)
+	select {
+	case r.changes <- event.GenericEvent{Object: &taskerv1alpha1.Task{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+	case <-ctx.Done():
+	}
+}
+
+// ResyncActive queues every unfinished Task: after the listener reconnects, notifications may have been lost.
+func (r *TaskReconciler) ResyncActive(ctx context.Context) {
+	var list taskerv1alpha1.TaskList
+	if err := r.List(ctx, &list); err != nil {
+		return
+	}
+	for i := range list.Items {
+		if !finished(list.Items[i].Status.Phase) {
+			select {
+			case r.changes <- event.GenericEvent{Object: &list.Items[i]}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// SetupIndexes registers the cache indexes the controllers query (once per manager).
+func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
+	return mgr.GetFieldIndexer().IndexField(ctx, &taskerv1alpha1.Task{}, templateNameIndex, func(o client.Object) []string {
+		if ref := o.(*taskerv1alpha1.Task).Spec.TemplateRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	})
+}
+
+// SetupWithManager registers the reconciler and the channel fed by engine notifications. SetupIndexes must have
+// run.
 func (r *TaskReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.changes = make(chan event.GenericEvent, 1024)
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&taskerv1alpha1.Task{}).
+		For(&taskerv1alpha1.Task{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+			predicate.LabelChangedPredicate{}, deletionPredicate{}))).
+		Watches(&taskerv1alpha1.TaskTemplate{}, handler.EnqueueRequestsFromMapFunc(r.tasksWaitingForTemplate)).
+		WatchesRawSource(source.Channel(r.changes, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{
+			// Reconciles wait on the apiserver and the database, not the CPU.
+			MaxConcurrentReconciles: 16,
+			// Database outages retry from 100 ms up to every 30 s, not controller-runtime's default of 16 min.
+			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
+		}).
 		Named("task").
 		Complete(r)
+}
+
+// tasksWaitingForTemplate maps a TaskTemplate to the Tasks that reference it and are not admitted yet.
+func (r *TaskReconciler) tasksWaitingForTemplate(ctx context.Context, o client.Object) []reconcile.Request {
+	var list taskerv1alpha1.TaskList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{templateNameIndex: o.GetName()}); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if list.Items[i].Status.TaskID == 0 {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
+	return reqs
+}
+
+// deletionPredicate passes updates that set a deletion timestamp (finalizers must run).
+type deletionPredicate struct{ predicate.Funcs }
+
+func (deletionPredicate) Update(e event.UpdateEvent) bool {
+	return e.ObjectNew.GetDeletionTimestamp() != nil
 }

@@ -17,6 +17,11 @@ CACHE_ROOT="${TASKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tasker-operator}"
 ASSETS="$CACHE_ROOT/envtest/k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}"
 STAMP="$ASSETS/.complete"
 
+if [[ "${1:-}" == "--print-dir" ]]; then
+  echo "$ASSETS"
+  exit 0
+fi
+
 log() { echo "[envtest-assets $(date +%H:%M:%S)] $*" >&2; }
 
 if [[ -f "$STAMP" && -x "$ASSETS/kube-apiserver" && -x "$ASSETS/kube-controller-manager" && -x "$ASSETS/etcd" ]]; then

@@ -79,7 +79,7 @@ type TemplateReference struct {
 type TaskActionType string
 
 const (
-	// ActionRetry runs a failed step again; the Task resumes from there.
+	// ActionRetry runs a failed step again (optionally with new inputs); the Task resumes from there.
 	ActionRetry TaskActionType = "Retry"
 	// ActionResolve marks a step resolved by hand: its dependants proceed as if it had succeeded.
 	ActionResolve TaskActionType = "Resolve"
@@ -112,6 +112,13 @@ type TaskAction struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
 	Result *apiextensionsv1.JSON `json:"result,omitempty"`
+
+	// Inputs, for type Retry (only), replace the step's inputs before it runs again: the way to fix the input
+	// that made it fail, since spec.steps is immutable. The change is recorded in the step's history.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Inputs *apiextensionsv1.JSON `json:"inputs,omitempty"`
 
 	// Reason is recorded in the step's history.
 	// +kubebuilder:validation:MaxLength=256

@@ -3,10 +3,12 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"os"
 	"strconv"
+	"time"
 
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,7 +18,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/tasker-operator/tasker-operator/controllers"
+	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/operator"
+	"github.com/tasker-operator/tasker-operator/internal/store"
 )
 
 func main() {
@@ -29,7 +34,28 @@ func main() {
 		webhookPort          int
 		webhookCertDir       string
 		enableHTTP2          bool
+		databaseURL          string
+		dbMaxConns           int
+		skipMigrations       bool
+		upkeepInterval       time.Duration
+		statusInterval       time.Duration
+		migrateOnly          bool
+		migrateTimeout       time.Duration
 	)
+	flag.BoolVar(&migrateOnly, "migrate-only", false,
+		"Migrate the database (--database-url) and exit: 0 when the schema is current, 1 on failure. For a migration "+
+			"Job that gates a rollout (Helm pre-install/pre-upgrade hook); run the managers with --skip-migrations.")
+	flag.DurationVar(&migrateTimeout, "migrate-timeout", 5*time.Minute, "Time limit of --migrate-only.")
+	flag.StringVar(&databaseURL, "database-url", os.Getenv("TASKER_DATABASE_URL"),
+		"PostgreSQL URL of the tasker database (default $TASKER_DATABASE_URL). Without it Tasks report that no database is configured.")
+	flag.IntVar(&dbMaxConns, "database-max-conns", 10, "Size of the operator's connection pool, shared by every controller.")
+	flag.BoolVar(&skipMigrations, "skip-migrations", false,
+		"Do not migrate the database at start-up (for installs that run migrations separately, e.g. a Helm hook); "+
+			"the manager then waits until the schema is at least the version it needs.")
+	flag.DurationVar(&upkeepInterval, "upkeep-interval", operator.DefaultUpkeepInterval,
+		"How often the leader runs the engine's maintenance (step timeouts, lost messages, retention).")
+	flag.DurationVar(&statusInterval, "task-status-interval", controllers.DefaultStatusInterval,
+		"Shortest time between two status writes of one Task.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
 		"Address the metrics endpoint binds to (\":8080\" for plain HTTP with --metrics-secure=false; \"0\" disables it).")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true,
@@ -49,6 +75,10 @@ func main() {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
+
+	if migrateOnly {
+		os.Exit(migrate(databaseURL, migrateTimeout))
+	}
 
 	enableWebhooks := true
 	if v, ok := os.LookupEnv("ENABLE_WEBHOOKS"); ok {
@@ -84,7 +114,19 @@ func main() {
 		log.Error(err, "unable to create manager")
 		os.Exit(1)
 	}
-	if err := operator.Setup(mgr, operator.Options{EnableWebhooks: enableWebhooks}); err != nil {
+	opOpts := operator.Options{EnableWebhooks: enableWebhooks, UpkeepInterval: upkeepInterval, StatusInterval: statusInterval}
+	if databaseURL != "" {
+		db, err := operator.NewDatabase(databaseURL, store.Options{MaxConns: int32(dbMaxConns), ApplicationName: "tasker-operator"},
+			engine.Options{}, skipMigrations, ctrl.Log.WithName("database"))
+		if err != nil {
+			log.Error(err, "invalid --database-url")
+			os.Exit(2)
+		}
+		opOpts.Database = db
+	} else {
+		log.Info("no --database-url: Tasks will report that no database is configured")
+	}
+	if _, err := operator.Setup(mgr, opOpts); err != nil {
 		log.Error(err, "unable to set up controllers")
 		os.Exit(1)
 	}
@@ -106,4 +148,33 @@ func main() {
 		log.Error(err, "manager exited with an error")
 		os.Exit(1)
 	}
+}
+
+// migrate runs the database migrations once; the exit code says whether the schema is current.
+func migrate(databaseURL string, timeout time.Duration) int {
+	log := ctrl.Log.WithName("migrate")
+	if databaseURL == "" {
+		log.Error(nil, "--migrate-only needs --database-url (or TASKER_DATABASE_URL)")
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctrl.SetupSignalHandler(), timeout)
+	defer cancel()
+	pool, err := store.Open(ctx, databaseURL, store.Options{MaxConns: 2, ApplicationName: "tasker-migrate"})
+	if err != nil {
+		log.Error(err, "cannot connect to the database")
+		return 1
+	}
+	defer pool.Close()
+	before, _ := store.Version(ctx, pool)
+	if err := store.Migrate(ctx, pool); err != nil {
+		log.Error(err, "migration failed")
+		return 1
+	}
+	after, err := store.Version(ctx, pool)
+	if err != nil {
+		log.Error(err, "cannot read the schema version")
+		return 1
+	}
+	log.Info("database schema is current", "from", before, "to", after)
+	return 0
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/go-logr/logr"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -84,6 +85,8 @@ type Options struct {
 	Setup func(mgr ctrl.Manager) error
 	// SkipOperator starts the manager without the operator's reconcilers (webhooks still run).
 	SkipOperator bool
+	// Operator are the options of the operator's Setup (EnableWebhooks is always on).
+	Operator operator.Options
 }
 
 // Env is a running control plane with a manager.
@@ -91,6 +94,8 @@ type Env struct {
 	Config  *rest.Config
 	Client  client.Client // a direct (uncached) client with the operator's scheme
 	Manager ctrl.Manager
+	// Components are the operator's reconcilers (nil with SkipOperator).
+	Components *operator.Components
 
 	env    *envtest.Environment
 	cancel context.CancelFunc
@@ -116,8 +121,10 @@ func Start(opts Options) (*Env, error) {
 			Paths: []string{filepath.Join(root, "config", "webhook")},
 		},
 	}
+	KillOrphans(assets)
 	cfg, err := env.Start()
 	if err != nil {
+		_ = env.Stop() // Start leaves etcd and kube-apiserver running when a later step (CRDs, webhooks) fails
 		return nil, fmt.Errorf("start envtest control plane: %w", err)
 	}
 	e := &Env{Config: cfg, env: env}
@@ -146,7 +153,9 @@ func Start(opts Options) (*Env, error) {
 	if opts.SkipOperator {
 		err = operator.SetupWebhooks(mgr)
 	} else {
-		err = operator.Setup(mgr, operator.Options{EnableWebhooks: true})
+		opOpts := opts.Operator
+		opOpts.EnableWebhooks = true
+		e.Components, err = operator.Setup(mgr, opOpts)
 	}
 	if err != nil {
 		return fail(err)
@@ -206,3 +215,10 @@ func (e *Env) KubeConfig() []byte { return e.env.KubeConfig }
 
 // WebhookCertDir is the folder with the serving certificate envtest generated for the webhook server.
 func (e *Env) WebhookCertDir() string { return e.env.WebhookInstallOptions.LocalServingCertDir }
+
+// Logger is the logger tests hand to components they build themselves (it follows TEST_LOG_LEVEL once Start
+// has run).
+func Logger() logr.Logger { return logf.Log.WithName("test") }
+
+// ManagerExited is readable once the manager stopped (with its error, nil after Stop).
+func (e *Env) ManagerExited() <-chan error { return e.done }

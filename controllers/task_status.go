@@ -1,0 +1,97 @@
+package controllers
+
+import (
+	"strconv"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/engine"
+)
+
+// maxStepMessage bounds a step summary's error message (the CRD allows 256 characters).
+const maxStepMessage = 256
+
+// phaseOf maps the engine's task state to the API's phase.
+func phaseOf(p engine.TaskPhase) taskerv1alpha1.TaskPhase {
+	switch p {
+	case engine.TaskRunning:
+		return taskerv1alpha1.TaskRunning
+	case engine.TaskSucceeded:
+		return taskerv1alpha1.TaskSucceeded
+	case engine.TaskFailed:
+		return taskerv1alpha1.TaskFailed
+	case engine.TaskCancelled:
+		return taskerv1alpha1.TaskCancelled
+	default:
+		return taskerv1alpha1.TaskPending
+	}
+}
+
+// applyEngineState writes the engine's view of a task into status: phase, progress, counts, the first
+// MaxStepSummaries steps and the times. Conditions and actions are left to the caller. The result is bounded
+// whatever the number of steps.
+func applyEngineState(status *taskerv1alpha1.TaskStatus, st *engine.TaskState) {
+	status.TaskID = st.ID
+	status.Phase = phaseOf(st.Phase)
+	c := st.Counts
+	status.StepCounts = taskerv1alpha1.StepCounts{
+		Total:     int32(len(st.Steps)),
+		Pending:   int32(c[engine.StepPending]),
+		Enqueued:  int32(c[engine.StepEnqueued]),
+		Running:   int32(c[engine.StepRunning]),
+		Retrying:  int32(c[engine.StepRetrying]),
+		Succeeded: int32(c[engine.StepSucceeded]),
+		Failed:    int32(c[engine.StepFailed]),
+		Cancelled: int32(c[engine.StepCancelled]),
+		Skipped:   int32(c[engine.StepSkipped]),
+		Resolved:  int32(c[engine.StepResolved]),
+	}
+	status.Progress = strconv.Itoa(st.Done()) + "/" + strconv.Itoa(len(st.Steps))
+	n := min(len(st.Steps), taskerv1alpha1.MaxStepSummaries)
+	summaries := make([]taskerv1alpha1.StepSummary, n)
+	for i := range n {
+		s := &st.Steps[i]
+		summaries[i] = taskerv1alpha1.StepSummary{
+			Name:       s.Name,
+			State:      string(s.Phase),
+			Attempts:   int32(s.Attempts),
+			StartedAt:  metaTime(s.StartedAt),
+			FinishedAt: metaTime(s.FinishedAt),
+			Message:    trim(s.LastErrorMessage, maxStepMessage),
+		}
+	}
+	status.Steps = summaries
+	status.StartedAt = metaTime(st.StartedAt)
+	status.CompletedAt = metaTime(st.CompletedAt)
+}
+
+// metaTime converts to the API's second-precision time, so that an unchanged time compares equal after a
+// round trip through the apiserver.
+func metaTime(t *time.Time) *metav1.Time {
+	if t == nil {
+		return nil
+	}
+	mt := metav1.NewTime(t.Truncate(time.Second))
+	return &mt
+}
+
+// trim shortens s to at most n bytes, on a rune boundary, marking the cut.
+func trim(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - 3
+	for cut > 0 && !runeStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+func runeStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// finished reports whether a phase is terminal for the CR (ttl and events apply).
+func finished(p taskerv1alpha1.TaskPhase) bool {
+	return p == taskerv1alpha1.TaskSucceeded || p == taskerv1alpha1.TaskFailed || p == taskerv1alpha1.TaskCancelled
+}

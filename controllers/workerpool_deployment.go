@@ -1,0 +1,148 @@
+package controllers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+)
+
+// Labels, annotations and environment variables of a WorkerPool's Deployment and Pods.
+const (
+	// LabelWorkerPool carries the pool's name on its Deployment and Pods; the Deployment selects its Pods by it.
+	LabelWorkerPool = "tasker.dev/workerpool"
+	// AnnotationTemplateHash on the Deployment is a hash of everything the operator sets except replicas: the
+	// Deployment is rewritten only when it changes (or replicas do).
+	AnnotationTemplateHash = "tasker.dev/template-hash"
+	// AnnotationPodDeletionCost is Kubernetes' hint to the ReplicaSet controller: on scale-down, Pods with a lower
+	// cost are deleted first (beta since 1.22, on by default).
+	AnnotationPodDeletionCost = "controller.kubernetes.io/pod-deletion-cost"
+
+	EnvQueues       = "TASKER_QUEUES"
+	EnvSlots        = "TASKER_SLOTS"
+	EnvDatabaseURL  = "TASKER_DATABASE_URL"
+	EnvWorkerID     = "TASKER_WORKER_ID"
+	EnvPodNamespace = "POD_NAMESPACE"
+
+	labelManagedBy = "app.kubernetes.io/managed-by"
+	managerName    = "tasker-operator"
+
+	defaultSlots                  = 4
+	defaultDatabaseKey            = "url"
+	defaultTerminationGracePeriod = 60
+)
+
+// injectedEnv is the worker configuration every container gets. TASKER_WORKER_ID is the Pod's name: the worker
+// SDK records itself in tasker.workers under it, which is how the operator maps worker records to Pods.
+func injectedEnv(pool *taskerv1alpha1.WorkerPool) []corev1.EnvVar {
+	slots := pool.Spec.Slots
+	if slots <= 0 {
+		slots = defaultSlots
+	}
+	key := pool.Spec.Database.Key
+	if key == "" {
+		key = defaultDatabaseKey
+	}
+	fieldRef := func(path string) *corev1.EnvVarSource {
+		return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}
+	}
+	return []corev1.EnvVar{
+		{Name: EnvQueues, Value: strings.Join(pool.Spec.Queues, ",")},
+		{Name: EnvSlots, Value: strconv.Itoa(int(slots))},
+		{Name: EnvDatabaseURL, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: pool.Spec.Database.SecretName},
+			Key:                  key,
+		}}},
+		{Name: EnvWorkerID, ValueFrom: fieldRef("metadata.name")},
+		{Name: EnvPodNamespace, ValueFrom: fieldRef("metadata.namespace")},
+	}
+}
+
+// withEnv puts the injected variables first (so the template's own variables may refer to them as $(NAME)) and
+// drops any the template set under the same names: the pool's spec is the one source of the worker's
+// configuration.
+func withEnv(own []corev1.EnvVar, injected []corev1.EnvVar) []corev1.EnvVar {
+	out := slices.Clone(injected)
+	for _, e := range own {
+		if !slices.ContainsFunc(injected, func(i corev1.EnvVar) bool { return i.Name == e.Name }) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// podLabels are the selector labels of a pool's Pods.
+func podLabels(pool *taskerv1alpha1.WorkerPool) map[string]string {
+	return map[string]string{LabelWorkerPool: pool.Name}
+}
+
+// desiredDeployment builds the pool's Deployment with the given replicas, and returns the hash of everything in
+// it but the replicas. The owner reference is set by the caller.
+func desiredDeployment(pool *taskerv1alpha1.WorkerPool, replicas int32) (*appsv1.Deployment, string) {
+	tmpl := pool.Spec.Template.DeepCopy()
+	tmpl.Labels = mergeMaps(tmpl.Labels, podLabels(pool))
+	grace := pool.Spec.TerminationGracePeriodSeconds
+	if grace <= 0 {
+		grace = defaultTerminationGracePeriod
+	}
+	tmpl.Spec.TerminationGracePeriodSeconds = &grace
+	env := injectedEnv(pool)
+	for i := range tmpl.Spec.InitContainers {
+		tmpl.Spec.InitContainers[i].Env = withEnv(tmpl.Spec.InitContainers[i].Env, env)
+	}
+	for i := range tmpl.Spec.Containers {
+		tmpl.Spec.Containers[i].Env = withEnv(tmpl.Spec.Containers[i].Env, env)
+	}
+
+	labels := mergeMaps(podLabels(pool), map[string]string{labelManagedBy: managerName})
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: pool.Name, Namespace: pool.Namespace, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: podLabels(pool)},
+			Template: *tmpl,
+		},
+	}
+	hash := templateHash(labels, tmpl)
+	dep.Annotations = map[string]string{AnnotationTemplateHash: hash}
+	return dep, hash
+}
+
+func templateHash(labels map[string]string, tmpl *corev1.PodTemplateSpec) string {
+	b, err := json.Marshal(struct {
+		Labels   map[string]string       `json:"labels"`
+		Template *corev1.PodTemplateSpec `json:"template"`
+	}{labels, tmpl})
+	if err != nil { // a PodTemplateSpec always marshals; never hash nothing
+		panic(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// applyTo copies what the operator owns from want into the live Deployment: labels it sets, the hash, the template
+// and replicas. The selector is immutable and has been the same since creation. Fields the apiserver defaulted
+// (strategy, revisionHistoryLimit, ...) are kept.
+func applyTo(live, want *appsv1.Deployment) {
+	live.Labels = mergeMaps(live.Labels, want.Labels)
+	live.Annotations = mergeMaps(live.Annotations, want.Annotations)
+	live.Spec.Template = want.Spec.Template
+	live.Spec.Replicas = want.Spec.Replicas
+}
+
+// mergeMaps returns base with over's entries added (over wins), as a new map.
+func mergeMaps(base, over map[string]string) map[string]string {
+	out := make(map[string]string, len(base)+len(over))
+	maps.Copy(out, base)
+	maps.Copy(out, over)
+	return out
+}

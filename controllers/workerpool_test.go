@@ -1,0 +1,288 @@
+package controllers
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/poolmetrics"
+	"github.com/tasker-operator/tasker-operator/internal/scaling"
+)
+
+func testPool() *taskerv1alpha1.WorkerPool {
+	return &taskerv1alpha1.WorkerPool{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "wp", UID: "uid-1", Generation: 3},
+		Spec: taskerv1alpha1.WorkerPoolSpec{
+			Queues:   []string{"a", "b"},
+			Database: taskerv1alpha1.DatabaseSecretRef{SecretName: "pg"},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "x", LabelWorkerPool: "spoofed"}},
+				Spec: corev1.PodSpec{
+					InitContainers: []corev1.Container{{Name: "init", Image: "i"}},
+					Containers: []corev1.Container{
+						{Name: "worker", Image: "w", Env: []corev1.EnvVar{
+							{Name: "OWN", Value: "$(TASKER_SLOTS)"}, {Name: EnvSlots, Value: "999"},
+						}},
+						{Name: "sidecar", Image: "s"},
+					},
+				},
+			},
+		},
+	}
+}
+
+func TestDesiredDeployment(t *testing.T) {
+	pool := testPool()
+	dep, hash := desiredDeployment(pool, 3)
+	if dep.Name != "wp" || dep.Namespace != "ns" || *dep.Spec.Replicas != 3 {
+		t.Fatalf("deployment %s/%s replicas %d", dep.Namespace, dep.Name, *dep.Spec.Replicas)
+	}
+	if sel := dep.Spec.Selector.MatchLabels; len(sel) != 1 || sel[LabelWorkerPool] != "wp" {
+		t.Errorf("selector %v", sel)
+	}
+	if l := dep.Spec.Template.Labels; l[LabelWorkerPool] != "wp" || l["app"] != "x" {
+		t.Errorf("template labels %v: want the pool label over the template's, and the template's own", l)
+	}
+	if g := dep.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g != 60 {
+		t.Errorf("default grace period %v, want 60", g)
+	}
+	if dep.Annotations[AnnotationTemplateHash] != hash || hash == "" {
+		t.Errorf("hash annotation %q, hash %q", dep.Annotations[AnnotationTemplateHash], hash)
+	}
+	for _, c := range append(dep.Spec.Template.Spec.InitContainers, dep.Spec.Template.Spec.Containers...) {
+		names := make([]string, len(c.Env))
+		for i, e := range c.Env {
+			names[i] = e.Name
+		}
+		want := []string{EnvQueues, EnvSlots, EnvDatabaseURL, EnvWorkerID, EnvPodNamespace}
+		if c.Name == "worker" {
+			want = append(want, "OWN") // the template's TASKER_SLOTS is dropped, its OWN kept after ours
+		}
+		if strings.Join(names, ",") != strings.Join(want, ",") {
+			t.Errorf("container %s env %v, want %v", c.Name, names, want)
+		}
+		if c.Env[0].Value != "a,b" || c.Env[1].Value != "4" {
+			t.Errorf("container %s: queues %q slots %q", c.Name, c.Env[0].Value, c.Env[1].Value)
+		}
+		if ref := c.Env[2].ValueFrom.SecretKeyRef; ref.Name != "pg" || ref.Key != "url" {
+			t.Errorf("container %s: database secret ref %+v, want pg/url (default key)", c.Name, ref)
+		}
+	}
+	// The pool's template itself is not modified.
+	if len(pool.Spec.Template.Spec.Containers[1].Env) != 0 || pool.Spec.Template.Labels[LabelWorkerPool] != "spoofed" {
+		t.Errorf("desiredDeployment modified the pool's template")
+	}
+
+	// Replicas are not part of the hash; the template and the injected configuration are.
+	if _, h := desiredDeployment(pool, 7); h != hash {
+		t.Errorf("hash changed with replicas")
+	}
+	for name, mut := range map[string]func(*taskerv1alpha1.WorkerPool){
+		"image":  func(p *taskerv1alpha1.WorkerPool) { p.Spec.Template.Spec.Containers[0].Image = "w2" },
+		"queues": func(p *taskerv1alpha1.WorkerPool) { p.Spec.Queues = []string{"a"} },
+		"slots":  func(p *taskerv1alpha1.WorkerPool) { p.Spec.Slots = 9 },
+		"grace":  func(p *taskerv1alpha1.WorkerPool) { p.Spec.TerminationGracePeriodSeconds = 5 },
+		"secret": func(p *taskerv1alpha1.WorkerPool) { p.Spec.Database.Key = "dsn" },
+	} {
+		p := testPool()
+		mut(p)
+		if _, h := desiredDeployment(p, 3); h == hash {
+			t.Errorf("hash unchanged after a change of %s", name)
+		}
+	}
+}
+
+func TestApplyToKeepsWhatTheOperatorDoesNotOwn(t *testing.T) {
+	want, _ := desiredDeployment(testPool(), 2)
+	live := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"team": "x"}, Annotations: map[string]string{"note": "y"}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas:             ptrTo(int32(5)),
+			RevisionHistoryLimit: ptrTo(int32(10)),
+			Selector:             want.Spec.Selector,
+		},
+	}
+	applyTo(live, want)
+	if *live.Spec.Replicas != 2 || *live.Spec.RevisionHistoryLimit != 10 || live.Labels["team"] != "x" ||
+		live.Annotations["note"] != "y" || live.Labels[LabelWorkerPool] != "wp" ||
+		live.Annotations[AnnotationTemplateHash] != want.Annotations[AnnotationTemplateHash] {
+		t.Errorf("applyTo: %+v", live)
+	}
+}
+
+func TestDeletionCost(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		w     poolmetrics.Worker
+		found bool
+		want  int
+	}{
+		{"no record", poolmetrics.Worker{}, false, costUnknown},
+		{"stale record", poolmetrics.Worker{InFlight: 5}, true, costUnknown},
+		{"idle", poolmetrics.Worker{Fresh: true}, true, 0},
+		{"busy", poolmetrics.Worker{Fresh: true, InFlight: 3}, true, 3},
+		{"negative in_flight", poolmetrics.Worker{Fresh: true, InFlight: -2}, true, 0},
+	} {
+		if got := deletionCost(tc.w, tc.found); got != tc.want {
+			t.Errorf("%s: cost %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if !(deletionCost(poolmetrics.Worker{Fresh: true, InFlight: 1}, true) > deletionCost(poolmetrics.Worker{Fresh: true}, true)) {
+		t.Error("busy does not cost more than idle")
+	}
+}
+
+func TestScalingSpecFromAPI(t *testing.T) {
+	if got := scalingSpec(taskerv1alpha1.ScalingSpec{}); got.MaxReplicas != scaling.DefaultMaxReplicas ||
+		got.Cooldown != scaling.DefaultCooldown || got.FallbackReplicas != nil {
+		t.Errorf("defaults: %+v", got)
+	}
+	got := scalingSpec(taskerv1alpha1.ScalingSpec{
+		MinReplicas: ptrTo(int32(1)), MaxReplicas: ptrTo(int32(7)), TargetBacklogPerReplica: ptrTo(int32(20)),
+		ActivationBacklog: ptrTo(int32(3)), CooldownSeconds: ptrTo(int32(0)), ScaleDownStabilizationSeconds: ptrTo(int32(2)),
+		FallbackReplicas: ptrTo(int32(2)), FailureThreshold: ptrTo(int32(5)),
+	})
+	if got.MinReplicas != 1 || got.MaxReplicas != 7 || got.TargetBacklogPerReplica != 20 || got.ActivationBacklog != 3 ||
+		got.Cooldown != 0 || got.ScaleDownStabilization != 2*time.Second || *got.FallbackReplicas != 2 ||
+		got.FailureThreshold != 5 || got.ScaleUp != scaling.DefaultScaleUp {
+		t.Errorf("converted: %+v", got)
+	}
+	if d := pollingInterval(taskerv1alpha1.ScalingSpec{}); d != 15*time.Second {
+		t.Errorf("default polling interval %s", d)
+	}
+}
+
+func TestStateIsPerUIDAndForgotten(t *testing.T) {
+	r := &WorkerPoolReconciler{}
+	p := testPool()
+	st, isNew := r.state(p)
+	if !isNew {
+		t.Fatal("first sight is not new")
+	}
+	if again, isNew := r.state(p); isNew || again != st {
+		t.Fatal("second sight made a new state")
+	}
+	// Recreated under the same name: a new UID, a new memory, the old one dropped.
+	p2 := testPool()
+	p2.UID = "uid-2"
+	if _, isNew := r.state(p2); !isNew || r.trackedPools() != 1 {
+		t.Fatalf("recreated pool: new %v, tracked %d", isNew, r.trackedPools())
+	}
+	backlogGauge.WithLabelValues("ns", "wp").Set(5)
+	desiredReplicasGauge.WithLabelValues("ns", "wp").Set(2)
+	r.forget(types.NamespacedName{Namespace: "ns", Name: "wp"})
+	if r.trackedPools() != 0 {
+		t.Errorf("%d pools tracked after forget", r.trackedPools())
+	}
+	if n := testutil.CollectAndCount(backlogGauge); n != 0 {
+		t.Errorf("%d backlog series after forget", n)
+	}
+}
+
+func fakeReconciler(t *testing.T, objs ...client.Object) (*WorkerPoolReconciler, client.Client, *events.FakeRecorder) {
+	t.Helper()
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(taskerv1alpha1.AddToScheme(s))
+	c := fake.NewClientBuilder().WithScheme(s).WithStatusSubresource(&taskerv1alpha1.WorkerPool{}).
+		WithObjects(objs...).Build()
+	rec := events.NewFakeRecorder(20)
+	return &WorkerPoolReconciler{Client: c, Scheme: s, APIReader: c, Recorder: rec}, c, rec
+}
+
+// Without a database the pool is still deployed (at minReplicas), keeps its count, and says why.
+func TestReconcileWithoutDatabase(t *testing.T) {
+	pool := testPool()
+	pool.Spec.Scaling.MinReplicas = ptrTo(int32(2))
+	r, c, rec := fakeReconciler(t, pool)
+	ctx := context.Background()
+	res, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "wp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RequeueAfter <= 0 || res.RequeueAfter > 15*time.Second {
+		t.Errorf("RequeueAfter %s, want the polling interval", res.RequeueAfter)
+	}
+	var dep appsv1.Deployment
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "wp"}, &dep); err != nil {
+		t.Fatal(err)
+	}
+	if *dep.Spec.Replicas != 2 || !metav1.IsControlledBy(&dep, pool) {
+		t.Errorf("deployment replicas %d, owners %+v", *dep.Spec.Replicas, dep.OwnerReferences)
+	}
+	var got taskerv1alpha1.WorkerPool
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "wp"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	m := meta.FindStatusCondition(got.Status.Conditions, taskerv1alpha1.WorkerPoolConditionMetricsAvailable)
+	if m == nil || m.Status != metav1.ConditionFalse || m.Reason != reasonDatabaseNotConfigured || m.ObservedGeneration != 3 {
+		t.Errorf("MetricsAvailable = %+v", m)
+	}
+	if got.Status.DesiredReplicas != 2 || got.Status.ObservedGeneration != 3 {
+		t.Errorf("status %+v", got.Status)
+	}
+	if len(rec.Events) == 0 {
+		t.Errorf("no events")
+	}
+	// A second reconcile right away neither polls nor writes anything.
+	rv := got.ResourceVersion
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "wp"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "wp"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ResourceVersion != rv {
+		t.Errorf("an unchanged status was written again")
+	}
+}
+
+// A Deployment of the same name that the pool does not control is left alone.
+func TestReconcileDeploymentConflict(t *testing.T) {
+	pool := testPool()
+	foreign := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "wp"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptrTo(int32(9)),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "other"}},
+		},
+	}
+	r, c, _ := fakeReconciler(t, pool, foreign)
+	ctx := context.Background()
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "wp"}}); err != nil {
+		t.Fatal(err)
+	}
+	var dep appsv1.Deployment
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "wp"}, &dep); err != nil {
+		t.Fatal(err)
+	}
+	if *dep.Spec.Replicas != 9 || len(dep.OwnerReferences) != 0 {
+		t.Errorf("foreign deployment modified: %+v", dep.Spec)
+	}
+	var got taskerv1alpha1.WorkerPool
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "wp"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if cond := meta.FindStatusCondition(got.Status.Conditions, taskerv1alpha1.WorkerPoolConditionReady); cond == nil ||
+		cond.Status != metav1.ConditionFalse || cond.Reason != reasonDeploymentConflict {
+		t.Errorf("Ready = %+v", cond)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -1,0 +1,152 @@
+package operator
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/store"
+)
+
+// Database is the operator's connection to PostgreSQL: one pool shared by every controller, the start-up
+// migration (retried until it succeeds, so a database that is down at start-up delays work instead of crashing
+// the manager), and the readiness gate the controllers check.
+type Database struct {
+	Pool   *pgxpool.Pool
+	Engine *engine.Engine
+
+	skipMigrations bool
+	ready          atomic.Bool
+	log            logr.Logger
+}
+
+// NewDatabase opens a lazy pool on url (it connects on first use, so it succeeds while the database is down).
+func NewDatabase(url string, opts store.Options, engineOpts engine.Options, skipMigrations bool, log logr.Logger) (*Database, error) {
+	cfg, err := store.Config(url, opts)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Database{Pool: pool, Engine: engine.New(pool, engineOpts), skipMigrations: skipMigrations, log: log}, nil
+}
+
+// Ready implements controllers.DatabaseGate.
+func (d *Database) Ready() error {
+	if d.ready.Load() {
+		return nil
+	}
+	if d.skipMigrations {
+		return errors.New("waiting for the database schema (installed separately: --skip-migrations)")
+	}
+	return errors.New("waiting for the database: migrations have not run yet")
+}
+
+// Start migrates (unless skipped), retrying with backoff until it succeeds or ctx ends, then opens the gate. It
+// runs on every replica (migrations take an advisory lock) and returns right away when done: it is a Runnable
+// that does not need leader election.
+func (d *Database) Start(ctx context.Context) error {
+	backoff := 500 * time.Millisecond
+	for {
+		err := d.prepare(ctx)
+		if err == nil {
+			d.ready.Store(true)
+			d.log.Info("database ready", "migrationsSkipped", d.skipMigrations)
+			<-ctx.Done()
+			d.Pool.Close()
+			return nil
+		}
+		d.log.Error(err, "database not ready; retrying", "in", backoff)
+		select {
+		case <-ctx.Done():
+			d.Pool.Close()
+			return nil
+		case <-time.After(backoff/2 + rand.N(backoff/2)):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (d *Database) prepare(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if d.skipMigrations {
+		// Check that someone else installed the schema this binary expects.
+		v, err := store.Version(cctx, d.Pool)
+		if err != nil {
+			return err
+		}
+		if v < store.LatestVersion() {
+			return errors.New("database schema is older than this operator; run the migrations")
+		}
+		return nil
+	}
+	return store.Migrate(cctx, d.Pool)
+}
+
+// NeedLeaderElection: every replica prepares its own pool.
+func (d *Database) NeedLeaderElection() bool { return false }
+
+// upkeep runs the engine's maintenance on the elected leader only.
+type upkeep struct {
+	db       *Database
+	interval time.Duration
+	log      logr.Logger
+}
+
+func (u *upkeep) NeedLeaderElection() bool { return true }
+
+func (u *upkeep) Start(ctx context.Context) error {
+	t := time.NewTicker(u.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if u.db.Ready() != nil {
+			continue
+		}
+		report, err := u.db.Engine.Upkeep(ctx, time.Time{})
+		if err != nil {
+			u.log.Error(err, "upkeep failed; retrying at the next interval")
+			continue
+		}
+		if report != (engine.UpkeepReport{}) {
+			u.log.Info("upkeep", "timedOut", report.TimedOut, "repaired", report.Repaired, "deletedTasks", report.DeletedTasks,
+				"archiveDeleted", report.ArchiveDeleted, "workersDeleted", report.WorkersDeleted)
+		}
+	}
+}
+
+// listener feeds the engine's task notifications to the Task controller, on the leader (where it reconciles).
+type listener struct {
+	db       *Database
+	onTask   func(ctx context.Context, taskID int64)
+	onResync func(ctx context.Context)
+}
+
+func (l *listener) NeedLeaderElection() bool { return true }
+
+func (l *listener) Start(ctx context.Context) error {
+	for l.db.Ready() != nil { // the schema (and its NOTIFYs) must exist first
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return l.db.Engine.Listen(ctx, engine.Notifications{
+		OnTask:    func(id int64) { l.onTask(ctx, id) },
+		OnConnect: func() { l.onResync(ctx) },
+	})
+}

@@ -1,0 +1,462 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/controllers"
+	"github.com/tasker-operator/tasker-operator/internal/testenv"
+)
+
+func step(name, handler string, deps ...string) taskerv1alpha1.StepSpec {
+	return taskerv1alpha1.StepSpec{Name: name, Handler: handler, DependsOn: deps}
+}
+
+func withInputs(s taskerv1alpha1.StepSpec, inputs string) taskerv1alpha1.StepSpec {
+	s.Inputs = &apiextensionsv1.JSON{Raw: []byte(inputs)}
+	return s
+}
+
+func newTask(ns, name string, steps ...taskerv1alpha1.StepSpec) *taskerv1alpha1.Task {
+	return &taskerv1alpha1.Task{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       taskerv1alpha1.TaskSpec{Steps: steps},
+	}
+}
+
+func create(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := env.Client.Create(context.Background(), obj); err != nil {
+		t.Fatalf("create %s: %v", obj.GetName(), err)
+	}
+}
+
+// loadSample reads one object from config/samples.
+func loadSample(t *testing.T, file string, into client.Object) {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "samples", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, into); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSamplesSucceed runs the sample Tasks (linear, diamond with a step that fails once, template-based).
+func TestSamplesSucceed(t *testing.T) {
+	ns := newNamespace(t)
+	startWorkers(t, 2, "default")
+
+	var tmpl taskerv1alpha1.TaskTemplate
+	loadSample(t, "tasker_v1alpha1_tasktemplate_report.yaml", &tmpl)
+	tmpl.Namespace = ns
+	create(t, &tmpl)
+
+	samples := []struct {
+		file           string
+		steps          int32
+		retriedStep    string
+		wantStepFields bool
+	}{
+		{"tasker_v1alpha1_task_linear.yaml", 3, "", true},
+		{"tasker_v1alpha1_task_order_fulfillment.yaml", 4, "charge-payment", true},
+		{"tasker_v1alpha1_task_from_template.yaml", 3, "", true},
+	}
+	for _, s := range samples {
+		var tk taskerv1alpha1.Task
+		loadSample(t, s.file, &tk)
+		tk.Namespace = ns
+		create(t, &tk)
+	}
+	for _, s := range samples {
+		t.Run(s.file, func(t *testing.T) {
+			var tk taskerv1alpha1.Task
+			loadSample(t, s.file, &tk)
+			got := waitPhase(t, ns, tk.Name, taskerv1alpha1.TaskSucceeded, 60*time.Second)
+			st := got.Status
+			if st.StepCounts.Total != s.steps || st.StepCounts.Succeeded != s.steps || st.Progress != fmt.Sprintf("%d/%d", s.steps, s.steps) {
+				t.Errorf("counts %+v progress %q, want %d succeeded", st.StepCounts, st.Progress, s.steps)
+			}
+			if len(st.Steps) != int(s.steps) || st.TaskID == 0 || st.StartedAt == nil || st.CompletedAt == nil {
+				t.Errorf("status incomplete: %+v", st)
+			}
+			if st.ObservedGeneration != got.Generation {
+				t.Errorf("observedGeneration %d, generation %d", st.ObservedGeneration, got.Generation)
+			}
+			for _, c := range st.Conditions {
+				if c.ObservedGeneration != got.Generation {
+					t.Errorf("condition %s has observedGeneration %d", c.Type, c.ObservedGeneration)
+				}
+			}
+			if c := condition(got, taskerv1alpha1.TaskConditionSucceeded); c == nil || c.Status != metav1.ConditionTrue {
+				t.Errorf("Succeeded condition: %+v", c)
+			}
+			if c := condition(got, taskerv1alpha1.TaskConditionAdmitted); c == nil || c.Status != metav1.ConditionTrue {
+				t.Errorf("Admitted condition: %+v", c)
+			}
+			if s.retriedStep != "" {
+				for _, sum := range st.Steps {
+					if sum.Name == s.retriedStep && sum.Attempts != 2 {
+						t.Errorf("step %s: %d attempts, want 2 (fails once, then succeeds)", sum.Name, sum.Attempts)
+					}
+				}
+			}
+			waitFor(t, 10*time.Second, "Admitted and Succeeded events", func() (bool, error) {
+				evs := events(t, ns, tk.Name)
+				return hasEvent(evs, "Admitted", "admitted") && hasEvent(evs, "Succeeded", "steps done"), fmt.Errorf("%d events", len(evs))
+			})
+		})
+	}
+	// The template reports its users.
+	waitFor(t, 10*time.Second, "template status", func() (bool, error) {
+		var cur taskerv1alpha1.TaskTemplate
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(&tmpl), &cur); err != nil {
+			return false, err
+		}
+		ready := len(cur.Status.Conditions) == 1 && cur.Status.Conditions[0].Status == metav1.ConditionTrue
+		return ready && cur.Status.UsedBy == 1 && cur.Status.Steps == 3, fmt.Errorf("%+v", cur.Status)
+	})
+}
+
+// TestTemplateSnapshotAndMissingTemplate: a Task waits for a missing template with a clear condition, is
+// admitted when it appears, and keeps the steps it was admitted with when the template changes later.
+func TestTemplateSnapshotAndMissingTemplate(t *testing.T) {
+	ns := newNamespace(t)
+	tk := &taskerv1alpha1.Task{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-later-template"},
+		Spec:       taskerv1alpha1.TaskSpec{TemplateRef: &taskerv1alpha1.TemplateReference{Name: "later"}},
+	}
+	create(t, tk)
+	waitFor(t, 10*time.Second, "TemplateNotFound condition", func() (bool, error) {
+		cur := getTask(t, ns, tk.Name)
+		c := condition(cur, taskerv1alpha1.TaskConditionAdmitted)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == controllers.ReasonTemplateNotFound &&
+			strings.Contains(c.Message, `TaskTemplate "later" not found`), fmt.Errorf("%v", cur.Status.Conditions)
+	})
+	tmpl := &taskerv1alpha1.TaskTemplate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"},
+		Spec:       taskerv1alpha1.TaskTemplateSpec{Steps: []taskerv1alpha1.StepSpec{step("one", "echo"), step("two", "echo", "one")}},
+	}
+	create(t, tmpl)
+	waitFor(t, 10*time.Second, "admission after the template appeared", func() (bool, error) {
+		cur := getTask(t, ns, tk.Name)
+		return cur.Status.TaskID != 0, fmt.Errorf("%v", cur.Status.Conditions)
+	})
+	// Edit the template: the admitted Task keeps two steps.
+	var cur taskerv1alpha1.TaskTemplate
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(tmpl), &cur); err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Steps = append(cur.Spec.Steps, step("three", "echo", "two"))
+	if err := env.Client.Update(context.Background(), &cur); err != nil {
+		t.Fatal(err)
+	}
+	startWorkers(t, 1, "default")
+	done := waitPhase(t, ns, tk.Name, taskerv1alpha1.TaskSucceeded, 30*time.Second)
+	if done.Status.StepCounts.Total != 2 {
+		t.Fatalf("admitted Task changed with its template: %d steps", done.Status.StepCounts.Total)
+	}
+}
+
+// TestPermanentFailure: a step failing permanently fails the Task, with the message in status and an Event.
+func TestPermanentFailure(t *testing.T) {
+	ns := newNamespace(t)
+	startWorkers(t, 1, "default")
+	tk := newTask(ns, "doomed",
+		step("prepare", "echo"),
+		withInputs(step("charge", "fail", "prepare"), `{"permanent":true,"message":"card declined by issuer"}`),
+		step("ship", "echo", "charge"))
+	create(t, tk)
+	got := waitPhase(t, ns, "doomed", taskerv1alpha1.TaskFailed, 30*time.Second)
+	var charge *taskerv1alpha1.StepSummary
+	for i := range got.Status.Steps {
+		if got.Status.Steps[i].Name == "charge" {
+			charge = &got.Status.Steps[i]
+		}
+	}
+	if charge == nil || charge.State != "failed" || !strings.Contains(charge.Message, "card declined by issuer") {
+		t.Fatalf("charge summary: %+v", charge)
+	}
+	if c := condition(got, taskerv1alpha1.TaskConditionFailed); c == nil || !strings.Contains(c.Message, "card declined by issuer") {
+		t.Fatalf("Failed condition: %+v", c)
+	}
+	if got.Status.StepCounts.Skipped != 1 {
+		t.Errorf("the step below the failure should be skipped: %+v", got.Status.StepCounts)
+	}
+	waitFor(t, 10*time.Second, "StepFailed event", func() (bool, error) {
+		evs := events(t, ns, "doomed")
+		return hasEvent(evs, "StepFailed", "card declined by issuer") && hasEvent(evs, "Failed", "charge"), fmt.Errorf("%d events", len(evs))
+	})
+}
+
+// TestManyTasksFewStatusWrites: 200 Tasks at once all succeed, with few status writes each.
+func TestManyTasksFewStatusWrites(t *testing.T) {
+	ns := newNamespace(t)
+	const n = 200
+	before := testutil.ToFloat64(controllers.StatusWrites())
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tk := newTask(ns, fmt.Sprintf("burst-%03d", i),
+				step("a", "echo"), step("b", "echo", "a"), step("c", "echo", "a"), step("d", "echo", "b", "c"), step("e", "echo", "d"))
+			if err := env.Client.Create(context.Background(), tk); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	startWorkers(t, 4, "default")
+	waitFor(t, 3*time.Minute, "200 Tasks to succeed", func() (bool, error) {
+		var list taskerv1alpha1.TaskList
+		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		done := 0
+		for _, tk := range list.Items {
+			if tk.Status.Phase == taskerv1alpha1.TaskSucceeded && tk.Status.StepCounts.Succeeded == 5 {
+				done++
+			}
+		}
+		return done == n, fmt.Errorf("%d of %d succeeded", done, n)
+	})
+	writes := testutil.ToFloat64(controllers.StatusWrites()) - before
+	perTask := writes / n
+	t.Logf("status writes: %.0f for %d Tasks (%.2f per Task)", writes, n, perTask)
+	if perTask > 3 {
+		t.Fatalf("%.2f status writes per Task, want at most 3", perTask)
+	}
+}
+
+// TestLargeTaskStatusIsBounded: a 1,000-step Task's status stays under 64 KiB.
+func TestLargeTaskStatusIsBounded(t *testing.T) {
+	ns := newNamespace(t)
+	steps := make([]taskerv1alpha1.StepSpec, taskerv1alpha1.MaxSteps)
+	for i := range steps {
+		steps[i] = withInputs(step(fmt.Sprintf("s%04d", i), "fail"),
+			fmt.Sprintf(`{"permanent":true,"message":%q}`, strings.Repeat("a long error message ", 40)))
+		steps[i].Retry = &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr(int32(1))}
+	}
+	tk := newTask(ns, "huge", steps...)
+	create(t, tk)
+	startWorkers(t, 2, "default")
+	got := waitPhase(t, ns, "huge", taskerv1alpha1.TaskFailed, 60*time.Second)
+	raw, err := json.Marshal(got.Status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) > 64*1024 {
+		t.Fatalf("status is %d bytes, want at most 64 KiB", len(raw))
+	}
+	if len(got.Status.Steps) != taskerv1alpha1.MaxStepSummaries || got.Status.StepCounts.Total != 1000 {
+		t.Fatalf("summaries %d, total %d", len(got.Status.Steps), got.Status.StepCounts.Total)
+	}
+	t.Logf("status of a 1,000-step Task: %d bytes", len(raw))
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// stepRows returns the database state of a Task's steps: name -> (state, attempts).
+func stepRows(t *testing.T, taskID int64) map[string][2]string {
+	t.Helper()
+	rows, err := dbPool.Query(context.Background(), `SELECT name, state, attempts::text FROM tasker.steps WHERE task_id = $1`, taskID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string][2]string{}
+	for rows.Next() {
+		var name, state, attempts string
+		if err := rows.Scan(&name, &state, &attempts); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = [2]string{state, attempts}
+	}
+	return out
+}
+
+// queueLength counts the messages of a queue.
+func queueLength(t *testing.T, queue string) int64 {
+	t.Helper()
+	var n int64
+	if err := dbPool.QueryRow(context.Background(), `SELECT queue_length FROM pgmq.metrics($1::text)`, queue).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestDeleteMidRunCancels: deleting a running Task cancels it in the database before the finalizer goes.
+func TestDeleteMidRunCancels(t *testing.T) {
+	ns := newNamespace(t)
+	const queue = "delete_mid_run"
+	tk := newTask(ns, "to-delete", step("first", "echo"), withInputs(step("slow", "sleep", "first"), `{"seconds":30}`),
+		step("after", "echo", "slow"), step("other", "echo"))
+	tk.Spec.Queue = queue
+	create(t, tk)
+	startWorkers(t, 2, queue)
+	waitFor(t, 20*time.Second, "the slow step to run", func() (bool, error) {
+		cur := getTask(t, ns, tk.Name)
+		return cur.Status.StepCounts.Running == 1, fmt.Errorf("%+v", cur.Status.StepCounts)
+	})
+	taskID := getTask(t, ns, tk.Name).Status.TaskID
+	if err := env.Client.Delete(context.Background(), tk); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the Task to be gone", func() (bool, error) {
+		err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(tk), &taskerv1alpha1.Task{})
+		return isNotFound(err), err
+	})
+	rows := stepRows(t, taskID)
+	for _, name := range []string{"slow", "after"} {
+		if rows[name][0] != "cancelled" {
+			t.Errorf("step %s is %s, want cancelled", name, rows[name][0])
+		}
+	}
+	if n := queueLength(t, queue); n != 0 {
+		t.Errorf("%d messages left in the queue", n)
+	}
+}
+
+// TestCancelViaSpec: spec.cancel stops a Task.
+func TestCancelViaSpec(t *testing.T) {
+	ns := newNamespace(t)
+	const queue = "cancel_spec"
+	tk := newTask(ns, "to-cancel", withInputs(step("slow", "sleep"), `{"seconds":30}`), step("after", "echo", "slow"))
+	tk.Spec.Queue = queue
+	create(t, tk)
+	startWorkers(t, 1, queue)
+	waitFor(t, 20*time.Second, "the slow step to run", func() (bool, error) {
+		cur := getTask(t, ns, tk.Name)
+		return cur.Status.StepCounts.Running == 1, fmt.Errorf("%+v", cur.Status.StepCounts)
+	})
+	cur := getTask(t, ns, tk.Name)
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Spec.Cancel = true
+	if err := env.Client.Patch(context.Background(), cur, patch); err != nil {
+		t.Fatal(err)
+	}
+	got := waitPhase(t, ns, tk.Name, taskerv1alpha1.TaskCancelled, 20*time.Second)
+	if got.Status.StepCounts.Cancelled != 2 {
+		t.Errorf("counts %+v, want both steps cancelled", got.Status.StepCounts)
+	}
+	if n := queueLength(t, queue); n != 0 {
+		t.Errorf("%d messages left in the queue", n)
+	}
+	waitFor(t, 10*time.Second, "Cancelled event", func() (bool, error) {
+		return hasEvent(events(t, ns, tk.Name), "Cancelled", "cancelled"), nil
+	})
+}
+
+// TestRetryViaAction: a failed step retried through spec.actions resumes the Task to success, once per id.
+func TestRetryViaAction(t *testing.T) {
+	ns := newNamespace(t)
+	const queue = "retry_action"
+	// "flaky" fails permanently on its first attempt only (fail handler: failTimes counts retryable failures,
+	// so use maxAttempts 1 to make the first failure final).
+	flaky := withInputs(step("flaky", "fail", "first"), `{"failTimes":1}`)
+	flaky.Retry = &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr(int32(1))}
+	tk := newTask(ns, "retry-me", step("first", "echo"), flaky, step("last", "echo", "flaky"))
+	tk.Spec.Queue = queue
+	create(t, tk)
+	startWorkers(t, 1, queue)
+	failed := waitPhase(t, ns, tk.Name, taskerv1alpha1.TaskFailed, 30*time.Second)
+
+	apply := func() {
+		t.Helper()
+		cur := getTask(t, ns, tk.Name)
+		patch := client.MergeFrom(cur.DeepCopy())
+		cur.Spec.Actions = []taskerv1alpha1.TaskAction{{ID: "retry-1", Type: taskerv1alpha1.ActionRetry, Step: "flaky"}}
+		if err := env.Client.Patch(context.Background(), cur, patch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply()
+	got := waitPhase(t, ns, tk.Name, taskerv1alpha1.TaskSucceeded, 30*time.Second)
+	if len(got.Status.Actions) != 1 || got.Status.Actions[0].ID != "retry-1" || got.Status.Actions[0].Outcome != "Done" {
+		t.Fatalf("status.actions %+v", got.Status.Actions)
+	}
+	// Applying the same manifest again (same action id) retries nothing.
+	apply()
+	time.Sleep(2 * time.Second)
+	after := getTask(t, ns, tk.Name)
+	if after.Status.Phase != taskerv1alpha1.TaskSucceeded || len(after.Status.Actions) != 1 {
+		t.Fatalf("re-applied action changed the Task: %+v", after.Status)
+	}
+	var retries int
+	if err := dbPool.QueryRow(context.Background(), `SELECT count(*) FROM tasker.step_transitions tr JOIN tasker.steps s ON s.id = tr.step_id
+		WHERE s.task_id = $1 AND s.name = 'flaky' AND tr.from_state = 'failed'`, failed.Status.TaskID).Scan(&retries); err != nil {
+		t.Fatal(err)
+	}
+	if retries != 1 {
+		t.Fatalf("flaky left the failed state %d times, want exactly 1", retries)
+	}
+}
+
+// TestResolveAndCompleteViaActions: resolve and complete a failed step by hand.
+func TestResolveAndCompleteViaActions(t *testing.T) {
+	ns := newNamespace(t)
+	const queue = "manual_actions"
+	startWorkers(t, 1, queue)
+	for _, typ := range []taskerv1alpha1.TaskActionType{taskerv1alpha1.ActionResolve, taskerv1alpha1.ActionComplete} {
+		name := "manual-" + strings.ToLower(string(typ))
+		tk := newTask(ns, name, withInputs(step("broken", "fail"), `{"permanent":true}`), step("next", "echo", "broken"))
+		tk.Spec.Queue = queue
+		create(t, tk)
+		waitPhase(t, ns, name, taskerv1alpha1.TaskFailed, 30*time.Second)
+		cur := getTask(t, ns, name)
+		patch := client.MergeFrom(cur.DeepCopy())
+		action := taskerv1alpha1.TaskAction{ID: "a1", Type: typ, Step: "broken", Reason: "fixed by hand"}
+		if typ == taskerv1alpha1.ActionComplete {
+			action.Result = &apiextensionsv1.JSON{Raw: []byte(`{"manual":true}`)}
+		}
+		cur.Spec.Actions = []taskerv1alpha1.TaskAction{action}
+		if err := env.Client.Patch(context.Background(), cur, patch); err != nil {
+			t.Fatal(err)
+		}
+		got := waitPhase(t, ns, name, taskerv1alpha1.TaskSucceeded, 30*time.Second)
+		wantState := map[taskerv1alpha1.TaskActionType]string{taskerv1alpha1.ActionResolve: "resolved", taskerv1alpha1.ActionComplete: "succeeded"}[typ]
+		if got.Status.Steps[0].State != wantState {
+			t.Errorf("%s: broken step is %s, want %s", typ, got.Status.Steps[0].State, wantState)
+		}
+	}
+}
+
+// TestTTLDeletesFinishedTasks: ttlSecondsAfterFinished removes a finished Task.
+func TestTTLDeletesFinishedTasks(t *testing.T) {
+	ns := newNamespace(t)
+	const queue = "ttl"
+	tk := newTask(ns, "short-lived", step("only", "echo"))
+	tk.Spec.Queue = queue
+	tk.Spec.TTLSecondsAfterFinished = ptr(int32(1))
+	create(t, tk)
+	startWorkers(t, 1, queue)
+	waitFor(t, 30*time.Second, "the Task to be deleted after its TTL", func() (bool, error) {
+		err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(tk), &taskerv1alpha1.Task{})
+		return isNotFound(err), err
+	})
+}
