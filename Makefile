@@ -61,8 +61,12 @@ verify-fmt: ## Fail if gofmt would change a file.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: test
-test: envtest-assets verify-generated verify-fmt vet ## Everything CI runs: provisioning, generated-file check, vet, unit + envtest + PostgreSQL tests.
+test: envtest-assets python-deps verify-generated verify-fmt vet ## Everything CI runs: provisioning, generated-file check, vet, unit + envtest + PostgreSQL tests.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test -count=1 -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...
+
+.PHONY: bench
+bench: ## Worker benchmarks on a durable PostgreSQL cluster (stage latency, throughput vs raw pgmq and River); ends with BENCH lines.
+	cd bench && go run . $(BENCH_FLAGS)
 
 .PHONY: test-unit
 test-unit: ## Only the pure unit tests (no PostgreSQL, no apiserver).
@@ -78,6 +82,10 @@ fuzz: ## Fuzz the graph validation for FUZZTIME (default 30s).
 build: ## Build the manager binary (the same command the Dockerfile runs).
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/manager ./cmd/manager
 
+.PHONY: build-worker
+build-worker: ## Build the reference worker binary.
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/worker ./cmd/worker
+
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig (webhooks off: no certificates locally).
 	ENABLE_WEBHOOKS=false go run ./cmd/manager
@@ -87,6 +95,10 @@ run: manifests generate ## Run the manager against the current kubeconfig (webho
 .PHONY: envtest-assets
 envtest-assets: ## Build kube-apiserver, kube-controller-manager and etcd into the cache (first run ~12 min).
 	@hack/envtest-assets.sh >/dev/null
+
+.PHONY: python-deps
+python-deps: ## Install Debian's python3-psycopg2 for the second-language worker test (idempotent).
+	@hack/python-deps.sh
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into the cache.
