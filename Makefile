@@ -90,6 +90,20 @@ build-worker: ## Build the reference worker binary.
 run: manifests generate ## Run the manager against the current kubeconfig (webhooks off: no certificates locally).
 	ENABLE_WEBHOOKS=false go run ./cmd/manager
 
+##@ Local stack
+
+.PHONY: demo
+demo: ## The local stack with the demo workflows (first run builds the control plane: ~12 min; later ~1 min). DEMO_FLAGS=--keep keeps it up.
+	@if [ ! -f "$$(hack/envtest-assets.sh --print-dir)/.complete" ]; then \
+		echo "First run: building kube-apiserver and etcd from source (about 12 minutes on 2 cores), then the binaries (about 1 minute)."; fi
+	@$(MAKE) --no-print-directory envtest-assets build build-worker build-taskerctl
+	bin/taskerctl dev --assets "$$(hack/envtest-assets.sh)" $(DEMO_FLAGS)
+
+.PHONY: build-taskerctl
+build-taskerctl: ## Build bin/taskerctl and its kubectl plugin name bin/kubectl-tasker.
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/taskerctl ./cmd/taskerctl
+	ln -sf taskerctl bin/kubectl-tasker
+
 ##@ Dependencies
 
 .PHONY: envtest-assets

@@ -94,6 +94,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 		c.cred = cred
+		if err := reachable(filepath.Dir(dataDir)); err != nil {
+			c.removeFiles()
+			return nil, err
+		}
 		if err := os.Chown(dataDir, int(cred.Uid), int(cred.Gid)); err != nil {
 			c.removeFiles()
 			return nil, err
@@ -275,6 +279,24 @@ func postgresCredential() (*syscall.Credential, error) {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
+}
+
+// reachable checks that the postgres user can traverse every folder above its data folder (it runs as that
+// user, not as root), so a folder such as a 0700 temporary directory gives a clear error instead of initdb's.
+func reachable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("pgcluster: the postgres user cannot reach its data folder: %s is not searchable by "+
+				"others (chmod o+x %s, or choose a data folder elsewhere)", d, d)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 func freePort() (int, error) {

@@ -1,0 +1,433 @@
+// Command taskerctl shows and steers tasker Tasks: get, describe (the DAG as a tree), watch, cancel, retry,
+// resolve, complete. Installed as kubectl-tasker it is also the kubectl plugin `kubectl tasker`.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/cli"
+	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/operator"
+	"github.com/tasker-operator/tasker-operator/internal/store"
+)
+
+type globals struct {
+	kubeconfig  string
+	context     string
+	namespace   string
+	databaseURL string
+	output      string
+	timeout     time.Duration
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	name := "taskerctl"
+	if strings.HasPrefix(filepath.Base(os.Args[0]), "kubectl-") {
+		name = "kubectl tasker"
+	}
+	root := &cobra.Command{
+		Use:           name,
+		Short:         "Show and steer tasker Tasks",
+		SilenceUsage:  true,
+		SilenceErrors: false,
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&g.kubeconfig, "kubeconfig", "", "Path to the kubeconfig (default: $KUBECONFIG or ~/.kube/config).")
+	f.StringVar(&g.context, "context", "", "The kubeconfig context to use.")
+	f.StringVarP(&g.namespace, "namespace", "n", "", "Namespace (default: the context's).")
+	f.StringVar(&g.databaseURL, "database-url", os.Getenv("TASKER_DATABASE_URL"),
+		"PostgreSQL URL of the tasker database (default $TASKER_DATABASE_URL): with it, describe shows every step with results.")
+	f.DurationVar(&g.timeout, "request-timeout", 30*time.Second, "Time limit of each request.")
+
+	root.AddCommand(getCmd(g), describeCmd(g), watchCmd(g), cancelCmd(g),
+		actionCmd(g, taskerv1alpha1.ActionRetry), actionCmd(g, taskerv1alpha1.ActionResolve), actionCmd(g, taskerv1alpha1.ActionComplete), devCmd())
+	return root
+}
+
+func (g *globals) client() (client.Client, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if g.kubeconfig != "" {
+		rules.ExplicitPath = g.kubeconfig
+	}
+	cfg := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: g.context})
+	rest, err := cfg.ClientConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	rest.Timeout = g.timeout
+	ns := g.namespace
+	if ns == "" {
+		if ns, _, err = cfg.Namespace(); err != nil {
+			return nil, "", err
+		}
+	}
+	c, err := client.New(rest, client.Options{Scheme: operator.NewScheme()})
+	return c, ns, err
+}
+
+func (g *globals) getTask(ctx context.Context, c client.Client, ns, name string) (*taskerv1alpha1.Task, error) {
+	var tk taskerv1alpha1.Task
+	if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &tk); err != nil {
+		return nil, err
+	}
+	return &tk, nil
+}
+
+// view builds the Task's view, from the database when a URL was given.
+func (g *globals) view(ctx context.Context, tk *taskerv1alpha1.Task) (cli.TaskView, error) {
+	if g.databaseURL == "" || tk.Status.TaskID == 0 {
+		return cli.FromStatus(tk), nil
+	}
+	pool, err := store.Open(ctx, g.databaseURL, store.Options{MaxConns: 1, ApplicationName: "taskerctl"})
+	if err != nil {
+		return cli.TaskView{}, err
+	}
+	defer pool.Close()
+	st, err := engine.New(pool, engine.Options{QueryTimeout: g.timeout}).GetTask(ctx, tk.Status.TaskID)
+	if err != nil {
+		return cli.TaskView{}, err
+	}
+	return cli.FromEngine(tk, st), nil
+}
+
+func printStructured(w io.Writer, format string, v any) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "yaml":
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	default:
+		return fmt.Errorf("unknown output format %q (use json or yaml)", format)
+	}
+}
+
+func getCmd(g *globals) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "get [NAME...]",
+		Short: "List Tasks: phase, steps done/total, age",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := g.client()
+			if err != nil {
+				return err
+			}
+			var items []taskerv1alpha1.Task
+			if len(args) > 0 {
+				for _, name := range args {
+					tk, err := g.getTask(cmd.Context(), c, ns, name)
+					if err != nil {
+						return err
+					}
+					items = append(items, *tk)
+				}
+			} else {
+				var list taskerv1alpha1.TaskList
+				var opts []client.ListOption
+				if !all {
+					opts = append(opts, client.InNamespace(ns))
+				}
+				if err := c.List(cmd.Context(), &list, opts...); err != nil {
+					return err
+				}
+				items = list.Items
+			}
+			sort.Slice(items, func(i, j int) bool {
+				if items[i].Namespace != items[j].Namespace {
+					return items[i].Namespace < items[j].Namespace
+				}
+				return items[i].Name < items[j].Name
+			})
+			if g.output != "" {
+				views := make([]cli.TaskView, len(items))
+				for i := range items {
+					views[i] = cli.FromStatus(&items[i])
+				}
+				return printStructured(cmd.OutOrStdout(), g.output, views)
+			}
+			return cli.Table(cmd.OutOrStdout(), items, all, time.Now())
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "List Tasks of every namespace.")
+	cmd.Flags().StringVarP(&g.output, "output", "o", "", "Output format: json or yaml.")
+	return cmd
+}
+
+func describeCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "describe NAME",
+		Short: "Show a Task's DAG as a tree: states, attempts, durations, last errors, results",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := g.client()
+			if err != nil {
+				return err
+			}
+			tk, err := g.getTask(cmd.Context(), c, ns, args[0])
+			if err != nil {
+				return err
+			}
+			v, err := g.view(cmd.Context(), tk)
+			if err != nil {
+				return err
+			}
+			if g.output != "" {
+				return printStructured(cmd.OutOrStdout(), g.output, v)
+			}
+			return describe(cmd.OutOrStdout(), v)
+		},
+	}
+	cmd.Flags().StringVarP(&g.output, "output", "o", "", "Output format: json or yaml.")
+	return cmd
+}
+
+func describe(w io.Writer, v cli.TaskView) error {
+	if err := cli.Render(w, v, cli.RenderOptions{Width: terminalWidth(), Color: isTerminal(w)}); err != nil {
+		return err
+	}
+	for _, c := range v.Conditions {
+		if c.Status != "True" || c.Type == taskerv1alpha1.TaskConditionFailed {
+			if _, err := fmt.Fprintf(w, "%s=%s %s: %s\n", c.Type, c.Status, c.Reason, c.Message); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func watchCmd(g *globals) *cobra.Command {
+	var interval time.Duration
+	cmd := &cobra.Command{
+		Use:   "watch NAME",
+		Short: "Redraw a Task's tree until it finishes",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := g.client()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			tty := isTerminal(out)
+			for {
+				tk, err := g.getTask(cmd.Context(), c, ns, args[0])
+				if err != nil {
+					return err
+				}
+				v, err := g.view(cmd.Context(), tk)
+				if err != nil {
+					return err
+				}
+				if tty {
+					fmt.Fprint(out, "\x1b[H\x1b[2J")
+				}
+				if err := describe(out, v); err != nil {
+					return err
+				}
+				switch tk.Status.Phase {
+				case taskerv1alpha1.TaskSucceeded, taskerv1alpha1.TaskFailed, taskerv1alpha1.TaskCancelled:
+					return nil
+				}
+				if !tty {
+					fmt.Fprintln(out)
+				}
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(interval):
+				}
+			}
+		},
+	}
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "Time between redraws.")
+	return cmd
+}
+
+func cancelCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel NAME",
+		Short: "Cancel a Task (sets spec.cancel; final)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := g.client()
+			if err != nil {
+				return err
+			}
+			tk := &taskerv1alpha1.Task{}
+			tk.Namespace, tk.Name = ns, args[0]
+			patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"cancel":true}}`))
+			if err := c.Patch(cmd.Context(), tk, patch); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "task %s/%s cancelled\n", ns, args[0])
+			return nil
+		},
+	}
+}
+
+// actionCmd builds retry, resolve and complete: each adds a spec.actions entry with a fresh id.
+func actionCmd(g *globals, typ taskerv1alpha1.TaskActionType) *cobra.Command {
+	var id, reason, result, inputs string
+	var wait bool
+	verb := strings.ToLower(string(typ))
+	short := map[taskerv1alpha1.TaskActionType]string{
+		taskerv1alpha1.ActionRetry:    "Run a failed step again (optionally with new --inputs); the Task resumes",
+		taskerv1alpha1.ActionResolve:  "Mark a step resolved by hand: its dependants proceed",
+		taskerv1alpha1.ActionComplete: "Complete a step with a given --result, as its handler would",
+	}[typ]
+	cmd := &cobra.Command{
+		Use:   verb + " NAME STEP",
+		Short: short,
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := g.client()
+			if err != nil {
+				return err
+			}
+			action := taskerv1alpha1.TaskAction{ID: id, Type: typ, Step: args[1], Reason: reason}
+			if action.ID == "" {
+				action.ID = fmt.Sprintf("%s-%s", verb, strconv.FormatInt(time.Now().UnixMilli(), 36))
+			}
+			for flag, raw := range map[string]string{"--result": result, "--inputs": inputs} {
+				if raw == "" {
+					continue
+				}
+				if !json.Valid([]byte(raw)) {
+					return fmt.Errorf("%s is not valid JSON", flag)
+				}
+				if flag == "--result" {
+					action.Result = &apiextensionsv1.JSON{Raw: []byte(raw)}
+				} else {
+					action.Inputs = &apiextensionsv1.JSON{Raw: []byte(raw)}
+				}
+			}
+			key := types.NamespacedName{Namespace: ns, Name: args[0]}
+			if err := addAction(cmd.Context(), c, key, action); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s of step %q requested on task %s (action %s)\n", verb, args[1], key, action.ID)
+			if !wait {
+				return nil
+			}
+			return waitAction(cmd.Context(), c, key, action.ID, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "Action id (default: generated). Re-using an id does nothing: each id acts once.")
+	cmd.Flags().StringVar(&reason, "reason", "", "Why, recorded in the step's history.")
+	cmd.Flags().BoolVar(&wait, "wait", true, "Wait until the operator has carried the action out.")
+	switch typ {
+	case taskerv1alpha1.ActionComplete:
+		cmd.Flags().StringVar(&result, "result", "", "The step's result (JSON).")
+	case taskerv1alpha1.ActionRetry:
+		cmd.Flags().StringVar(&inputs, "inputs", "", "New inputs for the step (JSON), replacing the ones that made it fail.")
+	}
+	return cmd
+}
+
+// maxActions is the API's limit on spec.actions.
+const maxActions = 32
+
+func addAction(ctx context.Context, c client.Client, key types.NamespacedName, action taskerv1alpha1.TaskAction) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var tk taskerv1alpha1.Task
+		if err := c.Get(ctx, key, &tk); err != nil {
+			return err
+		}
+		if len(tk.Spec.Actions) >= maxActions {
+			// Drop the oldest actions already carried out, to make room.
+			done := map[string]bool{}
+			for _, a := range tk.Status.Actions {
+				done[a.ID] = true
+			}
+			kept := tk.Spec.Actions[:0]
+			for i, a := range tk.Spec.Actions {
+				if done[a.ID] && len(tk.Spec.Actions)-i > maxActions-1-len(kept) {
+					continue
+				}
+				kept = append(kept, a)
+			}
+			tk.Spec.Actions = kept
+			if len(tk.Spec.Actions) >= maxActions {
+				return errors.New("the Task has 32 pending actions; wait for the operator to carry them out")
+			}
+		}
+		tk.Spec.Actions = append(tk.Spec.Actions, action)
+		return c.Update(ctx, &tk)
+	})
+}
+
+func waitAction(ctx context.Context, c client.Client, key types.NamespacedName, id string, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		var tk taskerv1alpha1.Task
+		if err := c.Get(ctx, key, &tk); err != nil {
+			return err
+		}
+		for _, a := range tk.Status.Actions {
+			if a.ID == id {
+				if a.Outcome != "Done" {
+					return fmt.Errorf("action %s %s: %s", id, strings.ToLower(a.Outcome), a.Message)
+				}
+				fmt.Fprintf(out, "done: %s\n", a.Message)
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the operator has not carried out action %s yet: %w", id, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func terminalWidth() int {
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 20 {
+		return n
+	}
+	return 120
+}

@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func at(sec int) *time.Time {
+	t := time.Date(2026, 11, 27, 12, 0, sec, 0, time.UTC)
+	return &t
+}
+
+func TestRenderDiamond(t *testing.T) {
+	v := TaskView{
+		Namespace: "shop", Name: "order-1042", Phase: "Succeeded", Progress: "4/4", TaskID: 7,
+		StartedAt: at(0), CompletedAt: at(3),
+		Steps: []StepView{
+			{Name: "validate-order", State: "succeeded", Attempts: 1, StartedAt: at(0), FinishedAt: at(0)},
+			{Name: "charge-payment", State: "succeeded", Attempts: 2, DependsOn: []string{"validate-order"},
+				StartedAt: at(1), FinishedAt: at(2), Error: "card processor\ntimed out", Result: json.RawMessage(`{"ok":true}`)},
+			{Name: "reserve-inventory", State: "succeeded", Attempts: 1, DependsOn: []string{"validate-order"}, StartedAt: at(0), FinishedAt: at(1)},
+			{Name: "ship", State: "running", Attempts: 1, DependsOn: []string{"charge-payment", "reserve-inventory"}, StartedAt: at(2)},
+		},
+	}
+	var b strings.Builder
+	if err := Render(&b, v, RenderOptions{Width: 200, Now: *at(4)}); err != nil {
+		t.Fatal(err)
+	}
+	want := `shop/order-1042  Succeeded  4/4 steps  3.0s  (task 7)
+validate-order        succeeded  1 attempt   0s
+├─ charge-payment     succeeded  2 attempts  1.0s    error: card processor timed out; result: {"ok":true}
+└─ reserve-inventory  succeeded  1 attempt   1.0s
+   └─ ship            running    1 attempt   2.0s    after charge-payment
+`
+	if got := b.String(); got != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestRenderCutsToWidthAndMentionsHiddenSteps(t *testing.T) {
+	v := TaskView{Namespace: "ns", Name: "big", Phase: "Running", Progress: "1/80", Source: "status",
+		Steps: []StepView{{Name: "a", State: "failed", Attempts: 3, Error: strings.Repeat("x", 500)}}}
+	v.Counts.Total = 80
+	var b strings.Builder
+	if err := Render(&b, v, RenderOptions{Width: 60}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("lines: %q", lines)
+	}
+	if n := len([]rune(lines[1])); n != 60 {
+		t.Errorf("step line is %d runes wide, want 60", n)
+	}
+	if !strings.Contains(lines[2], "79 more steps") {
+		t.Errorf("missing the hidden-steps note: %q", lines[2])
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		500 * time.Microsecond:        "500µs",
+		12 * time.Millisecond:         "12ms",
+		1200 * time.Millisecond:       "1.2s",
+		3*time.Minute + 4*time.Second: "3m04s",
+		2*time.Hour + 5*time.Minute:   "2h05m",
+		-time.Second:                  "0s",
+	} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -1,0 +1,110 @@
+// Package cli renders Tasks for people (taskerctl): a DAG tree with states, attempts, durations, errors and
+// results, built from the database when the CLI has access to it, else from the Task's status.
+package cli
+
+import (
+	"encoding/json"
+	"time"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/engine"
+)
+
+// TaskView is what taskerctl shows of a Task; it is also the -o json|yaml document of `describe`.
+type TaskView struct {
+	Namespace   string     `json:"namespace"`
+	Name        string     `json:"name"`
+	Phase       string     `json:"phase"`
+	Progress    string     `json:"progress"`
+	TaskID      int64      `json:"taskID,omitempty"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	StartedAt   *time.Time `json:"startedAt,omitempty"`
+	CompletedAt *time.Time `json:"completedAt,omitempty"`
+	// Source says where step detail came from: "database" (every step, with results) or "status" (the first 50
+	// steps, without results).
+	Source     string                    `json:"source"`
+	Counts     taskerv1alpha1.StepCounts `json:"counts"`
+	Steps      []StepView                `json:"steps"`
+	Conditions []ConditionView           `json:"conditions,omitempty"`
+}
+
+// StepView is one step.
+type StepView struct {
+	Name       string          `json:"name"`
+	Handler    string          `json:"handler,omitempty"`
+	State      string          `json:"state"`
+	Attempts   int             `json:"attempts"`
+	DependsOn  []string        `json:"dependsOn,omitempty"`
+	StartedAt  *time.Time      `json:"startedAt,omitempty"`
+	FinishedAt *time.Time      `json:"finishedAt,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	Result     json.RawMessage `json:"result,omitempty"`
+}
+
+// ConditionView is one condition of the Task.
+type ConditionView struct {
+	Type    string `json:"type"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// FromStatus builds a view from the Task resource alone (no database access): dependencies come from
+// spec.steps when the steps are inline.
+func FromStatus(tk *taskerv1alpha1.Task) TaskView {
+	v := base(tk)
+	v.Source = "status"
+	deps := map[string][]string{}
+	handlers := map[string]string{}
+	for _, s := range tk.Spec.Steps {
+		deps[s.Name] = s.DependsOn
+		handlers[s.Name] = s.Handler
+	}
+	for _, s := range tk.Status.Steps {
+		sv := StepView{Name: s.Name, Handler: handlers[s.Name], State: s.State, Attempts: int(s.Attempts),
+			DependsOn: deps[s.Name], Error: s.Message}
+		if s.StartedAt != nil {
+			t := s.StartedAt.Time
+			sv.StartedAt = &t
+		}
+		if s.FinishedAt != nil {
+			t := s.FinishedAt.Time
+			sv.FinishedAt = &t
+		}
+		v.Steps = append(v.Steps, sv)
+	}
+	return v
+}
+
+// FromEngine builds a view from the database's state of the Task (every step, with results).
+func FromEngine(tk *taskerv1alpha1.Task, st *engine.TaskState) TaskView {
+	v := base(tk)
+	v.Source = "database"
+	v.TaskID = st.ID
+	v.StartedAt, v.CompletedAt = st.StartedAt, st.CompletedAt
+	for i := range st.Steps {
+		s := &st.Steps[i]
+		v.Steps = append(v.Steps, StepView{Name: s.Name, Handler: s.Handler, State: string(s.Phase), Attempts: s.Attempts,
+			DependsOn: s.DependsOn, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.LastErrorMessage, Result: s.Result})
+	}
+	return v
+}
+
+func base(tk *taskerv1alpha1.Task) TaskView {
+	v := TaskView{
+		Namespace: tk.Namespace, Name: tk.Name, Phase: string(tk.Status.Phase), Progress: tk.Status.Progress,
+		TaskID: tk.Status.TaskID, CreatedAt: tk.CreationTimestamp.Time, Counts: tk.Status.StepCounts,
+	}
+	if tk.Status.StartedAt != nil {
+		t := tk.Status.StartedAt.Time
+		v.StartedAt = &t
+	}
+	if tk.Status.CompletedAt != nil {
+		t := tk.Status.CompletedAt.Time
+		v.CompletedAt = &t
+	}
+	for _, c := range tk.Status.Conditions {
+		v.Conditions = append(v.Conditions, ConditionView{Type: c.Type, Status: string(c.Status), Reason: c.Reason, Message: c.Message})
+	}
+	return v
+}

@@ -1,0 +1,296 @@
+// Package e2e runs the local stack (taskerctl dev, what `make demo` runs) as a user would: the binaries built
+// from this checkout, driven from outside through kubectl and taskerctl.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tasker-operator/tasker-operator/internal/testenv"
+)
+
+// build compiles the binaries the demo runs into dir.
+func build(t *testing.T, root, dir string) {
+	t.Helper()
+	for name, pkg := range map[string]string{"manager": "./cmd/manager", "worker": "./cmd/worker", "taskerctl": "./cmd/taskerctl"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", name, err, out)
+		}
+	}
+}
+
+// descendants returns the pids of every process below pid.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		stat, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) < 2 {
+			continue
+		}
+		child, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		parent, _ := strconv.Atoi(fields[1])
+		children[parent] = append(children[parent], child)
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		for _, c := range children[p] {
+			out = append(out, c)
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+// lineWaiter collects a process's output and lets a test wait for a line.
+type lineWaiter struct {
+	mu    sync.Mutex
+	lines []string
+	cond  *sync.Cond
+}
+
+func newLineWaiter(r io.Reader, echo func(string)) *lineWaiter {
+	w := &lineWaiter{}
+	w.cond = sync.NewCond(&w.mu)
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			echo(sc.Text())
+			w.mu.Lock()
+			w.lines = append(w.lines, sc.Text())
+			w.cond.Broadcast()
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+func (w *lineWaiter) has(substr string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range w.lines {
+		if strings.Contains(l, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *lineWaiter) all() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.lines, "\n")
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestDemo runs `taskerctl dev --keep` non-interactively, checks the demo's claims from the outside (kubectl and
+// taskerctl agree; a failed Task is brought back with taskerctl retry), then interrupts it and checks that no
+// process it started is left.
+func TestDemo(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	assets, err := testenv.AssetsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		t.Fatal("kubectl is needed on PATH (the README lists it as a prerequisite)")
+	}
+	bin := t.TempDir()
+	build(t, root, bin)
+	// The demo's PostgreSQL runs as the postgres user, which must reach its data folder: t.TempDir() is 0700.
+	stateParent, err := os.MkdirTemp("", "tasker-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(stateParent) })
+	if err := os.Chmod(stateParent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := filepath.Join(stateParent, "demo")
+
+	cmd := exec.Command(filepath.Join(bin, "taskerctl"), "dev", "--keep", "--live=false", "--dir", stateDir, "--repo", root,
+		"--assets", assets, "--manager-bin", filepath.Join(bin, "manager"), "--worker-bin", filepath.Join(bin, "worker"))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := newLineWaiter(stdout, func(l string) { t.Log("demo: " + l) })
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	// Everything the demo starts, seen while it runs.
+	var mu sync.Mutex
+	started := map[int]bool{}
+	stopWatch := make(chan struct{})
+	go func() {
+		for {
+			for _, p := range descendants(cmd.Process.Pid) {
+				mu.Lock()
+				started[p] = true
+				mu.Unlock()
+			}
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	}()
+
+	waitFor(t, 5*time.Minute, "all sample tasks succeeded", func() bool {
+		select {
+		case err := <-exited:
+			t.Fatalf("the demo exited early (%v):\n%s", err, out.all())
+		default:
+		}
+		return out.has("all sample tasks succeeded")
+	})
+	waitFor(t, 5*time.Minute, "the pool to scale back down", func() bool { return out.has("back down to") })
+	if !out.has("scaled up to") {
+		t.Fatalf("the pool did not scale up during the burst:\n%s", out.all())
+	}
+	kubeconfig := filepath.Join(stateDir, "kubeconfig")
+	taskerctl := func(args ...string) (string, error) {
+		c := exec.Command(filepath.Join(bin, "taskerctl"), append([]string{"--kubeconfig", kubeconfig, "-n", "demo"}, args...)...)
+		b, err := c.CombinedOutput()
+		return string(b), err
+	}
+
+	// kubectl get tasks and taskerctl describe agree on PHASE and STEPS.
+	kc := exec.Command("kubectl", "--kubeconfig", kubeconfig, "-n", "demo", "get", "tasks", "--no-headers",
+		"linear-etl", "order-fulfillment", "nightly-report-2026-11-27")
+	var kout bytes.Buffer
+	kc.Stdout = &kout
+	if err := kc.Run(); err != nil {
+		t.Fatalf("kubectl get tasks: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(kout.String()), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			t.Fatalf("kubectl line %q", line)
+		}
+		name, phase, steps := f[0], f[1], f[2]
+		desc, err := taskerctl("describe", name, "-o", "json")
+		if err != nil {
+			t.Fatalf("taskerctl describe %s: %v\n%s", name, err, desc)
+		}
+		var v struct{ Phase, Progress string }
+		if err := json.Unmarshal([]byte(desc), &v); err != nil {
+			t.Fatalf("describe -o json: %v\n%s", err, desc)
+		}
+		if v.Phase != phase || v.Progress != steps || phase != "Succeeded" {
+			t.Errorf("%s: kubectl says %s %s, taskerctl says %s %s", name, phase, steps, v.Phase, v.Progress)
+		}
+		tree, err := taskerctl("describe", name)
+		if err != nil || !strings.Contains(tree, "succeeded") {
+			t.Errorf("taskerctl describe %s: %v\n%s", name, err, tree)
+		}
+	}
+
+	// A Task failed by a permanently failing step, retried with fixed inputs, succeeds.
+	manifest := `apiVersion: tasker.dev/v1alpha1
+kind: Task
+metadata: {name: broken-input, namespace: demo}
+spec:
+  steps:
+    - {name: prepare, handler: echo}
+    - {name: charge, handler: fail, dependsOn: [prepare], inputs: {permanent: true, message: "card number is invalid"}}
+    - {name: ship, handler: echo, dependsOn: [charge]}
+`
+	apply := exec.Command("kubectl", "--kubeconfig", kubeconfig, "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(manifest)
+	if b, err := apply.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, b)
+	}
+	waitFor(t, time.Minute, "broken-input to fail", func() bool {
+		s, _ := taskerctl("get", "broken-input", "-o", "json")
+		return strings.Contains(s, `"phase": "Failed"`)
+	})
+	if s, err := taskerctl("retry", "broken-input", "charge", "--inputs", `{"permanent":false}`); err != nil {
+		t.Fatalf("taskerctl retry: %v\n%s", err, s)
+	}
+	waitFor(t, time.Minute, "broken-input to succeed after the retry", func() bool {
+		s, _ := taskerctl("get", "broken-input", "-o", "json")
+		return strings.Contains(s, `"phase": "Succeeded"`)
+	})
+
+	// Ctrl-C stops everything.
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the demo did not stop within 2 minutes of Ctrl-C")
+	}
+	close(stopWatch)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(started) < 4 {
+		t.Fatalf("saw only %d processes under the demo; the watch is broken", len(started))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pid := range started {
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if alive(pid) {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			t.Errorf("process %d (%s) is still running after the demo stopped", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+		}
+	}
+}
