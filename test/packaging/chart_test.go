@@ -1,0 +1,495 @@
+package packaging
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/tasker-operator/tasker-operator/hack/helm-docs/helmdocs"
+)
+
+const (
+	fullname      = "tasker-operator" // the release name contains the chart name
+	certDir       = "/tmp/k8s-webhook-server/serving-certs"
+	certManagerV1 = "cert-manager.io/v1"
+)
+
+// chartCase is one set of values the chart is rendered with.
+type chartCase struct {
+	name        string
+	values      string
+	apiVersions []string
+	// What the case expects.
+	dbSecret, dbKey string // the Secret and key of the database URL
+	chartDBSecret   bool   // the chart creates that Secret (database.url)
+	certManager     bool
+	migration       bool
+	webhook         bool
+	metrics         bool
+	replicas        int32
+	check           func(t *testing.T, objs Objects)
+}
+
+func chartCases() []chartCase {
+	base := chartCase{dbSecret: "tasker-database", dbKey: "url", migration: true, webhook: true, metrics: true, replicas: 1}
+	with := func(c chartCase, f func(*chartCase)) chartCase { f(&c); return c }
+	return []chartCase{
+		with(base, func(c *chartCase) { c.name = "defaults" }),
+		with(base, func(c *chartCase) {
+			c.name = "existing-secret"
+			c.values = "database: {existingSecret: pg-operator, existingSecretKey: dsn, maxConns: 4}"
+			c.dbSecret, c.dbKey = "pg-operator", "dsn"
+		}),
+		with(base, func(c *chartCase) {
+			c.name = "database-url"
+			c.values = `
+database: {url: "postgres://tasker_operator:secret@postgres.db:5432/tasker?sslmode=require"}
+workerDatabaseSecrets:
+  - {name: orders-worker-db, namespace: tasker-apps, url: "postgres://worker_orders:pw@postgres.db/tasker"}
+  - {name: reports-worker-db, url: "postgres://worker_reports:pw@postgres.db/tasker"}`
+			c.dbSecret, c.chartDBSecret = fullname+"-database", true
+			c.check = func(t *testing.T, objs Objects) {
+				s := toTyped[corev1.Secret](t, objs.One(t, "Secret", "orders-worker-db").Object)
+				if s.Namespace != "tasker-apps" || string(s.Data["url"]) == "" {
+					t.Errorf("worker Secret: %+v", s)
+				}
+				objs.One(t, "Secret", "reports-worker-db")
+			}
+		}),
+		with(base, func(c *chartCase) {
+			c.name = "cert-manager-values"
+			c.values = "webhook: {certificate: {mode: cert-manager, certManager: {issuerRef: {kind: ClusterIssuer, name: corp-ca}}}}"
+			c.certManager = true
+			c.check = func(t *testing.T, objs Objects) {
+				if n := len(objs.Find("Issuer", "")); n != 0 {
+					t.Errorf("with an issuerRef the chart must not create an Issuer, found %d", n)
+				}
+				ref, _, _ := unstructured.NestedStringMap(objs.One(t, "Certificate", fullname+"-webhook").Object, "spec", "issuerRef")
+				if ref["kind"] != "ClusterIssuer" || ref["name"] != "corp-ca" {
+					t.Errorf("Certificate issuerRef = %v", ref)
+				}
+			}
+		}),
+		with(base, func(c *chartCase) {
+			c.name = "cert-manager-detected"
+			c.apiVersions = []string{certManagerV1}
+			c.certManager = true
+			c.check = func(t *testing.T, objs Objects) {
+				objs.One(t, "Issuer", fullname+"-selfsigned")
+			}
+		}),
+		with(base, func(c *chartCase) {
+			c.name = "network-policy-service-monitor"
+			c.values = `
+networkPolicy:
+  enabled: true
+  egress:
+    - ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}, {port: 5432, protocol: TCP}, {port: 443, protocol: TCP}]
+metrics:
+  serviceMonitor: {enabled: true, labels: {release: prometheus}, scrapeTimeout: 10s}
+  readerSubjects: [{kind: ServiceAccount, name: prometheus-k8s, namespace: monitoring}]`
+			c.check = func(t *testing.T, objs Objects) {
+				np := toTyped[networkingv1.NetworkPolicy](t, objs.One(t, "NetworkPolicy", fullname).Object)
+				if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) || len(np.Spec.Ingress) != 2 {
+					t.Errorf("NetworkPolicy: %+v", np.Spec)
+				}
+				sm := objs.One(t, "ServiceMonitor", fullname)
+				sel, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
+				metricsSvc := toTyped[corev1.Service](t, objs.One(t, "Service", fullname+"-metrics").Object)
+				if !selects(sel, metricsSvc.Labels) || selects(sel, objs.One(t, "Service", fullname+"-webhook").GetLabels()) {
+					t.Errorf("ServiceMonitor selector %v must select the metrics Service only", sel)
+				}
+				b := toTyped[rbacv1.ClusterRoleBinding](t, objs.One(t, "ClusterRoleBinding", fullname+"-metrics-reader").Object)
+				if b.RoleRef.Name != fullname+"-metrics-reader" || len(b.Subjects) != 1 {
+					t.Errorf("metrics-reader binding: %+v", b)
+				}
+			}
+		}),
+		with(base, func(c *chartCase) {
+			c.name = "replicas-2"
+			c.values = "replicaCount: 2"
+			c.replicas = 2
+			c.check = func(t *testing.T, objs Objects) {
+				pdb := toTyped[policyv1.PodDisruptionBudget](t, objs.One(t, "PodDisruptionBudget", fullname).Object)
+				if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 {
+					t.Errorf("PDB minAvailable = %v", pdb.Spec.MinAvailable)
+				}
+			}
+		}),
+		with(base, func(c *chartCase) {
+			c.name = "minimal"
+			c.values = "{migration: {enabled: false}, webhook: {enabled: false}, metrics: {enabled: false}}"
+			c.migration, c.webhook, c.metrics = false, false, false
+			c.check = func(t *testing.T, objs Objects) {
+				for _, kind := range []string{"Service", "ValidatingWebhookConfiguration", "Job"} {
+					if n := len(objs.Find(kind, "")); n != 0 {
+						t.Errorf("%d %s rendered", n, kind)
+					}
+				}
+			}
+		}),
+	}
+}
+
+// TestChartRenders renders the chart with each value set and checks the result against the apiserver and the
+// rules every install must follow.
+func TestChartRenders(t *testing.T) {
+	for _, tc := range chartCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := "tasker-" + tc.name
+			objs := renderChart(t, ns, tc.values, nil, tc.apiVersions...)
+			dryRunApply(t, objs)
+
+			for _, obj := range objs {
+				if obj.GetKind() == "CustomResourceDefinition" || strings.HasPrefix(obj.GetKind(), "Cluster") ||
+					obj.GetKind() == "ValidatingWebhookConfiguration" {
+					continue
+				}
+				if obj.GetNamespace() == "" {
+					t.Errorf("%s %s has no namespace", obj.GetKind(), obj.GetName())
+				}
+			}
+			if n := len(objs.Find("CustomResourceDefinition", "")); n != 3 {
+				t.Errorf("%d CRDs rendered, want 3", n)
+			}
+			checkManagerRole(t, objs, fullname+"-manager", ns, fullname)
+			specs := checkPodSecurity(t, objs)
+
+			dep := toTyped[appsv1.Deployment](t, objs.One(t, "Deployment", fullname).Object)
+			manager := specs["Deployment/"+fullname]
+			if r := dep.Spec.Replicas; r == nil || *r != tc.replicas {
+				t.Errorf("replicas = %v, want %d", r, tc.replicas)
+			}
+			mc := container(t, manager, "manager")
+			if v, _ := argValue(mc.Args, "leader-elect"); v != "true" {
+				t.Errorf("manager args %v lack --leader-elect", mc.Args)
+			}
+			if ref := envSecretRef(t, mc, "TASKER_DATABASE_URL"); ref.Name != tc.dbSecret || ref.Key != tc.dbKey {
+				t.Errorf("manager reads the database URL from %s/%s, want %s/%s", ref.Name, ref.Key, tc.dbSecret, tc.dbKey)
+			}
+			if _, skip := argValue(mc.Args, "skip-migrations"); skip != tc.migration {
+				t.Errorf("--skip-migrations in %v: %v, want %v (the hook Job migrates)", mc.Args, skip, tc.migration)
+			}
+			checkChartDatabaseSecret(t, objs, tc)
+			var job *corev1.PodTemplateSpec
+			if tc.migration {
+				job = checkMigrationJob(t, objs, specs, tc)
+			}
+			checkServicesSelectManager(t, objs, manager, job)
+			if tc.webhook {
+				checkChartWebhook(t, objs, ns, manager, tc.certManager)
+			} else if v := envValue(mc, "ENABLE_WEBHOOKS"); v != "false" {
+				t.Errorf("webhooks off, but ENABLE_WEBHOOKS=%q", v)
+			}
+			checkChartMetrics(t, objs, mc, tc.metrics)
+			if tc.check != nil {
+				tc.check(t, objs)
+			}
+		})
+	}
+}
+
+func envValue(c *corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+func checkChartDatabaseSecret(t *testing.T, objs Objects, tc chartCase) {
+	t.Helper()
+	found := objs.Find("Secret", fullname+"-database")
+	if !tc.chartDBSecret {
+		if len(found) != 0 {
+			t.Error("the chart created a database Secret without database.url")
+		}
+		return
+	}
+	if len(found) != 1 {
+		t.Fatalf("database.url set but no Secret %s-database", fullname)
+	}
+	s := toTyped[corev1.Secret](t, found[0].Object)
+	if !strings.HasPrefix(string(s.Data["url"]), "postgres://") {
+		t.Errorf("database Secret url = %q", s.Data["url"])
+	}
+	// The Secret must exist before the migration hook runs: a hook with a lower weight.
+	if s.Annotations["helm.sh/hook"] != "pre-install,pre-upgrade" || hookWeight(t, found[0]) >= hookWeight(t, objs.One(t, "Job", fullname+"-migrate")) {
+		t.Errorf("database Secret must be a pre-install,pre-upgrade hook weighted before the migration Job: %v", s.Annotations)
+	}
+}
+
+func hookWeight(t *testing.T, obj *unstructured.Unstructured) int {
+	t.Helper()
+	w, err := strconv.Atoi(obj.GetAnnotations()["helm.sh/hook-weight"])
+	if err != nil {
+		t.Fatalf("%s %s: hook weight: %v", obj.GetKind(), obj.GetName(), err)
+	}
+	return w
+}
+
+// checkMigrationJob: a pre-install/pre-upgrade hook running --migrate-only with the manager's image and database
+// URL, retried a bounded number of times (so that a failing migration fails the release).
+func checkMigrationJob(t *testing.T, objs Objects, specs map[string]*corev1.PodTemplateSpec, tc chartCase) *corev1.PodTemplateSpec {
+	t.Helper()
+	obj := objs.One(t, "Job", fullname+"-migrate")
+	job := toTyped[batchv1.Job](t, obj.Object)
+	ann := job.Annotations
+	if ann["helm.sh/hook"] != "pre-install,pre-upgrade" {
+		t.Errorf("migration Job hook = %q", ann["helm.sh/hook"])
+	}
+	if !strings.Contains(ann["helm.sh/hook-delete-policy"], "before-hook-creation") {
+		t.Errorf("migration Job hook-delete-policy = %q", ann["helm.sh/hook-delete-policy"])
+	}
+	hookWeight(t, obj)
+	if job.Spec.BackoffLimit == nil || *job.Spec.BackoffLimit < 0 || job.Spec.ActiveDeadlineSeconds == nil {
+		t.Errorf("migration Job needs backoffLimit and activeDeadlineSeconds: %+v", job.Spec)
+	}
+	tmpl := specs["Job/"+fullname+"-migrate"]
+	if tmpl.Spec.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("migration Pod restartPolicy = %q", tmpl.Spec.RestartPolicy)
+	}
+	if tmpl.Spec.AutomountServiceAccountToken == nil || *tmpl.Spec.AutomountServiceAccountToken {
+		t.Error("the migration Pod must not mount an API token")
+	}
+	c := container(t, tmpl, "migrate")
+	if v, _ := argValue(c.Args, "migrate-only"); v != "true" {
+		t.Errorf("migration args %v lack --migrate-only", c.Args)
+	}
+	mc := container(t, specs["Deployment/"+fullname], "manager")
+	if c.Image != mc.Image || !slices.Equal(c.Command, mc.Command) {
+		t.Errorf("migration Job runs %s %v, the manager %s %v", c.Image, c.Command, mc.Image, mc.Command)
+	}
+	if ref := envSecretRef(t, c, "TASKER_DATABASE_URL"); ref.Name != tc.dbSecret || ref.Key != tc.dbKey {
+		t.Errorf("migration Job reads the database URL from %s/%s, want %s/%s", ref.Name, ref.Key, tc.dbSecret, tc.dbKey)
+	}
+	return tmpl
+}
+
+// checkChartWebhook: the webhooks are config/webhook/manifests.yaml's, pointed at the chart's Service, whose
+// certificate the manager mounts, trusted by the caBundle (self-signed) or cert-manager's CA injection.
+func checkChartWebhook(t *testing.T, objs Objects, ns string, manager *corev1.PodTemplateSpec, certManager bool) {
+	t.Helper()
+	vwc := toTyped[admissionv1.ValidatingWebhookConfiguration](t, objs.One(t, "ValidatingWebhookConfiguration", fullname+"-validating").Object)
+	generated := toTyped[admissionv1.ValidatingWebhookConfiguration](t,
+		parseObjects(t, "config/webhook/manifests.yaml", readRepoFile(t, "config/webhook/manifests.yaml")).
+			One(t, "ValidatingWebhookConfiguration", "validating-webhook-configuration").Object)
+	if len(vwc.Webhooks) != len(generated.Webhooks) {
+		t.Fatalf("%d webhooks rendered, %d generated", len(vwc.Webhooks), len(generated.Webhooks))
+	}
+	svcName := fullname + "-webhook"
+	var caBundle []byte
+	for i, w := range vwc.Webhooks {
+		g := generated.Webhooks[i]
+		s := w.ClientConfig.Service
+		if w.Name != g.Name || s == nil || s.Path == nil || g.ClientConfig.Service.Path == nil ||
+			*s.Path != *g.ClientConfig.Service.Path || s.Name != svcName || s.Namespace != ns {
+			t.Errorf("webhook %d = %s %+v, want %s at %s/%s", i, w.Name, s, g.Name, ns, svcName)
+		}
+		wr, gr := w.Rules, g.Rules
+		if len(wr) != len(gr) || (len(wr) > 0 && (!slices.Equal(wr[0].Resources, gr[0].Resources) || !slices.Equal(wr[0].Operations, gr[0].Operations))) {
+			t.Errorf("webhook %s rules %+v, generated %+v", w.Name, wr, gr)
+		}
+		if i == 0 {
+			caBundle = w.ClientConfig.CABundle
+		} else if !bytes.Equal(caBundle, w.ClientConfig.CABundle) {
+			t.Error("the webhooks have different caBundles")
+		}
+	}
+	svc := toTyped[corev1.Service](t, objs.One(t, "Service", svcName).Object)
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 443 {
+		t.Errorf("webhook Service ports %+v", svc.Spec.Ports)
+	}
+
+	// The manager mounts the certificate Secret where --webhook-cert-dir points.
+	mc := container(t, manager, "manager")
+	if dir, _ := argValue(mc.Args, "webhook-cert-dir"); dir != certDir {
+		t.Errorf("--webhook-cert-dir = %q", dir)
+	}
+	var secretName string
+	for _, m := range mc.VolumeMounts {
+		if m.MountPath == certDir {
+			for _, v := range manager.Spec.Volumes {
+				if v.Name == m.Name && v.Secret != nil {
+					secretName = v.Secret.SecretName
+				}
+			}
+		}
+	}
+	if secretName == "" {
+		t.Fatalf("the manager mounts no Secret at %s", certDir)
+	}
+	dnsName := svcName + "." + ns + ".svc"
+
+	if certManager {
+		if len(caBundle) != 0 {
+			t.Error("with cert-manager the caBundle is injected, not rendered")
+		}
+		certName := fullname + "-webhook"
+		if got := vwc.Annotations["cert-manager.io/inject-ca-from"]; got != ns+"/"+certName {
+			t.Errorf("cert-manager.io/inject-ca-from = %q, want %s/%s", got, ns, certName)
+		}
+		cert := objs.One(t, "Certificate", certName)
+		sn, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName")
+		dns, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+		if sn != secretName || !slices.Contains(dns, dnsName) {
+			t.Errorf("Certificate secretName %q dnsNames %v; the manager mounts %q, the Service is %s", sn, dns, secretName, dnsName)
+		}
+		if len(objs.Find("Secret", secretName)) != 0 {
+			t.Error("with cert-manager the chart must not render the certificate Secret")
+		}
+		return
+	}
+	if vwc.Annotations["cert-manager.io/inject-ca-from"] != "" {
+		t.Error("self-signed certificate, but the webhook asks for cert-manager CA injection")
+	}
+	secret := toTyped[corev1.Secret](t, objs.One(t, "Secret", secretName).Object)
+	if !bytes.Equal(secret.Data["ca.crt"], caBundle) {
+		t.Error("the webhook's caBundle is not the Secret's ca.crt")
+	}
+	verifyServingCert(t, secret.Data["tls.crt"], caBundle, dnsName)
+}
+
+func verifyServingCert(t *testing.T, certPEM, caPEM []byte, dnsName string) {
+	t.Helper()
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatal("caBundle holds no certificate")
+	}
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		t.Fatal("tls.crt holds no certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: dnsName, CurrentTime: time.Now().Add(365 * 24 * time.Hour)}); err != nil {
+		t.Errorf("serving certificate does not verify for %s against the caBundle (in a year's time): %v", dnsName, err)
+	}
+}
+
+func checkChartMetrics(t *testing.T, objs Objects, mc *corev1.Container, enabled bool) {
+	t.Helper()
+	addr, _ := argValue(mc.Args, "metrics-bind-address")
+	if !enabled {
+		if addr != "0" {
+			t.Errorf("metrics off, but --metrics-bind-address=%q", addr)
+		}
+		return
+	}
+	if addr != ":8443" {
+		t.Errorf("--metrics-bind-address = %q", addr)
+	}
+	if v, _ := argValue(mc.Args, "metrics-secure"); v != "true" {
+		t.Errorf("--metrics-secure = %q, want true by default", v)
+	}
+	svc := toTyped[corev1.Service](t, objs.One(t, "Service", fullname+"-metrics").Object)
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8443 || svc.Spec.Ports[0].Name != "https" {
+		t.Errorf("metrics Service ports %+v", svc.Spec.Ports)
+	}
+	// Secure metrics: the manager may create TokenReviews and SubjectAccessReviews.
+	auth := toTyped[rbacv1.ClusterRole](t, objs.One(t, "ClusterRole", fullname+"-metrics-auth").Object)
+	got := permissions(auth.Rules)
+	want := []string{"authentication.k8s.io/tokenreviews/* create", "authorization.k8s.io/subjectaccessreviews/* create"}
+	if !slices.Equal(got, want) {
+		t.Errorf("metrics-auth permissions %v, want %v", got, want)
+	}
+	objs.One(t, "ClusterRole", fullname+"-metrics-reader")
+}
+
+// TestChartSelfSignedCertificateSurvivesUpgrade: with lookup reading the cluster (as `helm upgrade` does), a
+// second render reuses the CA and certificate of the first instead of generating new ones.
+func TestChartSelfSignedCertificateSurvivesUpgrade(t *testing.T) {
+	ns := "tasker-upgrade"
+	ensureNamespace(t, ns)
+	first := renderChart(t, ns, "", restConfig)
+	secret := first.One(t, "Secret", fullname+"-webhook-cert").DeepCopy()
+	if err := k8sClient.Create(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	second := renderChart(t, ns, "", restConfig)
+	want, _, _ := unstructured.NestedStringMap(secret.Object, "data")
+	got, _, _ := unstructured.NestedStringMap(second.One(t, "Secret", fullname+"-webhook-cert").Object, "data")
+	if want["tls.crt"] != got["tls.crt"] || want["ca.crt"] != got["ca.crt"] || want["tls.key"] != got["tls.key"] {
+		t.Error("an upgrade generated a new webhook certificate instead of reusing the installed one")
+	}
+	vwc := toTyped[admissionv1.ValidatingWebhookConfiguration](t, second.One(t, "ValidatingWebhookConfiguration", fullname+"-validating").Object)
+	if base64.StdEncoding.EncodeToString(vwc.Webhooks[0].ClientConfig.CABundle) != want["ca.crt"] {
+		t.Error("after an upgrade the caBundle is not the installed CA")
+	}
+}
+
+// TestChartCopiesAreCurrent: the chart's copies of generated files (CRDs, the manager's ClusterRole, the webhook
+// configuration) equal their sources, and the README's values table matches values.yaml.
+func TestChartCopiesAreCurrent(t *testing.T) {
+	bases, err := filepath.Glob(filepath.Join(repoRoot, "config", "crd", "bases", "*.yaml"))
+	if err != nil || len(bases) == 0 {
+		t.Fatalf("no CRDs in config/crd/bases: %v", err)
+	}
+	copies, _ := filepath.Glob(filepath.Join(chartDir(), "crds", "*.yaml"))
+	if len(copies) != len(bases) {
+		t.Errorf("%d CRDs in the chart, %d in config/crd/bases: run make manifests", len(copies), len(bases))
+	}
+	pairs := map[string]string{
+		"files/manager-role.yaml":      "config/rbac/role.yaml",
+		"files/webhook-manifests.yaml": "config/webhook/manifests.yaml",
+	}
+	for _, b := range bases {
+		pairs["crds/"+filepath.Base(b)] = "config/crd/bases/" + filepath.Base(b)
+	}
+	for copyPath, source := range pairs {
+		copyData, err := os.ReadFile(filepath.Join(chartDir(), copyPath))
+		if err != nil {
+			t.Errorf("%v: run make manifests", err)
+			continue
+		}
+		if !equalIgnoringHeader(copyData, readRepoFile(t, source)) {
+			t.Errorf("charts/tasker-operator/%s differs from %s: run make manifests", copyPath, source)
+		}
+	}
+
+	current, want, err := helmdocs.Render(chartDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if current != want {
+		t.Error("charts/tasker-operator/README.md's values table is stale: run make helm-docs")
+	}
+}
+
+// TestChartRejectsBadValues: values the chart cannot work with fail the render with a message, rather than
+// producing a broken install.
+func TestChartRejectsBadValues(t *testing.T) {
+	for name, tc := range map[string]struct{ values, message string }{
+		"certificate-mode": {"webhook: {certificate: {mode: letsencrypt}}", "webhook.certificate.mode must be"},
+		"no-database":      {"database: {existingSecret: ''}", "database.existingSecret or database.url is required"},
+		"no-sa-name":       {"serviceAccount: {create: false}", "serviceAccount.name is required"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := renderChartFiles("tasker-bad", tc.values, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.message) {
+				t.Fatalf("render error = %v, want one containing %q", err, tc.message)
+			}
+		})
+	}
+}
