@@ -88,6 +88,11 @@ test: envtest-assets kustomize python-deps verify-generated verify-fmt vet ## Ev
 bench: ## Worker benchmarks on a durable PostgreSQL cluster (stage latency, throughput vs raw pgmq and River); ends with BENCH lines.
 	cd bench && go run . $(BENCH_FLAGS)
 
+.PHONY: bench-operator
+bench-operator: envtest-assets ## Operator benchmarks: Task admission rate and the manager's memory with 10,000 Tasks; step-graph validation.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test -count=1 -run '^$$' -bench 'TaskAdmission|ManagerRSS' -benchtime=1x -timeout 20m ./test/tasks
+	go test -count=1 -run '^$$' -bench . -benchmem ./internal/dag
+
 .PHONY: test-unit
 test-unit: ## Only the pure unit tests (no PostgreSQL, no apiserver).
 	go test -count=1 ./internal/dag/... ./api/...

@@ -42,17 +42,9 @@ func AssetsDir() (string, error) {
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
 		return dir, nil
 	}
-	cache := os.Getenv("TASKER_CACHE")
-	if cache == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return "", err
-			}
-			base = filepath.Join(home, ".cache")
-		}
-		cache = filepath.Join(base, "tasker-operator")
+	cache, err := CacheDir()
+	if err != nil {
+		return "", err
 	}
 	dir := filepath.Join(cache, "envtest", "k8s-"+KubernetesVersion+"-etcd-"+EtcdVersion)
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err != nil {

@@ -36,16 +36,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// newNamespace gives a test its own namespace, so tests share one control plane without seeing each other.
-func newNamespace(t *testing.T) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
-	if err := env.Client.Create(context.Background(), ns); err != nil {
-		t.Fatalf("create namespace: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), ns) })
-	return ns.Name
-}
+func newNamespace(t *testing.T) string { return env.NewNamespace(t, "t") }
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

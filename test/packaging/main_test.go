@@ -87,17 +87,9 @@ func findKustomize(root string) (string, error) {
 	if m == nil {
 		return "", fmt.Errorf("KUSTOMIZE_VERSION not found in the Makefile")
 	}
-	cache := os.Getenv("TASKER_CACHE")
-	if cache == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return "", err
-			}
-			base = filepath.Join(home, ".cache")
-		}
-		cache = filepath.Join(base, "tasker-operator")
+	cache, err := testenv.CacheDir()
+	if err != nil {
+		return "", err
 	}
 	bin := filepath.Join(cache, "bin", "kustomize-"+string(m[1]))
 	if _, err := os.Stat(bin); err == nil {

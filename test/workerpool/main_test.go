@@ -98,14 +98,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 
 // newNamespace gives a test its own namespace. (envtest has no namespace controller: deleting one would not
 // delete its objects, so tests delete their pools themselves.)
-func newNamespace(t *testing.T) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "wp-"}}
-	if err := env.Client.Create(context.Background(), ns); err != nil {
-		t.Fatalf("create namespace: %v", err)
-	}
-	return ns.Name
-}
+func newNamespace(t *testing.T) string { return env.NewNamespace(t, "wp") }
 
 var queueCounter atomic.Int64
 
@@ -177,23 +170,7 @@ func newPool(t *testing.T, ns, name string, queues []string, s scalingOpts, muta
 
 func ptr[T any](v T) *T { return &v }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var lastErr error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		lastErr = err
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last: %v)", d, what, lastErr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitFor = testenv.WaitFor
 
 func getPool(t *testing.T, ns, name string) *taskerv1alpha1.WorkerPool {
 	t.Helper()
