@@ -186,6 +186,12 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	applyEngineState(status, st)
 	r.setOutcomeConditions(&task, st)
 
+	if old.Phase != status.Phase {
+		r.phaseEvents(&task, old.Phase, st)
+		if finished(status.Phase) {
+			observeFinished(st)
+		}
+	}
 	result := ctrl.Result{}
 	if !finished(status.Phase) {
 		result.RequeueAfter = r.resyncInterval()
@@ -194,17 +200,8 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		if wait := time.Until(expiry); wait > 0 {
 			result.RequeueAfter = wait
 		} else {
-			if old.Phase != status.Phase {
-				r.phaseEvents(&task, old.Phase, st)
-			}
 			log.Info("deleting finished Task after ttlSecondsAfterFinished", "ttl", *ttl)
 			return ctrl.Result{}, client.IgnoreNotFound(r.Delete(ctx, &task, client.Preconditions{UID: &task.UID}))
-		}
-	}
-	if old.Phase != status.Phase {
-		r.phaseEvents(&task, old.Phase, st)
-		if finished(status.Phase) {
-			observeFinished(st)
 		}
 	}
 	// A finished Task's last status, an action's outcome and a recovered database go out at once; progress is
