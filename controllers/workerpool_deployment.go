@@ -32,6 +32,9 @@ const (
 	EnvDatabaseURL  = "TASKER_DATABASE_URL"
 	EnvWorkerID     = "TASKER_WORKER_ID"
 	EnvPodNamespace = "POD_NAMESPACE"
+	// EnvDrainTimeout tells the worker how long it may drain on SIGTERM: the Pod's grace period less a margin,
+	// so in-flight steps are finished or released before the kubelet's SIGKILL.
+	EnvDrainTimeout = "TASKER_DRAIN_TIMEOUT"
 
 	labelManagedBy = "app.kubernetes.io/managed-by"
 	managerName    = "tasker-operator"
@@ -52,6 +55,10 @@ func injectedEnv(pool *taskerv1alpha1.WorkerPool) []corev1.EnvVar {
 	if key == "" {
 		key = defaultDatabaseKey
 	}
+	grace := pool.Spec.TerminationGracePeriodSeconds
+	if grace <= 0 {
+		grace = defaultTerminationGracePeriod
+	}
 	fieldRef := func(path string) *corev1.EnvVarSource {
 		return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}
 	}
@@ -64,7 +71,15 @@ func injectedEnv(pool *taskerv1alpha1.WorkerPool) []corev1.EnvVar {
 		}}},
 		{Name: EnvWorkerID, ValueFrom: fieldRef("metadata.name")},
 		{Name: EnvPodNamespace, ValueFrom: fieldRef("metadata.namespace")},
+		{Name: EnvDrainTimeout, Value: strconv.FormatInt(drainSeconds(grace), 10) + "s"},
 	}
+}
+
+// drainSeconds leaves the worker a margin inside the grace period to release what it could not finish: 5 s, or a
+// fifth of short grace periods.
+func drainSeconds(grace int64) int64 {
+	margin := min(int64(5), max(grace/5, 1))
+	return max(grace-margin, 1)
 }
 
 // withEnv puts the injected variables first (so the template's own variables may refer to them as $(NAME)) and

@@ -70,7 +70,7 @@ func TestDesiredDeployment(t *testing.T) {
 		for i, e := range c.Env {
 			names[i] = e.Name
 		}
-		want := []string{EnvQueues, EnvSlots, EnvDatabaseURL, EnvWorkerID, EnvPodNamespace}
+		want := []string{EnvQueues, EnvSlots, EnvDatabaseURL, EnvWorkerID, EnvPodNamespace, EnvDrainTimeout}
 		if c.Name == "worker" {
 			want = append(want, "OWN") // the template's TASKER_SLOTS is dropped, its OWN kept after ours
 		}
@@ -286,3 +286,11 @@ func TestReconcileDeploymentConflict(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+func TestDrainSeconds(t *testing.T) {
+	for grace, want := range map[int64]int64{60: 55, 30: 25, 10: 8, 5: 4, 2: 1, 1: 1} {
+		if got := drainSeconds(grace); got != want {
+			t.Errorf("drainSeconds(%d) = %d, want %d", grace, got, want)
+		}
+	}
+}
