@@ -90,4 +90,3 @@ func newNamespaceB(b *testing.B) string {
 	}
 	return ns.Name
 }
-
