@@ -346,14 +346,8 @@ func (c *Client) Delete(ctx context.Context, name string, id int64) (bool, error
 // DeleteBatch removes messages and returns the ids it removed (ascending); unknown ids are left out. An empty
 // ids returns nothing without a round trip.
 func (c *Client) DeleteBatch(ctx context.Context, name string, ids []int64) ([]int64, error) {
-	if err := ValidateQueueName(name); err != nil {
-		return nil, err
-	}
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	return c.ids(ctx, "delete", name,
-		`SELECT d.msg_id FROM pgmq.delete($1::text, $2::bigint[]) AS d(msg_id) ORDER BY d.msg_id`, name, ids)
+	return c.idsOf(ctx, "delete", name,
+		`SELECT d.msg_id FROM pgmq.delete($1::text, $2::bigint[]) AS d(msg_id) ORDER BY d.msg_id`, ids)
 }
 
 // Archive moves a message to the queue's archive table. It returns false if there was no such message.
@@ -364,14 +358,20 @@ func (c *Client) Archive(ctx context.Context, name string, id int64) (bool, erro
 // ArchiveBatch moves messages to the archive and returns the ids it moved (ascending). An empty ids returns
 // nothing without a round trip.
 func (c *Client) ArchiveBatch(ctx context.Context, name string, ids []int64) ([]int64, error) {
+	return c.idsOf(ctx, "archive", name,
+		`SELECT a.msg_id FROM pgmq.archive($1::text, $2::bigint[]) AS a(msg_id) ORDER BY a.msg_id`, ids)
+}
+
+// idsOf runs a batch operation on message ids (query takes the queue name and the ids) and returns the ids it
+// affected; an empty ids costs no round trip.
+func (c *Client) idsOf(ctx context.Context, op, name, query string, ids []int64) ([]int64, error) {
 	if err := ValidateQueueName(name); err != nil {
 		return nil, err
 	}
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	return c.ids(ctx, "archive", name,
-		`SELECT a.msg_id FROM pgmq.archive($1::text, $2::bigint[]) AS a(msg_id) ORDER BY a.msg_id`, name, ids)
+	return c.ids(ctx, op, name, query, name, ids)
 }
 
 // SetVT makes a message visible vt from now (rounded up to whole seconds; 0 makes it visible at once) and

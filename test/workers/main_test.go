@@ -151,31 +151,18 @@ func tail(s string, n int) string {
 
 // stepStates counts the steps of the database by state.
 func (tb *testBundle) stepStates(t *testing.T) map[string]int {
-	t.Helper()
-	rows, err := tb.pool.Query(tb.ctx, `SELECT state, count(*) FROM tasker.steps GROUP BY state`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var s string
-		var n int
-		if err := rows.Scan(&s, &n); err != nil {
-			t.Fatal(err)
-		}
-		out[s] = n
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return tb.countByState(t, `SELECT state, count(*) FROM tasker.steps GROUP BY state`)
 }
 
 // taskStates counts the tasks of the database by state.
 func (tb *testBundle) taskStates(t *testing.T) map[string]int {
+	return tb.countByState(t, `SELECT state, count(*) FROM tasker.tasks GROUP BY state`)
+}
+
+// countByState runs a (state, count) query.
+func (tb *testBundle) countByState(t *testing.T, query string) map[string]int {
 	t.Helper()
-	rows, err := tb.pool.Query(tb.ctx, `SELECT state, count(*) FROM tasker.tasks GROUP BY state`)
+	rows, err := tb.pool.Query(tb.ctx, query)
 	if err != nil {
 		t.Fatal(err)
 	}
