@@ -89,9 +89,10 @@ type TaskReconciler struct {
 	StatusInterval time.Duration
 	ResyncInterval time.Duration
 
-	writes  sync.Map // types.NamespacedName -> statusWrites: when the status may next be written
-	taskIDs sync.Map // engine task id (int64) -> types.NamespacedName, to route notifications
-	changes chan event.GenericEvent
+	writes    sync.Map // types.NamespacedName -> statusWrites: when the status may next be written
+	taskIDs   sync.Map // engine task id (int64) -> types.NamespacedName, to route notifications
+	dbRetries sync.Map // types.NamespacedName -> int: reconciles in a row that found PostgreSQL unreachable
+	changes   chan event.GenericEvent
 }
 
 // writeWindow paces the status writes of one Task.
@@ -113,6 +114,7 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err := r.Get(ctx, req.NamespacedName, &task); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.writes.Delete(req.NamespacedName)
+			r.dbRetries.Delete(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -145,7 +147,7 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		if err != nil || !done {
 			if err != nil && r.databaseDown(&task, err) {
 				_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
-				return ctrl.Result{}, errors.Join(err, werr)
+				return r.afterDatabaseError(ctx, req.NamespacedName, err, werr)
 			}
 			if err != nil {
 				return ctrl.Result{}, err
@@ -161,13 +163,13 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err != nil {
 		r.databaseDown(&task, err)
 		_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
-		return ctrl.Result{}, errors.Join(err, werr)
+		return r.afterDatabaseError(ctx, req.NamespacedName, err, werr)
 	}
 	if task.Spec.Cancel && !finished(status.Phase) {
 		if err := r.Engine.Cancel(ctx, status.TaskID, "spec.cancel set on the Task"); err != nil && !errors.Is(err, engine.ErrTaskNotFound) {
 			r.databaseDown(&task, err)
 			_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
-			return ctrl.Result{}, errors.Join(err, werr)
+			return r.afterDatabaseError(ctx, req.NamespacedName, err, werr)
 		}
 	}
 
@@ -180,8 +182,9 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		}
 		r.databaseDown(&task, err)
 		_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
-		return ctrl.Result{}, errors.Join(err, werr)
+		return r.afterDatabaseError(ctx, req.NamespacedName, err, werr)
 	}
+	r.dbRetries.Delete(req.NamespacedName)
 	conditions.True(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, ReasonReachable, "")
 	applyEngineState(status, st)
 	r.setOutcomeConditions(&task, st)
@@ -436,6 +439,33 @@ func (r *TaskReconciler) databaseDown(task *taskerv1alpha1.Task, err error) bool
 	return true
 }
 
+// Backoff of a Task's reconciles while PostgreSQL is unreachable: 1 s, doubling, at most 30 s.
+const (
+	dbRetryFirst = time.Second
+	dbRetryMax   = 30 * time.Second
+)
+
+// afterDatabaseError ends a reconcile that failed on the database (err; werr is the status write's own error).
+// While PostgreSQL is unreachable the Task is requeued on its own backoff instead of returning the error, because
+// controller-runtime logs every returned error with a stack trace: every retry of every Task, thousands of lines
+// a minute in an outage, for a condition that says nothing new. The outage stays visible in the Tasks'
+// DatabaseReachable condition, the upkeep's log (once per outage) and the tasker_database_metrics_up metric;
+// when the operator's LISTEN connection comes back, every active Task is reconciled at once. Other errors are
+// returned as usual.
+func (r *TaskReconciler) afterDatabaseError(ctx context.Context, key types.NamespacedName, err, werr error) (ctrl.Result, error) {
+	if werr != nil || !errors.Is(err, engine.ErrUnavailable) {
+		return ctrl.Result{}, errors.Join(err, werr)
+	}
+	n := 0
+	if v, ok := r.dbRetries.Load(key); ok {
+		n = v.(int)
+	}
+	r.dbRetries.Store(key, n+1)
+	wait := min(dbRetryFirst<<min(n, 10), dbRetryMax)
+	logf.FromContext(ctx).V(1).Info("database unreachable; retrying", "in", wait, "error", err.Error())
+	return ctrl.Result{RequeueAfter: wait}, nil
+}
+
 // writeStatus writes status when it changed: at once when urgent, else when the Task's write window allows
 // (see DefaultStatusInterval), asking to be called again then.
 func (r *TaskReconciler) writeStatus(ctx context.Context, task *taskerv1alpha1.Task, old *taskerv1alpha1.TaskStatus,
@@ -478,12 +508,12 @@ func (r *TaskReconciler) finalize(ctx context.Context, task *taskerv1alpha1.Task
 		case err == nil:
 			taskID = st.ID
 		case !errors.Is(err, engine.ErrTaskNotFound):
-			return ctrl.Result{}, err
+			return r.afterDatabaseError(ctx, client.ObjectKeyFromObject(task), err, nil)
 		}
 	}
 	if taskID != 0 {
 		if err := r.Engine.Cancel(ctx, taskID, "Task deleted"); err != nil && !errors.Is(err, engine.ErrTaskNotFound) {
-			return ctrl.Result{}, err
+			return r.afterDatabaseError(ctx, client.ObjectKeyFromObject(task), err, nil)
 		}
 	}
 	patch := client.MergeFrom(task.DeepCopy())
@@ -492,6 +522,7 @@ func (r *TaskReconciler) finalize(ctx context.Context, task *taskerv1alpha1.Task
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	r.writes.Delete(types.NamespacedName{Namespace: task.Namespace, Name: task.Name})
+	r.dbRetries.Delete(types.NamespacedName{Namespace: task.Namespace, Name: task.Name})
 	r.taskIDs.Delete(taskID)
 	return ctrl.Result{}, nil
 }

@@ -107,6 +107,7 @@ func (u *upkeep) NeedLeaderElection() bool { return true }
 func (u *upkeep) Start(ctx context.Context) error {
 	t := time.NewTicker(u.interval)
 	defer t.Stop()
+	failing := false // log an outage once, not at every interval
 	for {
 		select {
 		case <-ctx.Done():
@@ -118,8 +119,17 @@ func (u *upkeep) Start(ctx context.Context) error {
 		}
 		report, err := u.db.Engine.Upkeep(ctx, time.Time{})
 		if err != nil {
-			u.log.Error(err, "upkeep failed; retrying at the next interval")
+			if !failing {
+				u.log.Error(err, "upkeep failed; retrying at every interval until it succeeds", "interval", u.interval.String())
+			} else {
+				u.log.V(1).Info("upkeep failed again", "error", err.Error())
+			}
+			failing = true
 			continue
+		}
+		if failing {
+			u.log.Info("upkeep succeeded again")
+			failing = false
 		}
 		if report != (engine.UpkeepReport{}) {
 			u.log.Info("upkeep", "timedOut", report.TimedOut, "repaired", report.Repaired, "deletedTasks", report.DeletedTasks,

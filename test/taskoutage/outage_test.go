@@ -148,6 +148,15 @@ func TestOutageMidRun(t *testing.T) {
 
 	pgtest.Shared().Pause()
 	t.Log("PostgreSQL stopped")
+	// A quiet Task may not be reconciled for minutes (nothing changes while the database is down): touch every
+	// Task, as a user editing it would, so that each is reconciled during the outage.
+	for _, tk := range list() {
+		patch := client.MergeFrom(tk.DeepCopy())
+		metav1.SetMetaDataAnnotation(&tk.ObjectMeta, "test.tasker.dev/outage", "1")
+		if err := env.Client.Patch(ctx, &tk, patch); err != nil {
+			t.Fatal(err)
+		}
+	}
 	waitFor(60*time.Second, "conditions to show the outage", func(items []taskerv1alpha1.Task) bool {
 		down := 0
 		for _, tk := range items {
@@ -157,7 +166,7 @@ func TestOutageMidRun(t *testing.T) {
 				}
 			}
 		}
-		return down > 0
+		return down == tasks
 	})
 	time.Sleep(3 * time.Second) // keep it down across several retries
 	if err := pgtest.Shared().Resume(ctx); err != nil {
