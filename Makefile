@@ -43,7 +43,10 @@ help: ## Display this help.
 
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs, RBAC and webhook configuration from the code's markers.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:maxDescLen=0,generateEmbeddedObjectMeta=true webhook paths="./api/..." paths="./controllers/..." paths="./internal/webhook/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:generateEmbeddedObjectMeta=true webhook paths="./api/..." paths="./controllers/..." paths="./internal/webhook/..." output:crd:artifacts:config=config/crd/bases
+	@# Keep tasker's own descriptions (kubectl explain) but not the embedded PodTemplateSpec's: with them the
+	@# WorkerPool CRD would not fit client-side apply's 256 KiB annotation.
+	go run ./hack/crd-descriptions -property spec.template config/crd/bases/tasker.dev_workerpools.yaml
 	@$(MAKE) --no-print-directory helm-crds
 
 .PHONY: helm-crds
