@@ -31,6 +31,7 @@ var (
 	kustomizeBin string
 	restConfig   *rest.Config
 	k8sClient    client.Client
+	kubeconfig   string // a kubeconfig file for the control plane (for kubectl)
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -63,6 +64,15 @@ func run(m *testing.M) int {
 	}
 	defer func() { _ = env.Stop() }()
 	if k8sClient, err = client.New(restConfig, client.Options{}); err != nil {
+		return fail(err)
+	}
+	dir, err := os.MkdirTemp("", "packaging-kubeconfig-")
+	if err != nil {
+		return fail(err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
 		return fail(err)
 	}
 	return m.Run()
