@@ -7,14 +7,17 @@ function calls in schema tasker, one round trip each. Needs psycopg2 (Debian: py
     TASKER_DATABASE_URL=postgres://... /usr/bin/python3 worker.py --queue default
 
 Handlers:
-  echo  returns its inputs;
-  fail  fails retryably on attempts 1..inputs.failTimes, then succeeds; or permanently with inputs.permanent;
-  join  returns the results of its dependencies, keyed by step name.
+  echo   returns its inputs;
+  fail   fails retryably on attempts 1..inputs.failTimes, then succeeds; or permanently with inputs.permanent;
+  join   returns the results of its dependencies, keyed by step name;
+  sleep  waits inputs.seconds (default 1), stopping early when the step is cancelled.
 
 It claims up to --batch steps at a time, runs them one after the other, LISTENs on tasker_queue to wake up at
 once when work arrives, and polls every --poll seconds (retries whose backoff ended are not announced).
+While a handler runs, a thread extends its lease every third of --visibility-timeout (tasker.heartbeat), so
+handlers may run longer than the visibility timeout; when the heartbeat learns that the task was cancelled (or
+the lease was lost), the handler is told to stop (step["stop"], a threading.Event) and nothing is reported.
 SIGTERM/SIGINT: finish the steps in hand, give back the claimed ones not started (tasker.release), exit 0.
-Heartbeats are left out for brevity: keep handlers shorter than the visibility timeout.
 """
 
 import argparse
@@ -24,6 +27,8 @@ import select
 import signal
 import socket
 import sys
+import threading
+import time
 
 import psycopg2
 import psycopg2.extensions
@@ -51,7 +56,13 @@ def join(step):
     return step["dependency_results"]
 
 
-HANDLERS = {"echo": echo, "fail": fail, "join": join}
+def sleep(step):
+    seconds = float((step["inputs"] or {}).get("seconds", 1))
+    step["stop"].wait(seconds)  # returns early when the heartbeat says stop
+    return {"slept": seconds}
+
+
+HANDLERS = {"echo": echo, "fail": fail, "join": join, "sleep": sleep}
 
 CLAIM = """
 SELECT c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context, c.dependency_results,
@@ -61,12 +72,57 @@ FROM tasker.claim(%s::text, %s::integer, %s::integer, %s::text) AS c
 COMPLETE = "SELECT c.ok, c.status FROM tasker.complete(%s::uuid, %s::jsonb) AS c"
 FAIL = "SELECT f.ok, f.status, f.next_attempt_at FROM tasker.fail(%s::uuid, %s::jsonb, %s::boolean, NULL) AS f"
 RELEASE = "SELECT r.ok, r.status FROM tasker.release(%s::uuid) AS r"
+HEARTBEAT = "SELECT h.ok, h.cancelled FROM tasker.heartbeat(%s::uuid, %s::integer) AS h"
 COLUMNS = ("step_id", "task_id", "step_name", "handler", "inputs", "task_context", "dependency_results",
            "attempt", "lease")
 
 
 def log(**fields):
     print(json.dumps(fields, default=str), file=sys.stderr, flush=True)
+
+
+class Heartbeat(threading.Thread):
+    """Extends the lease of the step being run, on a connection of its own, every third of the visibility timeout;
+    sets the step's "stop" event when the lease is no longer valid (task cancelled, step finished by someone else,
+    or lease lost), so that the handler can give up. A failed heartbeat (database unreachable) is retried at the
+    next interval: the lease still has two thirds of its time."""
+
+    def __init__(self, url, visibility_timeout, worker_id):
+        super().__init__(name="heartbeat", daemon=True)
+        self.conn = psycopg2.connect(url, application_name="tasker-python-worker-heartbeat")
+        self.conn.autocommit = True
+        self.extend = visibility_timeout
+        self.interval = visibility_timeout / 3.0
+        self.worker_id = worker_id
+        self.lock = threading.Lock()
+        self.step = None
+
+    def watch(self, step):
+        with self.lock:
+            self.step = step
+
+    def done(self):
+        with self.lock:
+            self.step = None
+
+    def run(self):
+        cur = self.conn.cursor()
+        while True:
+            time.sleep(self.interval)
+            with self.lock:
+                step = self.step
+            if step is None or step["stop"].is_set():
+                continue
+            try:
+                cur.execute(HEARTBEAT, (step["lease"], self.extend))
+                ok, cancelled = cur.fetchone()
+            except psycopg2.Error as e:
+                log(msg="heartbeat failed; retrying", worker=self.worker_id, error=str(e).strip())
+                continue
+            if not ok:
+                log(msg="step stopped" if cancelled else "lease lost", worker=self.worker_id,
+                    task=step["task_id"], step=step["step_name"], attempt=step["attempt"])
+                step["stop"].set()
 
 
 def main():
@@ -80,6 +136,8 @@ def main():
     args = p.parse_args()
     if not args.database_url:
         p.error("--database-url or TASKER_DATABASE_URL is required")
+    if args.visibility_timeout < 1:
+        p.error("--visibility-timeout must be at least 1 (seconds)")
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
@@ -90,6 +148,8 @@ def main():
     listener = psycopg2.connect(args.database_url, application_name="tasker-python-worker-listen")
     listener.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
     listener.cursor().execute("LISTEN tasker_queue")
+    heartbeat = Heartbeat(args.database_url, args.visibility_timeout, args.worker_id)
+    heartbeat.start()
     log(msg="worker started", worker=args.worker_id, queue=args.queue)
 
     cur = db.cursor()
@@ -101,7 +161,12 @@ def main():
                 for rest in steps[i:]:
                     cur.execute(RELEASE, (rest["lease"],))
                 break
-            run(cur, step, args.worker_id)
+            step["stop"] = threading.Event()
+            heartbeat.watch(step)
+            try:
+                run(cur, step, args.worker_id)
+            finally:
+                heartbeat.done()
         if len(steps) < args.batch and not stopping:
             wait_for_work(listener, args.queue, args.poll)
     log(msg="worker stopped", worker=args.worker_id)
@@ -114,6 +179,10 @@ def run(cur, step, worker_id):
         if handler is None:
             raise RuntimeError("no handler %r in the python worker" % step["handler"])
         result = handler(step)
+        if step["stop"].is_set():
+            log(msg="step abandoned", worker=worker_id, task=step["task_id"], step=step["step_name"],
+                attempt=step["attempt"])
+            return  # the lease is no longer valid: a report would be rejected
     except Exception as e:  # report any failure; Permanent ones are not retried
         retryable = not isinstance(e, Permanent)
         cur.execute(FAIL, (step["lease"], json.dumps({"message": str(e)}), retryable))

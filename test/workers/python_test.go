@@ -15,8 +15,9 @@ import (
 // python is Debian's interpreter, which sees python3-psycopg2 (a python3 first on PATH may be another one).
 const python = "/usr/bin/python3"
 
-// Acceptance 3: a worker written in Python, using only the SQL protocol, runs a diamond DAG to completion.
-func TestPythonWorkerDiamond(t *testing.T) {
+// pythonWorker returns the example worker's script, skipping (or failing, in CI) when psycopg2 is missing.
+func pythonWorker(t *testing.T) string {
+	t.Helper()
 	if err := exec.Command(python, "-c", "import psycopg2").Run(); err != nil {
 		msg := "python3-psycopg2 is not installed for " + python + ": run hack/python-deps.sh (make test does)"
 		if os.Getenv("CI") != "" {
@@ -25,8 +26,31 @@ func TestPythonWorkerDiamond(t *testing.T) {
 		t.Skip(msg)
 	}
 	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "examples", "python-worker", "worker.py")
+	return filepath.Join(filepath.Dir(file), "..", "..", "examples", "python-worker", "worker.py")
+}
 
+// waitFinished polls the task until it is finished (or fails the test after d).
+func waitFinished(t *testing.T, tb *testBundle, taskID int64, d time.Duration) *engine.TaskState {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ts, err := tb.eng.GetTask(tb.ctx, taskID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ts.Phase.Finished() {
+			return ts
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %d still %s after %s: %v", taskID, ts.Phase, d, ts.Counts)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Acceptance 3: a worker written in Python, using only the SQL protocol, runs a diamond DAG to completion.
+func TestPythonWorkerDiamond(t *testing.T) {
+	script := pythonWorker(t)
 	tb := setup(t)
 	retry := engine.RetryPolicy{BackoffBase: 100 * time.Millisecond, Jitter: engine.NoJitter}
 	a, err := tb.eng.Admit(tb.ctx, engine.TaskSpec{
@@ -75,6 +99,87 @@ func TestPythonWorkerDiamond(t *testing.T) {
 	}
 	if err := json.Unmarshal(d["c"], &c); err != nil || c["n"] != 3 {
 		t.Errorf("d saw c's result %s (%v)", d["c"], err)
+	}
+
+	p.signal(t, os.Interrupt)
+	if !p.wait(10*time.Second) || p.err != nil {
+		t.Errorf("python worker did not exit cleanly: %v", p.err)
+	}
+}
+
+// The Python worker heartbeats: a handler running 2.5 visibility timeouts keeps its first claim, and a handler
+// whose task is cancelled stops early instead of holding the worker.
+func TestPythonWorkerHeartbeats(t *testing.T) {
+	script := pythonWorker(t)
+	tb := setup(t)
+	admit := func(key string, handler string, inputs string) int64 {
+		t.Helper()
+		a, err := tb.eng.Admit(tb.ctx, engine.TaskSpec{ExternalKey: key, Queue: "pyhb", Steps: []engine.StepSpec{
+			{Name: "s", Handler: handler, Inputs: json.RawMessage(inputs)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.TaskID
+	}
+	p := startProc(t, "python-worker", []string{"TASKER_DATABASE_URL=" + tb.url}, python, script,
+		"--queue", "pyhb", "--worker-id", "py-hb", "--poll", "0.2", "--visibility-timeout", "2", "--batch", "1")
+
+	// A rival claimer polls the queue meanwhile: without heartbeats the message would be visible again after 2 s
+	// and the rival would take the step over.
+	long := admit("py-long", "sleep", `{"seconds":5}`)
+	rivalDone := make(chan struct{})
+	stopRival := make(chan struct{})
+	go func() {
+		defer close(rivalDone)
+		for {
+			select {
+			case <-stopRival:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			steps, err := tb.eng.Claim(tb.ctx, "pyhb", 1, time.Minute, "rival")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if len(steps) > 0 {
+				t.Errorf("the rival claimed %s (attempt %d): the lease was not extended", steps[0].StepName,
+					steps[0].Attempt)
+				return
+			}
+		}
+	}()
+	ts := waitFinished(t, tb, long, 30*time.Second)
+	close(stopRival)
+	<-rivalDone
+	if ts.Phase != engine.TaskSucceeded || ts.Step("s").Attempts != 1 {
+		t.Fatalf("5 s step with a 2 s visibility timeout: task %s after %d attempts, want succeeded after 1",
+			ts.Phase, ts.Step("s").Attempts)
+	}
+
+	stuck := admit("py-cancelled", "sleep", `{"seconds":600}`)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ts, err := tb.eng.GetTask(tb.ctx, stuck)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ts.Step("s").Phase == engine.StepRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the 600 s step never started: %s", ts.Step("s").Phase)
+		}
+	}
+	if err := tb.eng.Cancel(tb.ctx, stuck, "test"); err != nil {
+		t.Fatal(err)
+	}
+	// The worker handles one step at a time: the next one runs only if the cancelled handler gave up.
+	next := admit("py-next", "echo", `{"n":1}`)
+	if ts := waitFinished(t, tb, next, 15*time.Second); ts.Phase != engine.TaskSucceeded {
+		t.Fatalf("task after the cancelled one: %s", ts.Phase)
+	}
+	if ts := waitFinished(t, tb, stuck, time.Second); ts.Phase != engine.TaskCancelled {
+		t.Errorf("cancelled task: %s", ts.Phase)
 	}
 
 	p.signal(t, os.Interrupt)
