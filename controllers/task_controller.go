@@ -89,9 +89,10 @@ type TaskReconciler struct {
 	StatusInterval time.Duration
 	ResyncInterval time.Duration
 
-	writes    sync.Map // types.NamespacedName -> statusWrites: when the status may next be written
-	taskIDs   sync.Map // engine task id (int64) -> types.NamespacedName, to route notifications
-	dbRetries sync.Map // types.NamespacedName -> int: reconciles in a row that found PostgreSQL unreachable
+	writes  sync.Map // types.NamespacedName -> statusWrites: when the status may next be written
+	taskIDs sync.Map // engine task id (int64) -> types.NamespacedName, to route notifications
+	// dbBackoff spaces the reconciles of a Task while PostgreSQL is unreachable (see afterDatabaseError).
+	dbBackoff workqueue.TypedRateLimiter[types.NamespacedName]
 	changes   chan event.GenericEvent
 }
 
@@ -114,7 +115,7 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err := r.Get(ctx, req.NamespacedName, &task); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.writes.Delete(req.NamespacedName)
-			r.dbRetries.Delete(req.NamespacedName)
+			r.dbBackoff.Forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -184,7 +185,7 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
 		return r.afterDatabaseError(ctx, req.NamespacedName, err, werr)
 	}
-	r.dbRetries.Delete(req.NamespacedName)
+	r.dbBackoff.Forget(req.NamespacedName)
 	conditions.True(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, ReasonReachable, "")
 	applyEngineState(status, st)
 	r.setOutcomeConditions(&task, st)
@@ -445,6 +446,10 @@ const (
 	dbRetryMax   = 30 * time.Second
 )
 
+func newDBBackoff() workqueue.TypedRateLimiter[types.NamespacedName] {
+	return workqueue.NewTypedItemExponentialFailureRateLimiter[types.NamespacedName](dbRetryFirst, dbRetryMax)
+}
+
 // afterDatabaseError ends a reconcile that failed on the database (err; werr is the status write's own error).
 // While PostgreSQL is unreachable the Task is requeued on its own backoff instead of returning the error, because
 // controller-runtime logs every returned error with a stack trace: every retry of every Task, thousands of lines
@@ -456,12 +461,7 @@ func (r *TaskReconciler) afterDatabaseError(ctx context.Context, key types.Names
 	if werr != nil || !errors.Is(err, engine.ErrUnavailable) {
 		return ctrl.Result{}, errors.Join(err, werr)
 	}
-	n := 0
-	if v, ok := r.dbRetries.Load(key); ok {
-		n = v.(int)
-	}
-	r.dbRetries.Store(key, n+1)
-	wait := min(dbRetryFirst<<min(n, 10), dbRetryMax)
+	wait := r.dbBackoff.When(key)
 	logf.FromContext(ctx).V(1).Info("database unreachable; retrying", "in", wait, "error", err.Error())
 	return ctrl.Result{RequeueAfter: wait}, nil
 }
@@ -522,7 +522,7 @@ func (r *TaskReconciler) finalize(ctx context.Context, task *taskerv1alpha1.Task
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	r.writes.Delete(types.NamespacedName{Namespace: task.Namespace, Name: task.Name})
-	r.dbRetries.Delete(types.NamespacedName{Namespace: task.Namespace, Name: task.Name})
+	r.dbBackoff.Forget(types.NamespacedName{Namespace: task.Namespace, Name: task.Name})
 	r.taskIDs.Delete(taskID)
 	return ctrl.Result{}, nil
 }
@@ -586,6 +586,7 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 // run.
 func (r *TaskReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.changes = make(chan event.GenericEvent, 1024)
+	r.dbBackoff = newDBBackoff()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&taskerv1alpha1.Task{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},
@@ -595,7 +596,8 @@ func (r *TaskReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{
 			// Reconciles wait on the apiserver and the database, not the CPU.
 			MaxConcurrentReconciles: 16,
-			// Database outages retry from 100 ms up to every 30 s, not controller-runtime's default of 16 min.
+			// Errors retry from 100 ms up to every 30 s, not controller-runtime's default of 16 min (an unreachable
+			// database has its own quiet backoff, afterDatabaseError).
 			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, 30*time.Second),
 		}).
 		Named("task").

@@ -26,7 +26,7 @@ func TestAfterDatabaseError(t *testing.T) {
 		{name: "not a database error: returned", err: apiserver, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &TaskReconciler{}
+			r := &TaskReconciler{dbBackoff: newDBBackoff()}
 			res, err := r.afterDatabaseError(context.Background(), types.NamespacedName{Name: "t"}, tc.err, tc.werr)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("error = %v, want error: %v", err, tc.wantErr)
@@ -47,7 +47,7 @@ func TestAfterDatabaseError(t *testing.T) {
 
 // The backoff doubles per Task, stops at dbRetryMax, and starts again once the Task reached the database.
 func TestAfterDatabaseErrorBackoff(t *testing.T) {
-	r := &TaskReconciler{}
+	r := &TaskReconciler{dbBackoff: newDBBackoff()}
 	down := &engine.DatabaseError{Op: "admit", Unavailable: true, Err: errors.New("timeout")}
 	a, b := types.NamespacedName{Name: "a"}, types.NamespacedName{Name: "b"}
 	var got []time.Duration
@@ -67,7 +67,7 @@ func TestAfterDatabaseErrorBackoff(t *testing.T) {
 	if res, _ := r.afterDatabaseError(context.Background(), b, down, nil); res.RequeueAfter != time.Second {
 		t.Errorf("another Task's first retry waits %s, want 1s", res.RequeueAfter)
 	}
-	r.dbRetries.Delete(a) // what a reconcile that reached the database does
+	r.dbBackoff.Forget(a) // what a reconcile that reached the database does
 	if res, _ := r.afterDatabaseError(context.Background(), a, down, nil); res.RequeueAfter != time.Second {
 		t.Errorf("after a success the backoff restarts at %s, want 1s", res.RequeueAfter)
 	}
