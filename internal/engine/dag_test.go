@@ -143,7 +143,7 @@ func TestFanOutFanIn(t *testing.T) {
 	// The fan-in step was enqueued exactly once.
 	var enq int
 	for _, tr := range b.stepTransitions(t, id) {
-		if tr.StepName == "join" && tr.To == "enqueued" {
+		if tr.Step == "join" && tr.To == "enqueued" {
 			enq++
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/enginetest"
 	"github.com/tasker-operator/tasker-operator/internal/pgtest"
 	"github.com/tasker-operator/tasker-operator/internal/store"
 )
@@ -141,32 +142,13 @@ func (b *testBundle) queueLength(t testing.TB, queue string) int {
 	return n
 }
 
-type transition struct {
-	StepName, From, To, Reason string
-	Attempt                    int
-	At                         time.Time
-}
+type transition = enginetest.Transition
 
 // stepTransitions returns a task's step transitions in order.
 func (b *testBundle) stepTransitions(t testing.TB, taskID int64) []transition {
 	t.Helper()
-	rows, err := b.pool.Query(b.ctx, `
-		SELECT s.name, x.from_state, x.to_state, x.reason, x.attempt, x.at
-		FROM tasker.step_transitions AS x JOIN tasker.steps AS s ON s.id = x.step_id
-		WHERE x.task_id = $1 ORDER BY x.id`, taskID)
+	out, err := enginetest.StepTransitions(b.ctx, b.pool, taskID)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []transition
-	for rows.Next() {
-		var tr transition
-		if err := rows.Scan(&tr.StepName, &tr.From, &tr.To, &tr.Reason, &tr.Attempt, &tr.At); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, tr)
-	}
-	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -57,7 +57,7 @@ func TestExpiredLeaseIsReclaimedAndLateCompleteRejected(t *testing.T) {
 	}
 	var reasons []string
 	for _, tr := range b.stepTransitions(t, id) {
-		if tr.StepName == "s" {
+		if tr.Step == "s" {
 			reasons = append(reasons, tr.From+">"+tr.To+":"+tr.Reason)
 		}
 	}

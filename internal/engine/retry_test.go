@@ -77,7 +77,7 @@ func TestRetryTwiceThenSucceed(t *testing.T) {
 	var retryAt []time.Time
 	var delays []time.Duration
 	for _, tr := range b.stepTransitions(t, id) {
-		if tr.StepName != "flaky" {
+		if tr.Step != "flaky" {
 			continue
 		}
 		switch {

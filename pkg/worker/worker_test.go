@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/enginetest"
 	"github.com/tasker-operator/tasker-operator/internal/pgtest"
 	"github.com/tasker-operator/tasker-operator/internal/store"
 	"github.com/tasker-operator/tasker-operator/pkg/worker"
@@ -159,31 +160,12 @@ func (tb *testBundle) waitStep(t *testing.T, id int64, step string, phase engine
 	}
 }
 
-type transition struct {
-	Step, From, To, Reason string
-	Attempt                int
-	At                     time.Time
-}
+type transition = enginetest.Transition
 
 func (tb *testBundle) transitions(t *testing.T, taskID int64) []transition {
 	t.Helper()
-	rows, err := tb.pool.Query(tb.ctx, `
-		SELECT s.name, tr.from_state, tr.to_state, tr.reason, tr.attempt, tr.at
-		FROM tasker.step_transitions AS tr JOIN tasker.steps AS s ON s.id = tr.step_id
-		WHERE tr.task_id = $1 ORDER BY tr.id`, taskID)
+	out, err := enginetest.StepTransitions(tb.ctx, tb.pool, taskID)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []transition
-	for rows.Next() {
-		var tr transition
-		if err := rows.Scan(&tr.Step, &tr.From, &tr.To, &tr.Reason, &tr.Attempt, &tr.At); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, tr)
-	}
-	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return out
