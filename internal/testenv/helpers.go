@@ -4,11 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // CacheDir is the folder hack/ scripts provision into: TASKER_CACHE, else $XDG_CACHE_HOME/tasker-operator, else
@@ -54,4 +56,38 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() (bool, erro
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// CreateConcurrently creates the n objects build(0) … build(n-1) through c from `workers` goroutines (load for
+// benchmarks) and returns the first error; the workers stop at their next object after an error.
+func CreateConcurrently(ctx context.Context, c client.Client, n, workers int, build func(i int) client.Object) error {
+	next := make(chan int)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := c.Create(ctx, build(i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	func() {
+		for i := range n {
+			select {
+			case next <- i:
+			case err := <-errs:
+				errs <- err // keep it for the caller
+				return
+			}
+		}
+	}()
+	close(next)
+	wg.Wait()
+	close(errs)
+	return <-errs
 }

@@ -11,12 +11,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/pgtest"
@@ -110,36 +110,17 @@ func BenchmarkManagerRSS10kTasks(b *testing.B) {
 
 func createTasks(b *testing.B, ns string, n, workers int) {
 	b.Helper()
-	var wg sync.WaitGroup
-	next := make(chan int)
-	errs := make(chan error, workers)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				tk := &taskerv1alpha1.Task{
-					ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("t-%05d", i)},
-					Spec: taskerv1alpha1.TaskSpec{Steps: []taskerv1alpha1.StepSpec{
-						{Name: "fetch", Handler: "echo"},
-						{Name: "process", Handler: "echo", DependsOn: []string{"fetch"}},
-						{Name: "store", Handler: "echo", DependsOn: []string{"process"}},
-					}},
-				}
-				if err := env.Client.Create(context.Background(), tk); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	err := testenv.CreateConcurrently(context.Background(), env.Client, n, workers, func(i int) client.Object {
+		return &taskerv1alpha1.Task{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("t-%05d", i)},
+			Spec: taskerv1alpha1.TaskSpec{Steps: []taskerv1alpha1.StepSpec{
+				{Name: "fetch", Handler: "echo"},
+				{Name: "process", Handler: "echo", DependsOn: []string{"fetch"}},
+				{Name: "store", Handler: "echo", DependsOn: []string{"process"}},
+			}},
+		}
+	})
+	if err != nil {
 		b.Fatal(err)
 	}
 }

@@ -4,46 +4,28 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/testenv"
 )
 
 // createTasks creates n three-step Tasks on queue in ns with `workers` concurrent clients.
 func createTasks(b *testing.B, ns, queue string, n, workers int) {
 	b.Helper()
-	var wg sync.WaitGroup
-	next := make(chan int)
-	errs := make(chan error, workers)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				tk := &taskerv1alpha1.Task{
-					ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("bench-%05d", i)},
-					Spec: taskerv1alpha1.TaskSpec{Queue: queue, Steps: []taskerv1alpha1.StepSpec{
-						step("fetch", "echo"), step("process", "echo", "fetch"), step("store", "echo", "process")}},
-				}
-				if err := env.Client.Create(context.Background(), tk); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	err := testenv.CreateConcurrently(context.Background(), env.Client, n, workers, func(i int) client.Object {
+		return &taskerv1alpha1.Task{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("bench-%05d", i)},
+			Spec: taskerv1alpha1.TaskSpec{Queue: queue, Steps: []taskerv1alpha1.StepSpec{
+				step("fetch", "echo"), step("process", "echo", "fetch"), step("store", "echo", "process")}},
+		}
+	})
+	if err != nil {
 		b.Fatal(err)
 	}
 }
