@@ -125,38 +125,18 @@ func (tb *testBundle) admit(t *testing.T, key string, steps ...engine.StepSpec) 
 // waitTask waits until the task is finished and returns its state.
 func (tb *testBundle) waitTask(t *testing.T, id int64, timeout time.Duration) *engine.TaskState {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ts, err := tb.eng.GetTask(tb.ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ts.Phase.Finished() {
-			return ts
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %d still %s after %s: %+v", id, ts.Phase, timeout, ts.Counts)
-		}
-		time.Sleep(20 * time.Millisecond)
+	ts, err := enginetest.WaitTask(tb.ctx, tb.eng, id, timeout)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return ts
 }
 
 // waitStep waits until a step reaches phase.
 func (tb *testBundle) waitStep(t *testing.T, id int64, step string, phase engine.StepPhase, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ts, err := tb.eng.GetTask(tb.ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s := ts.Step(step); s != nil && s.Phase == phase {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("step %s of task %d not %s after %s", step, id, phase, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := enginetest.WaitStep(tb.ctx, tb.eng, id, step, phase, timeout); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/enginetest"
 )
 
 // python is Debian's interpreter, which sees python3-psycopg2 (a python3 first on PATH may be another one).
@@ -29,23 +30,14 @@ func pythonWorker(t *testing.T) string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "examples", "python-worker", "worker.py")
 }
 
-// waitFinished polls the task until it is finished (or fails the test after d).
+// waitFinished waits until the task is finished and returns its state.
 func waitFinished(t *testing.T, tb *testBundle, taskID int64, d time.Duration) *engine.TaskState {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ts, err := tb.eng.GetTask(tb.ctx, taskID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ts.Phase.Finished() {
-			return ts
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %d still %s after %s: %v", taskID, ts.Phase, d, ts.Counts)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ts, err := enginetest.WaitTask(tb.ctx, tb.eng, taskID, d)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return ts
 }
 
 // Acceptance 3: a worker written in Python, using only the SQL protocol, runs a diamond DAG to completion.
@@ -69,20 +61,7 @@ func TestPythonWorkerDiamond(t *testing.T) {
 	p := startProc(t, "python-worker", []string{"TASKER_DATABASE_URL=" + tb.url}, python, script,
 		"--queue", "py", "--worker-id", "py-1", "--poll", "0.2")
 
-	deadline := time.Now().Add(30 * time.Second)
-	var ts *engine.TaskState
-	for {
-		if ts, err = tb.eng.GetTask(tb.ctx, a.TaskID); err != nil {
-			t.Fatal(err)
-		}
-		if ts.Phase.Finished() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task still %s: %v", ts.Phase, ts.Counts)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ts := waitFinished(t, tb, a.TaskID, 30*time.Second)
 	if ts.Phase != engine.TaskSucceeded {
 		t.Fatalf("task %s: %+v", ts.Phase, ts.Steps)
 	}
@@ -158,17 +137,8 @@ func TestPythonWorkerHeartbeats(t *testing.T) {
 	}
 
 	stuck := admit("py-cancelled", "sleep", `{"seconds":600}`)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		ts, err := tb.eng.GetTask(tb.ctx, stuck)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ts.Step("s").Phase == engine.StepRunning {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the 600 s step never started: %s", ts.Step("s").Phase)
-		}
+	if err := enginetest.WaitStep(tb.ctx, tb.eng, stuck, "s", engine.StepRunning, 20*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	if err := tb.eng.Cancel(tb.ctx, stuck, "test"); err != nil {
 		t.Fatal(err)
