@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"flag"
+	"fmt"
 	"os"
 	"strconv"
 	"time"
@@ -41,7 +42,11 @@ func main() {
 		statusInterval       time.Duration
 		migrateOnly          bool
 		migrateTimeout       time.Duration
+		printSQL             bool
 	)
+	flag.BoolVar(&printSQL, "print-sql", false,
+		"Print tasker's whole database schema (migrations and SQL functions) for a DBA to apply by hand, and exit. "+
+			"The database needs pgmq first; run the managers with --skip-migrations afterwards.")
 	flag.BoolVar(&migrateOnly, "migrate-only", false,
 		"Migrate the database (--database-url) and exit: 0 when the schema is current, 1 on failure. For a migration "+
 			"Job that gates a rollout (Helm pre-install/pre-upgrade hook); run the managers with --skip-migrations.")
@@ -76,6 +81,10 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
 
+	if printSQL {
+		fmt.Print(store.SchemaSQL())
+		return
+	}
 	if migrateOnly {
 		os.Exit(migrate(databaseURL, migrateTimeout))
 	}

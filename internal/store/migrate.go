@@ -20,6 +20,9 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
+//go:embed functions/*.sql
+var functionFS embed.FS
+
 // Migration is one embedded schema change, migrations/NNNN_name.sql. Migrations are forward-only: a released
 // migration is never edited; a change is a new file.
 type Migration struct {
@@ -84,11 +87,17 @@ CREATE TABLE IF NOT EXISTS tasker.schema_migrations (
     version    integer PRIMARY KEY,
     name       text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS tasker.schema_functions (
+    file       text PRIMARY KEY,
+    sha256     text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
 );`
 
 // Migrate brings the database up to date: pgmq first (the real extension where there is one, else the project's
 // compatible schema; see pgmq.Install), then every embedded migration not yet recorded in
-// tasker.schema_migrations, each in its own transaction together with its record.
+// tasker.schema_migrations, each in its own transaction together with its record, then the function files whose
+// content differs from what tasker.schema_functions recorded (see ApplyFunctions).
 //
 // It works on a dedicated connection holding the advisory lock MigrateLockKey for the whole run, so concurrent
 // Migrate calls from any number of processes are safe: they run one after the other and the later ones apply
@@ -133,6 +142,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		if err := apply(ctx, conn, m); err != nil {
 			return fmt.Errorf("store: migrate: %04d_%s: %w", m.Version, m.Name, err)
 		}
+	}
+	if err := applyFunctions(ctx, conn); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
 	}
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1::bigint)`, MigrateLockKey); err != nil {
 		return fmt.Errorf("store: migrate: release the migration lock: %w", err)

@@ -2,7 +2,7 @@
 --
 -- Lock order (every function that changes state follows it, which is what keeps the protocol deadlock-free):
 -- task rows (FOR NO KEY UPDATE, ascending id) before step rows; nothing waits for a queue message lock while
--- holding a task or step lock (message deletes and visibility changes skip locked rows; see 0002).
+-- holding a task or step lock (message deletes and visibility changes skip locked rows; see functions/locks.sql).
 
 -- Queues tasker has created (or adopted) in pgmq. Upkeep only trims these queues' archives: other users of pgmq in
 -- the same database keep their own policies.
@@ -162,34 +162,7 @@ CREATE TABLE tasker.task_transitions (
         'failed>running', 'failed>succeeded'))
 );
 
-CREATE FUNCTION tasker._history_no_change() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    RAISE EXCEPTION 'tasker.% is append-only: % is not allowed', TG_TABLE_NAME, TG_OP
-        USING ERRCODE = '55000', HINT = 'history is deleted together with its task';
-END;
-$fn$;
-
--- History may be deleted only once its task is gone (upkeep deletes the task first, then its history).
-CREATE FUNCTION tasker._history_delete_guard() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-    IF EXISTS (SELECT 1 FROM old_rows AS o JOIN tasker.tasks AS t ON t.id = o.task_id) THEN
-        RAISE EXCEPTION 'tasker.% is append-only: rows of an existing task cannot be deleted', TG_TABLE_NAME
-            USING ERRCODE = '55000', HINT = 'history is deleted together with its task';
-    END IF;
-    RETURN NULL;
-END;
-$fn$;
-
-CREATE TRIGGER step_transitions_no_update BEFORE UPDATE OR TRUNCATE ON tasker.step_transitions
-    FOR EACH STATEMENT EXECUTE FUNCTION tasker._history_no_change();
-CREATE TRIGGER step_transitions_delete_guard AFTER DELETE ON tasker.step_transitions
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION tasker._history_delete_guard();
-CREATE TRIGGER task_transitions_no_update BEFORE UPDATE OR TRUNCATE ON tasker.task_transitions
-    FOR EACH STATEMENT EXECUTE FUNCTION tasker._history_no_change();
-CREATE TRIGGER task_transitions_delete_guard AFTER DELETE ON tasker.task_transitions
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION tasker._history_delete_guard();
+-- The guards that keep the histories append-only (functions and triggers) are in functions/history.sql.
 
 -- Worker processes, as they report themselves (tasker.worker_heartbeat). Informational: the protocol never
 -- requires a worker to be registered.

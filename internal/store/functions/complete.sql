@@ -1,0 +1,180 @@
+-- Reports many successes in one transaction. For each lease (in input order): ok, and status 'succeeded' or
+-- 'stale_lease' (unknown lease, or the step is no longer running under it: nothing was changed for it).
+CREATE OR REPLACE FUNCTION tasker_internal.complete_many(leases uuid[], results jsonb[])
+RETURNS TABLE (lease uuid, ok boolean, status text)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_tasks      bigint[];
+    v_queues     text[];
+    v_msgs       bigint[];
+    v_steps      bigint[];
+    v_deleted    bigint[];
+    v_ids        bigint[];
+    v_done_tasks bigint[];
+    v_leases     uuid[];
+    v_children   bigint[];
+    v_counts     integer[];
+    v_ready      bigint[];
+    v_rqueues    text[];
+    v_rtasks     bigint[];
+    v_rattempts  integer[];
+    v_rmsgs      bigint[];
+    r            record;
+BEGIN
+    IF results IS NOT NULL AND cardinality(results) <> cardinality(leases) THEN
+        RAISE EXCEPTION 'results has % elements, leases %', cardinality(results), cardinality(leases)
+            USING ERRCODE = '22023';
+    END IF;
+    IF leases IS NULL OR cardinality(leases) = 0 THEN
+        RETURN;
+    END IF;
+    IF results IS NULL THEN
+        results := array_fill(NULL::jsonb, ARRAY[cardinality(leases)]);
+    END IF;
+
+    -- 1. Before any lock: delete the messages of the steps these leases hold (see the lock order above).
+    SELECT array_agg(s.task_id), array_agg(s.queue), array_agg(s.msg_id), array_agg(s.id)
+    INTO v_tasks, v_queues, v_msgs, v_steps
+    FROM unnest(leases) AS l (lease)
+    JOIN tasker.steps AS s ON s.id = tasker.lease_step_id(l.lease) AND s.lease = l.lease
+    WHERE s.state = 'running';
+    IF v_steps IS NULL THEN
+        RETURN QUERY SELECT x.lease, false, 'stale_lease'::text
+                     FROM unnest(leases) WITH ORDINALITY AS x (lease, ord) ORDER BY x.ord;
+        RETURN;
+    END IF;
+    IF v_queues[1] = ALL (v_queues) THEN
+        v_deleted := ARRAY(SELECT d.id FROM pgmq.delete(v_queues[1]::text, v_msgs::bigint[]) AS d (id));
+    ELSE
+        v_deleted := tasker._delete_messages_wait(v_queues, v_msgs);
+    END IF;
+
+    -- 2. Lock the tasks, then finish the steps whose lease is (still) valid.
+    PERFORM 1 FROM tasker.tasks AS t WHERE t.id = ANY (v_tasks) ORDER BY t.id FOR NO KEY UPDATE OF t;
+    WITH i AS MATERIALIZED (
+        SELECT x.lease, x.result, tasker.lease_step_id(x.lease) AS id
+        FROM unnest(leases, results) AS x (lease, result)
+    ), u AS (
+        UPDATE tasker.steps AS s
+        SET state = 'succeeded', result = i.result, finished_at = clock_timestamp(), lease_expires_at = NULL,
+            updated_at = clock_timestamp()
+        FROM i
+        WHERE s.id = i.id AND s.lease = i.lease AND s.state = 'running'
+        RETURNING s.id, s.task_id, s.msg_id, s.attempts, s.worker_id, s.lease
+    ), tr AS (
+        INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, worker_id, reason)
+        SELECT u.task_id, u.id, 'running', 'succeeded', u.attempts, u.worker_id, 'completed' FROM u
+    )
+    SELECT array_agg(u.id), array_agg(u.task_id), array_agg(u.lease) INTO v_ids, v_done_tasks, v_leases FROM u;
+
+    IF cardinality(v_ids) IS DISTINCT FROM cardinality(v_steps) THEN
+        -- Leases that went stale while we waited (re-claimed after expiring) keep a message.
+        PERFORM tasker._restore_messages(v_steps, v_deleted);
+    END IF;
+
+    IF v_ids IS NOT NULL THEN
+        IF cardinality(v_deleted) < cardinality(v_ids) THEN
+            -- A message re-sent by upkeep meanwhile: delete it now (without waiting).
+            FOR r IN SELECT s.queue, array_agg(s.msg_id) AS ids FROM tasker.steps AS s
+                     WHERE s.id = ANY (v_ids) AND NOT s.msg_id = ANY (v_deleted) GROUP BY s.queue LOOP
+                PERFORM tasker._delete_messages(r.queue, r.ids);
+            END LOOP;
+        END IF;
+
+        -- 3. Children: count the finished parents off; those with none left are enqueued (one update each).
+        SELECT array_agg(c.id), array_agg(c.n),
+               array_agg(c.id) FILTER (WHERE c.ready), array_agg(c.queue) FILTER (WHERE c.ready),
+               array_agg(c.task_id) FILTER (WHERE c.ready), array_agg(c.attempts + 1) FILTER (WHERE c.ready)
+        INTO v_children, v_counts, v_ready, v_rqueues, v_rtasks, v_rattempts
+        FROM (SELECT s.id, s.queue, s.task_id, s.attempts, x.n,
+                     s.state = 'pending' AND s.remaining_parents = x.n AS ready
+              FROM (SELECT e.child_id, count(*)::integer AS n FROM tasker.step_edges AS e
+                    WHERE e.parent_id = ANY (v_ids) GROUP BY e.child_id) AS x
+              JOIN tasker.steps AS s ON s.id = x.child_id) AS c;
+        IF v_children IS NOT NULL THEN
+            IF v_ready IS NOT NULL THEN
+                v_rmsgs := tasker._send_for(v_rqueues, v_rtasks, v_ready, v_rattempts);
+            END IF;
+            WITH c AS MATERIALIZED (
+                SELECT x.id, x.n, r.msg_id
+                FROM unnest(v_children, v_counts) AS x (id, n)
+                LEFT JOIN unnest(v_ready, v_rmsgs) AS r (id, msg_id) ON r.id = x.id
+            ), u AS (
+                UPDATE tasker.steps AS s
+                SET remaining_parents = s.remaining_parents - c.n,
+                    state = CASE WHEN c.msg_id IS NOT NULL THEN 'enqueued' ELSE s.state END,
+                    msg_id = coalesce(c.msg_id, s.msg_id), updated_at = clock_timestamp()
+                FROM c
+                WHERE s.id = c.id
+                RETURNING s.id, s.task_id, s.attempts, c.msg_id IS NOT NULL AS ready
+            )
+            INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, reason)
+            SELECT u.task_id, u.id, 'pending', 'enqueued', u.attempts, 'dependencies finished'
+            FROM u WHERE u.ready;
+        END IF;
+
+        -- 4. Tasks: count the finished steps off; a task with none left succeeds.
+        WITH d AS (
+            SELECT x.id, count(*)::integer AS n FROM unnest(v_done_tasks) AS x (id) GROUP BY x.id
+        ), u AS (
+            UPDATE tasker.tasks AS t
+            SET unfinished_steps = t.unfinished_steps - d.n,
+                state = CASE WHEN t.unfinished_steps = d.n THEN 'succeeded' ELSE t.state END,
+                completed_at = CASE WHEN t.unfinished_steps = d.n THEN clock_timestamp() END,
+                expires_at = CASE WHEN t.unfinished_steps = d.n THEN clock_timestamp() + t.retention END,
+                updated_at = clock_timestamp()
+            FROM d
+            WHERE t.id = d.id
+            RETURNING t.id, t.state
+        )
+        INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
+        SELECT u.id, 'running', 'succeeded', 'all steps finished' FROM u WHERE u.state = 'succeeded';
+
+        PERFORM pg_notify('tasker_task', x.id::text) FROM unnest(v_done_tasks) AS x (id);
+    END IF;
+
+    RETURN QUERY
+    SELECT x.lease, d.lease IS NOT NULL, CASE WHEN d.lease IS NOT NULL THEN 'succeeded' ELSE 'stale_lease' END
+    FROM unnest(leases) WITH ORDINALITY AS x (lease, ord)
+    LEFT JOIN (SELECT DISTINCT y.lease FROM unnest(v_leases) AS y (lease)) AS d ON d.lease = x.lease
+    ORDER BY x.ord;
+END;
+$fn$;
+
+-- Reports a success: the step succeeds with result, ready children are enqueued, the message is deleted, the task
+-- succeeds when nothing is left. ok = false, status 'stale_lease' when the lease is not (or no longer) valid.
+CREATE OR REPLACE FUNCTION tasker_internal.complete(lease uuid, result jsonb DEFAULT NULL)
+RETURNS TABLE (ok boolean, status text)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT c.ok, c.status
+                 FROM tasker_internal.complete_many(ARRAY[complete.lease]::uuid[], ARRAY[complete.result]::jsonb[]) AS c;
+END;
+$fn$;
+
+-- The worker-facing entry point: checks the caller's queue grants (roles.sql), then runs the implementation above
+-- with the privileges of tasker's owner.
+CREATE OR REPLACE FUNCTION tasker.complete_many(leases uuid[], results jsonb[])
+RETURNS TABLE (lease uuid, ok boolean, status text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, tasker, pgmq, pg_temp AS $fn$
+BEGIN
+    PERFORM tasker._authorize_leases(complete_many.leases);
+    RETURN QUERY SELECT * FROM tasker_internal.complete_many(complete_many.leases, complete_many.results);
+END;
+$fn$;
+
+-- The worker-facing entry point: checks the caller's queue grants (roles.sql), then runs the implementation above
+-- with the privileges of tasker's owner.
+CREATE OR REPLACE FUNCTION tasker.complete(lease uuid, result jsonb DEFAULT NULL)
+RETURNS TABLE (ok boolean, status text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, tasker, pgmq, pg_temp AS $fn$
+BEGIN
+    PERFORM tasker._authorize_leases(ARRAY[complete.lease]);
+    RETURN QUERY SELECT * FROM tasker_internal.complete(complete.lease, complete.result);
+END;
+$fn$;

@@ -1,0 +1,165 @@
+-- Sends one message per step ({"task_id","step_id","attempt"}), visible at p_visible_at (NULL: now), and returns
+-- the message ids in input order. pgmq assigns ids in array order within one send_batch (a single INSERT ...
+-- SELECT over the array), so the sorted ids line up with the input.
+CREATE OR REPLACE FUNCTION tasker._send(p_queue text, p_task_ids bigint[], p_step_ids bigint[], p_attempts integer[],
+                             p_visible_at timestamptz DEFAULT NULL) RETURNS bigint[]
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_msgs jsonb[];
+    v_ids  bigint[];
+BEGIN
+    SELECT array_agg(jsonb_build_object('task_id', m.task_id, 'step_id', m.step_id, 'attempt', m.attempt)
+                     ORDER BY m.ord)
+    INTO v_msgs
+    FROM unnest(p_task_ids, p_step_ids, p_attempts) WITH ORDINALITY AS m (task_id, step_id, attempt, ord);
+    IF v_msgs IS NULL THEN
+        RETURN '{}';
+    END IF;
+    IF cardinality(v_msgs) = 1 THEN
+        SELECT array_agg(s.id) INTO v_ids FROM pgmq.send(p_queue::text, v_msgs[1]::jsonb, 0::integer) AS s (id);
+    ELSE
+        SELECT array_agg(s.id ORDER BY s.id) INTO v_ids
+        FROM pgmq.send_batch(p_queue::text, v_msgs::jsonb[], 0::integer) AS s (id);
+    END IF;
+    IF cardinality(v_ids) IS DISTINCT FROM cardinality(v_msgs) THEN
+        RAISE EXCEPTION 'pgmq returned % message ids for % messages', cardinality(v_ids), cardinality(v_msgs);
+    END IF;
+    IF p_visible_at IS NOT NULL THEN
+        -- Still ours (uncommitted): nobody else can hold these rows.
+        EXECUTE format('UPDATE pgmq.%I SET vt = $1 WHERE msg_id = ANY ($2)', 'q_' || p_queue)
+            USING p_visible_at, v_ids;
+    END IF;
+    IF p_visible_at IS NULL OR p_visible_at <= clock_timestamp() THEN
+        PERFORM pg_notify('tasker_queue', p_queue);
+    END IF;
+    RETURN v_ids;
+END;
+$fn$;
+
+-- Sends one message per step, grouping by queue; returns the message ids in input order.
+CREATE OR REPLACE FUNCTION tasker._send_for(p_queues text[], p_task_ids bigint[], p_step_ids bigint[], p_attempts integer[])
+RETURNS bigint[]
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    r     record;
+    v_out bigint[];
+    v_ids bigint[];
+    i     integer;
+BEGIN
+    IF p_queues IS NULL OR cardinality(p_queues) = 0 THEN
+        RETURN '{}';
+    END IF;
+    IF p_queues[1] = ALL (p_queues) THEN -- one queue: the usual case
+        RETURN tasker._send(p_queues[1], p_task_ids, p_step_ids, p_attempts);
+    END IF;
+    v_out := array_fill(NULL::bigint, ARRAY[cardinality(p_step_ids)]);
+    FOR r IN SELECT m.queue, array_agg(m.ord ORDER BY m.ord) AS ords, array_agg(m.task_id ORDER BY m.ord) AS task_ids,
+                    array_agg(m.step_id ORDER BY m.ord) AS step_ids, array_agg(m.attempt ORDER BY m.ord) AS attempts
+             FROM unnest(p_queues, p_task_ids, p_step_ids, p_attempts) WITH ORDINALITY
+                  AS m (queue, task_id, step_id, attempt, ord)
+             GROUP BY m.queue ORDER BY m.queue LOOP
+        v_ids := tasker._send(r.queue, r.task_ids, r.step_ids, r.attempts);
+        FOR i IN 1 .. cardinality(r.ords) LOOP
+            v_out[r.ords[i]] := v_ids[i];
+        END LOOP;
+    END LOOP;
+    RETURN v_out;
+END;
+$fn$;
+
+-- Deletes messages without waiting: a message locked by someone else is left to its holder (a claim, which
+-- deletes messages of steps it cannot claim).
+CREATE OR REPLACE FUNCTION tasker._delete_messages(p_queue text, p_msg_ids bigint[]) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    n integer;
+BEGIN
+    IF p_msg_ids IS NULL OR cardinality(p_msg_ids) = 0 OR NOT tasker._queue_exists(p_queue) THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format($sql$
+        DELETE FROM pgmq.%1$I AS q
+        WHERE q.msg_id IN (SELECT l.msg_id FROM pgmq.%1$I AS l WHERE l.msg_id = ANY ($1) FOR UPDATE SKIP LOCKED)
+        $sql$, 'q_' || p_queue)
+        USING p_msg_ids;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END;
+$fn$;
+
+-- Deletes messages, waiting for row locks: only for callers that hold no task or step lock yet. Queues are
+-- visited in name order. Returns the ids deleted.
+CREATE OR REPLACE FUNCTION tasker._delete_messages_wait(p_queues text[], p_msg_ids bigint[]) RETURNS bigint[]
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    r     record;
+    v_out bigint[] := '{}';
+BEGIN
+    FOR r IN SELECT m.queue, array_agg(m.msg_id ORDER BY m.msg_id) AS ids
+             FROM unnest(p_queues, p_msg_ids) AS m (queue, msg_id)
+             WHERE m.msg_id IS NOT NULL
+             GROUP BY m.queue ORDER BY m.queue LOOP
+        CONTINUE WHEN NOT tasker._queue_exists(r.queue);
+        v_out := v_out || ARRAY(SELECT d.id FROM pgmq.delete(r.queue::text, r.ids::bigint[]) AS d (id));
+    END LOOP;
+    RETURN v_out;
+END;
+$fn$;
+
+-- After _delete_messages_wait: a step among p_step_ids that still needs its message (running, enqueued or
+-- retrying: its lease went stale while the caller waited, e.g. it was re-claimed) but lost it gets a new one,
+-- visible when it would have been. Caller holds the task locks.
+CREATE OR REPLACE FUNCTION tasker._restore_messages(p_step_ids bigint[], p_deleted bigint[]) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    s     tasker.steps%ROWTYPE;
+    v_msg bigint;
+BEGIN
+    IF p_deleted IS NULL OR cardinality(p_deleted) = 0 THEN
+        RETURN;
+    END IF;
+    FOR s IN SELECT * FROM tasker.steps AS x
+             WHERE x.id = ANY (p_step_ids) AND x.msg_id = ANY (p_deleted)
+               AND x.state IN ('running', 'enqueued', 'retrying') LOOP
+        v_msg := (tasker._send(s.queue, ARRAY[s.task_id], ARRAY[s.id], ARRAY[s.attempts + 1],
+                               CASE s.state WHEN 'running' THEN s.lease_expires_at
+                                            WHEN 'retrying' THEN s.next_attempt_at END))[1];
+        UPDATE tasker.steps AS x SET msg_id = v_msg WHERE x.id = s.id;
+    END LOOP;
+END;
+$fn$;
+
+-- Sets the visibility of messages without waiting (see _delete_messages). Returns how many were changed.
+CREATE OR REPLACE FUNCTION tasker._set_visibility(p_queue text, p_msg_ids bigint[], p_vts timestamptz[]) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    n integer;
+BEGIN
+    IF p_msg_ids IS NULL OR cardinality(p_msg_ids) = 0 OR NOT tasker._queue_exists(p_queue) THEN
+        RETURN 0;
+    END IF;
+    EXECUTE format($sql$
+        UPDATE pgmq.%1$I AS q SET vt = v.vt
+        FROM unnest($1::bigint[], $2::timestamptz[]) AS v (msg_id, vt)
+        WHERE q.msg_id = v.msg_id
+          AND q.msg_id IN (SELECT l.msg_id FROM pgmq.%1$I AS l WHERE l.msg_id = ANY ($1) FOR UPDATE SKIP LOCKED)
+        $sql$, 'q_' || p_queue)
+        USING p_msg_ids, p_vts;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END;
+$fn$;
+
+CREATE OR REPLACE FUNCTION tasker._message_exists(p_queue text, p_msg_id bigint) RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_found boolean;
+BEGIN
+    IF p_msg_id IS NULL OR NOT tasker._queue_exists(p_queue) THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM pgmq.%I WHERE msg_id = $1)', 'q_' || p_queue)
+        INTO v_found USING p_msg_id;
+    RETURN v_found;
+END;
+$fn$;

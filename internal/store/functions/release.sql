@@ -1,0 +1,49 @@
+-- Gives a claimed step back (graceful shutdown): it is enqueued again and its message visible at once; the
+-- attempt does not count. status 'released' or 'stale_lease'.
+CREATE OR REPLACE FUNCTION tasker_internal.release(lease uuid) RETURNS TABLE (ok boolean, status text)
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_id   bigint := tasker.lease_step_id(release.lease);
+    v_task bigint;
+    s      tasker.steps%ROWTYPE;
+    v_msg  bigint;
+BEGIN
+    SELECT x.task_id INTO v_task FROM tasker.steps AS x WHERE x.id = v_id;
+    PERFORM tasker._lock_tasks(ARRAY[v_task]);
+    UPDATE tasker.steps AS x
+    SET state = 'enqueued', attempts = x.attempts - 1, lease_expires_at = NULL, updated_at = clock_timestamp()
+    WHERE x.id = v_id AND x.lease = release.lease AND x.state = 'running'
+    RETURNING x.* INTO s;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, 'stale_lease'::text;
+        RETURN;
+    END IF;
+    INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, worker_id, reason)
+    VALUES (s.task_id, s.id, 'running', 'enqueued', s.attempts + 1, s.worker_id, 'released');
+    IF tasker._set_visibility(s.queue, ARRAY[s.msg_id], ARRAY[clock_timestamp()]) = 1 THEN
+        PERFORM pg_notify('tasker_queue', s.queue);
+    ELSE
+        -- The message is gone, or locked by someone we must not wait for: send a new one (the old one, if any,
+        -- is now stale and will be dropped by the claim that reads it).
+        v_msg := (tasker._send(s.queue, ARRAY[s.task_id], ARRAY[s.id], ARRAY[s.attempts + 1]))[1];
+        UPDATE tasker.steps AS x SET msg_id = v_msg WHERE x.id = s.id;
+    END IF;
+    PERFORM pg_notify('tasker_task', s.task_id::text);
+    RETURN QUERY SELECT true, 'released'::text;
+END;
+$fn$;
+
+-- The worker-facing entry point: checks the caller's queue grants (roles.sql), then runs the implementation above
+-- with the privileges of tasker's owner.
+CREATE OR REPLACE FUNCTION tasker.release(lease uuid)
+RETURNS TABLE (ok boolean, status text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, tasker, pgmq, pg_temp AS $fn$
+BEGIN
+    PERFORM tasker._authorize_leases(ARRAY[release.lease]);
+    RETURN QUERY SELECT * FROM tasker_internal.release(release.lease);
+END;
+$fn$;

@@ -1,0 +1,104 @@
+-- Queue grants of worker roles (migration 0004 has the tables).
+--
+-- Who is checked: the session's login role (session_user; a SECURITY DEFINER function cannot see the invoker's
+-- current_user, and the credential is what a grant is about). Superusers and roles with the privileges of the
+-- schema's owner (the operator, its tests, psql sessions of the owner) pass without a grant, so nothing changes
+-- for them. Others may work a queue when they have the privileges (membership with INHERIT) of a role granted it:
+-- grant a NOLOGIN group role and make login roles its members, or grant the login role directly. A denied call
+-- raises SQLSTATE 42501 (insufficient_privilege) "permission denied for queue <q>" and changes nothing.
+-- claim checks its queue; complete, complete_many, fail, heartbeat and release check the queue of the step each
+-- lease belongs to (a lease is unguessable, so this is defence in depth); worker_heartbeat checks the queues it
+-- reports.
+--
+-- A worker function is changed in tasker_internal.<name>; its entry point tasker.<name> (in the same file) checks
+-- the grant and calls it. A CREATE OR REPLACE of tasker.<name> without the check would fail closed: it would run
+-- with the worker's own privileges, which reach no table. test/dbroles checks the result.
+
+-- True when session_user needs no queue grant: a superuser, or a role with the privileges of tasker's owner.
+CREATE OR REPLACE FUNCTION tasker._unrestricted() RETURNS boolean
+LANGUAGE sql STABLE AS $fn$
+    SELECT pg_catalog.pg_has_role(session_user, n.nspowner, 'USAGE')
+    FROM pg_catalog.pg_namespace AS n WHERE n.nspname = 'tasker'
+$fn$;
+
+-- Raises insufficient_privilege unless session_user may work every one of the queues. Malformed names are left to
+-- the protocol function's own validation (it reports them as invalid parameters).
+CREATE OR REPLACE FUNCTION tasker._authorize_queues(p_queues text[]) RETURNS void
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    v_denied text;
+BEGIN
+    IF tasker._unrestricted() THEN
+        RETURN;
+    END IF;
+    SELECT q.name INTO v_denied
+    FROM unnest(p_queues) AS q (name)
+    WHERE q.name ~ '^[a-z0-9_]{1,40}$'
+      AND NOT EXISTS (SELECT FROM tasker.queue_grants AS g
+                      JOIN pg_catalog.pg_roles AS r ON r.rolname = g.role_name
+                      WHERE g.queue IN (q.name, '*')
+                        AND pg_catalog.pg_has_role(session_user, r.oid, 'USAGE'))
+    LIMIT 1;
+    IF v_denied IS NOT NULL THEN
+        RAISE EXCEPTION 'permission denied for queue %', v_denied
+            USING ERRCODE = '42501',
+                  DETAIL = format('Role %s has no grant for queue %s in tasker.queue_grants.', session_user, v_denied),
+                  HINT = 'Grant it with tasker.grant_worker (config/database/grants.sql).';
+    END IF;
+END;
+$fn$;
+
+-- The same for the queues of the steps the leases were issued for (unknown leases are the protocol's business).
+CREATE OR REPLACE FUNCTION tasker._authorize_leases(p_leases uuid[]) RETURNS void
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    IF tasker._unrestricted() THEN
+        RETURN;
+    END IF;
+    PERFORM tasker._authorize_queues(ARRAY(
+        SELECT DISTINCT s.queue FROM tasker.steps AS s
+        WHERE s.id = ANY (ARRAY(SELECT tasker.lease_step_id(l.lease) FROM unnest(p_leases) AS l (lease)))));
+END;
+$fn$;
+
+-- Makes role a worker role for queues (replacing its previous queues; '*' = every queue): USAGE on schema tasker,
+-- EXECUTE on the worker functions, rows in tasker.queue_grants. Run by tasker's owner or a superuser. Idempotent.
+CREATE OR REPLACE FUNCTION tasker.grant_worker(role name, queues text[]) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    f record;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname = grant_worker.role) THEN
+        RAISE EXCEPTION 'role % does not exist', grant_worker.role USING ERRCODE = '42704';
+    END IF;
+    IF queues IS NULL OR cardinality(queues) = 0 THEN
+        RAISE EXCEPTION 'a worker role needs at least one queue' USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA tasker TO %I', grant_worker.role);
+    FOR f IN SELECT p.oid::regprocedure AS fn FROM tasker.worker_functions AS w
+             JOIN pg_catalog.pg_proc AS p ON p.proname = w.name AND p.pronamespace = 'tasker'::regnamespace LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f.fn, grant_worker.role);
+    END LOOP;
+    DELETE FROM tasker.queue_grants AS g WHERE g.role_name = grant_worker.role;
+    INSERT INTO tasker.queue_grants (role_name, queue)
+    SELECT DISTINCT grant_worker.role, btrim(q) FROM unnest(queues) AS q WHERE btrim(q) <> '';
+END;
+$fn$;
+
+-- Takes everything grant_worker gave back.
+CREATE OR REPLACE FUNCTION tasker.revoke_worker(role name) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    f record;
+BEGIN
+    DELETE FROM tasker.queue_grants AS g WHERE g.role_name = revoke_worker.role;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname = revoke_worker.role) THEN
+        RETURN;
+    END IF;
+    FOR f IN SELECT p.oid::regprocedure AS fn FROM tasker.worker_functions AS w
+             JOIN pg_catalog.pg_proc AS p ON p.proname = w.name AND p.pronamespace = 'tasker'::regnamespace LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM %I', f.fn, revoke_worker.role);
+    END LOOP;
+    EXECUTE format('REVOKE USAGE ON SCHEMA tasker FROM %I', revoke_worker.role);
+END;
+$fn$;

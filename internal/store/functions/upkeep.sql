@@ -1,0 +1,126 @@
+-- Upkeep: what the operator's leader runs periodically. Safe to run concurrently (every change is re-checked
+-- under the task's lock; deletions skip rows another upkeep holds). Each part handles at most batch_size items,
+-- so one call is a bounded transaction; call again while a count equals batch_size.
+--   timed_out:       running steps past timeout_seconds, failed as retryable errors;
+--   repaired:        steps that should have a message but whose message is gone (a running step whose lease
+--                    expired more than lease_grace_seconds ago, an enqueued/retrying step older than that): a
+--                    new message is sent, so the step runs (again) — should not happen, but is cheap to check;
+--   deleted_tasks:   finished tasks past their retention, deleted with their steps, edges and history;
+--   archive_deleted: rows of tasker queues' pgmq archives older than archive_retention_seconds;
+--   workers_deleted: workers silent for worker_ttl_seconds.
+CREATE OR REPLACE FUNCTION tasker.upkeep(batch_size integer DEFAULT 500, lease_grace_seconds integer DEFAULT 30,
+                              archive_retention_seconds integer DEFAULT 604800,
+                              worker_ttl_seconds integer DEFAULT 86400, as_of timestamptz DEFAULT NULL)
+RETURNS TABLE (timed_out integer, repaired integer, deleted_tasks integer, archive_deleted bigint,
+               workers_deleted integer)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    v_now       timestamptz := coalesce(upkeep.as_of, clock_timestamp());
+    v_ids       bigint[];
+    v_tasks     bigint[];
+    v_id        bigint;
+    v_timed_out integer := 0;
+    v_repaired  integer := 0;
+    v_deleted   integer := 0;
+    v_archive   bigint := 0;
+    v_workers   integer := 0;
+    v_n         bigint;
+    v_queue     text;
+    s           tasker.steps%ROWTYPE;
+    v_msg       bigint;
+BEGIN
+    IF upkeep.batch_size IS NULL OR upkeep.batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = '22023';
+    END IF;
+
+    -- 1. Timeouts.
+    SELECT array_agg(x.id), array_agg(DISTINCT x.task_id) INTO v_ids, v_tasks
+    FROM (SELECT s.id, s.task_id
+          FROM tasker.tasks AS t JOIN tasker.steps AS s ON s.task_id = t.id
+          WHERE t.completed_at IS NULL AND s.state = 'running' AND s.timeout_seconds > 0
+            AND s.started_at + s.timeout_seconds * interval '1 second' <= v_now
+          ORDER BY s.started_at LIMIT upkeep.batch_size) AS x;
+    IF v_ids IS NOT NULL THEN
+        PERFORM tasker._lock_tasks(v_tasks);
+        FOR s IN SELECT * FROM tasker.steps AS x WHERE x.id = ANY (v_ids) ORDER BY x.id LOOP
+            -- Re-read: the failure of an earlier step may have cancelled this one.
+            IF EXISTS (SELECT 1 FROM tasker.steps AS x
+                       WHERE x.id = s.id AND x.state = 'running'
+                         AND x.started_at + x.timeout_seconds * interval '1 second' <= v_now) THEN
+                PERFORM tasker._fail_running(s.id,
+                    jsonb_build_object('message', format('step timed out after %s seconds', s.timeout_seconds),
+                                       'timeout', true),
+                    true, NULL, 'timed out');
+                v_timed_out := v_timed_out + 1;
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- 2. Steps whose message is gone.
+    FOR v_queue IN SELECT q.name FROM tasker.queues AS q ORDER BY q.name LOOP
+        EXIT WHEN v_repaired >= upkeep.batch_size;
+        CONTINUE WHEN NOT tasker._queue_exists(v_queue);
+        EXECUTE format($sql$
+            SELECT array_agg(x.id), array_agg(DISTINCT x.task_id)
+            FROM (SELECT s.id, s.task_id
+                  FROM tasker.tasks AS t JOIN tasker.steps AS s ON s.task_id = t.id
+                  WHERE t.completed_at IS NULL AND s.queue = $1
+                    AND ((s.state = 'running' AND s.lease_expires_at < $2)
+                         OR (s.state IN ('enqueued', 'retrying') AND s.updated_at < $2
+                             AND coalesce(s.next_attempt_at, '-infinity') < $2))
+                    AND NOT EXISTS (SELECT 1 FROM pgmq.%I AS m WHERE m.msg_id = s.msg_id)
+                  LIMIT $3) AS x
+            $sql$, 'q_' || v_queue)
+            INTO v_ids, v_tasks
+            USING v_queue, v_now - upkeep.lease_grace_seconds * interval '1 second',
+                  upkeep.batch_size - v_repaired;
+        CONTINUE WHEN v_ids IS NULL;
+        PERFORM tasker._lock_tasks(v_tasks);
+        FOR s IN SELECT * FROM tasker.steps AS x WHERE x.id = ANY (v_ids) ORDER BY x.id LOOP
+            CONTINUE WHEN s.state NOT IN ('running', 'enqueued', 'retrying')
+                       OR tasker._message_exists(s.queue, s.msg_id);
+            v_msg := (tasker._send(s.queue, ARRAY[s.task_id], ARRAY[s.id], ARRAY[s.attempts + 1]))[1];
+            UPDATE tasker.steps AS x SET msg_id = v_msg, next_attempt_at = NULL, updated_at = clock_timestamp()
+            WHERE x.id = s.id;
+            v_repaired := v_repaired + 1;
+        END LOOP;
+    END LOOP;
+
+    -- 3. Retention. Tasks first, then their history (the history guard allows deleting rows of deleted tasks).
+    WITH d AS (
+        DELETE FROM tasker.tasks AS t
+        WHERE t.id IN (SELECT x.id FROM tasker.tasks AS x
+                       WHERE x.expires_at <= v_now ORDER BY x.expires_at LIMIT upkeep.batch_size
+                       FOR UPDATE SKIP LOCKED)
+        RETURNING t.id
+    )
+    SELECT array_agg(d.id) INTO v_ids FROM d;
+    IF v_ids IS NOT NULL THEN
+        v_deleted := cardinality(v_ids);
+        DELETE FROM tasker.step_transitions AS x WHERE x.task_id = ANY (v_ids);
+        DELETE FROM tasker.task_transitions AS x WHERE x.task_id = ANY (v_ids);
+    END IF;
+
+    -- 4. Archives of tasker's queues (tasker deletes messages rather than archiving them, so these are normally
+    --    empty; someone may archive by hand).
+    FOR v_queue IN SELECT q.name FROM tasker.queues AS q ORDER BY q.name LOOP
+        CONTINUE WHEN to_regclass(format('pgmq.%I', 'a_' || v_queue)) IS NULL;
+        EXECUTE format($sql$
+            DELETE FROM pgmq.%1$I AS a
+            WHERE a.msg_id IN (SELECT x.msg_id FROM pgmq.%1$I AS x WHERE x.archived_at < $1
+                               ORDER BY x.archived_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+            $sql$, 'a_' || v_queue)
+            USING v_now - upkeep.archive_retention_seconds * interval '1 second', upkeep.batch_size;
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        v_archive := v_archive + v_n;
+    END LOOP;
+
+    -- 5. Workers that stopped reporting.
+    DELETE FROM tasker.workers AS w
+    WHERE w.last_heartbeat_at < v_now - upkeep.worker_ttl_seconds * interval '1 second';
+    GET DIAGNOSTICS v_workers = ROW_COUNT;
+
+    RETURN QUERY SELECT v_timed_out, v_repaired, v_deleted, v_archive, v_workers;
+END;
+$fn$;

@@ -1,0 +1,38 @@
+-- Upserts a worker's self-report (informational; see tasker.workers).
+CREATE OR REPLACE FUNCTION tasker_internal.worker_heartbeat(worker_id text, queues text[], slots integer, in_flight integer,
+                                        hostname text DEFAULT '', metadata jsonb DEFAULT NULL) RETURNS void
+LANGUAGE sql AS $fn$
+    INSERT INTO tasker.workers AS w (id, queues, slots, in_flight, hostname, metadata)
+    VALUES (worker_id, coalesce(queues, '{}'), coalesce(slots, 0), coalesce(in_flight, 0), coalesce(hostname, ''),
+            metadata)
+    ON CONFLICT (id) DO UPDATE
+    SET queues = excluded.queues, slots = excluded.slots, in_flight = excluded.in_flight,
+        hostname = excluded.hostname, metadata = excluded.metadata, last_heartbeat_at = now()
+$fn$;
+
+CREATE OR REPLACE FUNCTION tasker_internal.worker_stopped(worker_id text) RETURNS void
+LANGUAGE sql AS $fn$
+    DELETE FROM tasker.workers AS w WHERE w.id = worker_stopped.worker_id
+$fn$;
+
+-- The worker-facing entry point: checks the caller's queue grants (roles.sql), then runs the implementation above
+-- with the privileges of tasker's owner.
+CREATE OR REPLACE FUNCTION tasker.worker_heartbeat(worker_id text, queues text[], slots integer, in_flight integer,
+                                        hostname text DEFAULT '', metadata jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, tasker, pgmq, pg_temp AS $fn$
+BEGIN
+    PERFORM tasker._authorize_queues(worker_heartbeat.queues);
+    PERFORM tasker_internal.worker_heartbeat(worker_heartbeat.worker_id, worker_heartbeat.queues, worker_heartbeat.slots, worker_heartbeat.in_flight, worker_heartbeat.hostname, worker_heartbeat.metadata);
+END;
+$fn$;
+
+-- The worker-facing entry point: checks the caller's queue grants (roles.sql), then runs the implementation above
+-- with the privileges of tasker's owner.
+CREATE OR REPLACE FUNCTION tasker.worker_stopped(worker_id text)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, tasker, pgmq, pg_temp AS $fn$
+BEGIN
+    PERFORM tasker_internal.worker_stopped(worker_stopped.worker_id);
+END;
+$fn$;
