@@ -199,6 +199,11 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	result := ctrl.Result{}
 	if !finished(status.Phase) {
 		result.RequeueAfter = r.resyncInterval()
+		if status.Phase == taskerv1alpha1.TaskRunning {
+			// Workers announce only task-level changes (started, finished, ...): a running Task's step progress
+			// is read at the pace its status may be written anyway.
+			result.RequeueAfter = min(result.RequeueAfter, r.statusGap(req.NamespacedName))
+		}
 	} else if ttl := task.Spec.TTLSecondsAfterFinished; ttl != nil && status.CompletedAt != nil {
 		expiry := status.CompletedAt.Add(time.Duration(*ttl) * time.Second)
 		if wait := time.Until(expiry); wait > 0 {
@@ -477,8 +482,7 @@ func (r *TaskReconciler) writeStatus(ctx context.Context, task *taskerv1alpha1.T
 	v, _ := r.writes.LoadOrStore(key, &writeWindow{})
 	w := v.(*writeWindow)
 	if !urgent && !w.last.IsZero() {
-		gap := min(r.statusInterval()<<min(w.n, 16), maxStatusGapFactor*r.statusInterval())
-		if wait := time.Until(w.last.Add(gap)); wait > 0 {
+		if wait := time.Until(w.last.Add(r.gapAfter(w.n))); wait > 0 {
 			if result.RequeueAfter == 0 || wait < result.RequeueAfter {
 				result.RequeueAfter = wait
 			}
@@ -525,6 +529,20 @@ func (r *TaskReconciler) finalize(ctx context.Context, task *taskerv1alpha1.Task
 	r.dbBackoff.Forget(types.NamespacedName{Namespace: task.Namespace, Name: task.Name})
 	r.taskIDs.Delete(taskID)
 	return ctrl.Result{}, nil
+}
+
+// gapAfter is the shortest time between a Task's n-th progress write and the next one.
+func (r *TaskReconciler) gapAfter(n int) time.Duration {
+	return min(r.statusInterval()<<min(n, 16), maxStatusGapFactor*r.statusInterval())
+}
+
+// statusGap is the current gap between progress writes of the Task key: how often its progress is worth reading.
+func (r *TaskReconciler) statusGap(key types.NamespacedName) time.Duration {
+	n := 0
+	if v, ok := r.writes.Load(key); ok {
+		n = v.(*writeWindow).n
+	}
+	return r.gapAfter(n)
 }
 
 func (r *TaskReconciler) statusInterval() time.Duration {

@@ -165,3 +165,158 @@ func TestConcurrentClaimers(t *testing.T) {
 		rows.Close()
 	}
 }
+
+// fanOutSpec is a task whose root has n children, all joined by one last step.
+func fanOutSpec(key string, n int) engine.TaskSpec {
+	steps := []engine.StepSpec{{Name: "root", Handler: "h"}}
+	join := engine.StepSpec{Name: "join", Handler: "h"}
+	for i := range n {
+		name := fmt.Sprintf("c%04d", i)
+		steps = append(steps, engine.StepSpec{Name: name, Handler: "h", DependsOn: []string{"root"}})
+		join.DependsOn = append(join.DependsOn, name)
+	}
+	return engine.TaskSpec{ExternalKey: key, Queue: "fan", Steps: append(steps, join)}
+}
+
+// burnDown runs claimers on queue until stop() says so: each claims up to 20 steps and completes them in one
+// call. It returns how many completions were accepted and how many were rejected as stale.
+func burnDown(ctx context.Context, t *testing.T, b *testBundle, queue string, claimers int, stop func() bool) (ok, stale int64) {
+	t.Helper()
+	var accepted, rejected atomic.Int64
+	var wg sync.WaitGroup
+	for w := range claimers {
+		wg.Go(func() {
+			for ctx.Err() == nil && !stop() {
+				steps, err := b.engine.Claim(ctx, queue, 20, time.Minute, fmt.Sprintf("w%d", w))
+				if err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("claim: %v", err)
+					}
+					return
+				}
+				if len(steps) == 0 {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				cs := make([]engine.Completion, len(steps))
+				for i, s := range steps {
+					cs[i] = engine.Completion{Lease: s.Lease}
+				}
+				errs, err := b.engine.CompleteMany(ctx, cs)
+				if err != nil {
+					t.Errorf("complete: %v", err)
+					return
+				}
+				for _, e := range errs {
+					if e == nil {
+						accepted.Add(1)
+					} else {
+						rejected.Add(1)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return accepted.Load(), rejected.Load()
+}
+
+// A 1,000-step fan-out (root, 998 children, and their fan-in) claimed by 8 workers at once: every step succeeds exactly once,
+// the join step is enqueued and claimed once, the task succeeds once, and no message is left.
+func TestConcurrentFanOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	b := setup(t)
+	const n, claimers = 998, 8 // root + 998 children + join: the 1,000-step cap
+	adm, err := b.engine.Admit(b.ctx, fanOutSpec("fan-1000", n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := adm.TaskID
+	ctx, cancel := context.WithTimeout(b.ctx, 90*time.Second)
+	defer cancel()
+	ok, stale := burnDown(ctx, t, b, "fan", claimers, func() bool {
+		return b.task(t, id).Phase != engine.TaskRunning && b.task(t, id).Phase != engine.TaskPending
+	})
+	if ok != n+2 || stale != 0 {
+		t.Errorf("%d completions accepted, %d stale; want %d and 0", ok, stale, n+2)
+	}
+	var notSucceeded, succeeded, multi, joinClaims, joinEnqueued, taskSucceeded int
+	if err := b.pool.QueryRow(b.ctx, `
+		SELECT (SELECT count(*) FROM tasker.steps WHERE task_id = $1 AND state <> 'succeeded'),
+		       (SELECT count(*) FROM tasker.step_transitions WHERE task_id = $1 AND to_state = 'succeeded'),
+		       (SELECT count(*) FROM (SELECT step_id FROM tasker.step_transitions WHERE task_id = $1 AND to_state = 'succeeded'
+		                              GROUP BY step_id HAVING count(*) > 1) AS x),
+		       (SELECT count(*) FROM tasker.step_transitions AS x JOIN tasker.steps AS s ON s.id = x.step_id
+		        WHERE s.task_id = $1 AND s.name = 'join' AND x.to_state = 'running'),
+		       (SELECT count(*) FROM tasker.step_transitions AS x JOIN tasker.steps AS s ON s.id = x.step_id
+		        WHERE s.task_id = $1 AND s.name = 'join' AND x.to_state = 'enqueued'),
+		       (SELECT count(*) FROM tasker.task_transitions WHERE task_id = $1 AND to_state = 'succeeded')`, id).
+		Scan(&notSucceeded, &succeeded, &multi, &joinClaims, &joinEnqueued, &taskSucceeded); err != nil {
+		t.Fatal(err)
+	}
+	if notSucceeded != 0 || succeeded != n+2 || multi != 0 || joinClaims != 1 || joinEnqueued != 1 || taskSucceeded != 1 {
+		t.Errorf("not succeeded %d, succeeded transitions %d (want %d), twice %d, join claimed %d enqueued %d times, "+
+			"task succeeded %d times", notSucceeded, succeeded, n+2, multi, joinClaims, joinEnqueued, taskSucceeded)
+	}
+	if l := b.queueLength(t, "fan"); l != 0 {
+		t.Errorf("%d messages left in the queue", l)
+	}
+}
+
+// Cancelling a 1,000-step fan-out while 8 workers claim and complete its steps freezes it: once the cancellation
+// is recorded no step of the task starts or succeeds, completions of its steps are rejected, every step ends
+// succeeded, cancelled or skipped, and no message is left.
+func TestCancelFreezesFanOutUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	b := setup(t)
+	const n, claimers = 998, 8 // root + 998 children + join: the 1,000-step cap
+	adm, err := b.engine.Admit(b.ctx, fanOutSpec("fan-cancel", n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := adm.TaskID
+	ctx, cancel := context.WithTimeout(b.ctx, 90*time.Second)
+	defer cancel()
+	var cancelled atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Cancel once a third of the children succeeded.
+		for ctx.Err() == nil {
+			var done int
+			if err := b.pool.QueryRow(ctx, `SELECT count(*) FROM tasker.steps WHERE task_id = $1 AND state = 'succeeded'`,
+				id).Scan(&done); err != nil || done > n/3 {
+				break
+			}
+		}
+		if err := b.engine.Cancel(ctx, id, "test"); err != nil {
+			t.Errorf("cancel: %v", err)
+		}
+		cancelled.Store(true)
+	}()
+	burnDown(ctx, t, b, "fan", claimers, func() bool { return cancelled.Load() && b.queueLength(t, "fan") == 0 })
+	<-done
+
+	var after, live, succeeded int
+	var state string
+	if err := b.pool.QueryRow(b.ctx, `
+		SELECT (SELECT count(*) FROM tasker.step_transitions AS x
+		        WHERE x.task_id = $1 AND x.to_state IN ('running', 'succeeded', 'enqueued')
+		          AND x.at > (SELECT at FROM tasker.task_transitions WHERE task_id = $1 AND to_state = 'cancelled')),
+		       (SELECT count(*) FROM tasker.steps WHERE task_id = $1 AND state NOT IN ('succeeded', 'cancelled', 'skipped')),
+		       (SELECT count(*) FROM tasker.steps WHERE task_id = $1 AND state = 'succeeded'),
+		       (SELECT state FROM tasker.tasks WHERE id = $1)`, id).Scan(&after, &live, &succeeded, &state); err != nil {
+		t.Fatal(err)
+	}
+	if state != "cancelled" || after != 0 || live != 0 || succeeded < n/3 || succeeded > n {
+		t.Errorf("task %s; %d steps started or succeeded after the cancellation; %d steps not stopped; %d succeeded",
+			state, after, live, succeeded)
+	}
+	if l := b.queueLength(t, "fan"); l != 0 {
+		t.Errorf("%d messages left in the queue", l)
+	}
+}

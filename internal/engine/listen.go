@@ -11,12 +11,16 @@ import (
 
 // Notification channels. Payloads carry ids only.
 const (
-	// ChannelQueue is notified with a queue's name when a message in it became visible (a step was enqueued
-	// or released): idle workers of that queue claim at once instead of waiting for their next poll. Delayed
-	// messages (retries with backoff) are not announced when they become visible: workers find them by polling.
+	// ChannelQueue is notified with a queue's name when a message became visible in it (a step was enqueued or
+	// released) while no earlier message of the queue was visible: idle workers of that queue claim at once
+	// instead of waiting for their next poll. Workers that find work keep claiming without notifications, and a
+	// busy queue's commits stay free of NOTIFY (which serialises committing transactions). Delayed messages
+	// (retries with backoff) are not announced when they become visible: workers find them by polling.
 	ChannelQueue = "tasker_queue"
-	// ChannelTask is notified with a task's id (decimal) when the task or one of its steps changed state.
-	// PostgreSQL folds identical notifications of one transaction into one.
+	// ChannelTask is notified with a task's id (decimal) when the task changed state (admitted, started,
+	// succeeded, failed, cancelled, resumed) or an operator action changed one of its steps. Step progress of a
+	// running task is not announced: read it (GetTask) at the pace you need. PostgreSQL folds identical
+	// notifications of one transaction into one.
 	ChannelTask = "tasker_task"
 )
 

@@ -15,7 +15,8 @@ BEGIN
     IF v_msgs IS NOT NULL THEN
         PERFORM tasker._delete_messages_wait(v_queues, v_msgs);
     END IF;
-    SELECT t.state INTO v_state FROM tasker.tasks AS t WHERE t.id = cancel_task.task_id FOR NO KEY UPDATE;
+    PERFORM tasker._lock_tasks(ARRAY[cancel_task.task_id]); -- freezes the task (locks.sql)
+    SELECT t.state INTO v_state FROM tasker.tasks AS t WHERE t.id = cancel_task.task_id;
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'task_not_found'::text, format('task %s not found', cancel_task.task_id);
         RETURN;

@@ -16,7 +16,6 @@ DECLARE
     v_msg_ids    bigint[];
     v_step_ids   bigint[];
     v_vts        timestamptz[];
-    v_tasks      bigint[];
     v_claim      bigint[];
     v_claim_vts  timestamptz[];
     v_claim_from text[];
@@ -25,7 +24,6 @@ DECLARE
     v_keep       bigint[];
     v_keep_vts   timestamptz[];
     v_id         bigint;
-    v_pending    boolean;
     v_started    bigint[];
 BEGIN
     IF claim.queue_name IS NULL OR claim.queue_name !~ '^[a-z0-9_]{1,40}$' THEN
@@ -51,12 +49,11 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT array_agg(l.id), bool_or(l.state = 'pending') INTO v_tasks, v_pending
-    FROM (SELECT t.id, t.state FROM tasker.tasks AS t
-          WHERE t.id = ANY (ARRAY(SELECT s.task_id FROM tasker.steps AS s WHERE s.id = ANY (v_step_ids)))
-          ORDER BY t.id FOR NO KEY UPDATE OF t) AS l;
+    -- Lock the steps (ascending id: the lock order, see locks.sql), then classify each message: the states read
+    -- below are the committed ones and cannot change under us. The task row is not locked: a task that failed or
+    -- was cancelled has stopped every step (under these same step locks), so the step's state says it all.
+    PERFORM 1 FROM tasker.steps AS s WHERE s.id = ANY (v_step_ids) ORDER BY s.id FOR NO KEY UPDATE OF s;
 
-    -- Classify each message now that its task is locked (so step states cannot change under us).
     SELECT array_agg(c.step_id ORDER BY c.msg_id) FILTER (WHERE c.action = 'claim'),
            array_agg(c.vt ORDER BY c.msg_id) FILTER (WHERE c.action = 'claim'),
            array_agg(c.state ORDER BY c.msg_id) FILTER (WHERE c.action = 'claim'),
@@ -69,8 +66,7 @@ BEGIN
     FROM (
         SELECT m.msg_id, m.step_id, m.vt, s.state, s.lease_expires_at, s.task_id, t.state AS task_state,
                CASE
-                   WHEN s.id IS NULL OR s.msg_id IS DISTINCT FROM m.msg_id
-                        OR t.state NOT IN ('pending', 'running') THEN 'drop'
+                   WHEN s.id IS NULL OR s.msg_id IS DISTINCT FROM m.msg_id THEN 'drop'
                    WHEN s.state IN ('enqueued', 'retrying') THEN 'claim'
                    WHEN s.state = 'running' AND s.lease_expires_at <= clock_timestamp() THEN
                        CASE WHEN s.attempts - s.retry_base >= s.max_attempts THEN 'expired' ELSE 'claim' END
@@ -93,6 +89,8 @@ BEGIN
     -- The last attempt's lease expired: the worker died (or hung) on it every time. Fail like a retryable error.
     IF v_expired IS NOT NULL THEN
         FOREACH v_id IN ARRAY v_expired LOOP
+            -- Failing the last attempt fails the task, which stops (and locks) all of its steps.
+            PERFORM tasker._lock_tasks(ARRAY(SELECT s.task_id FROM tasker.steps AS s WHERE s.id = v_id));
             IF (SELECT s.state FROM tasker.steps AS s WHERE s.id = v_id) = 'running' THEN
                 PERFORM tasker._fail_running(v_id,
                     jsonb_build_object('message', 'lease expired: the worker stopped reporting'), true, NULL,
@@ -104,18 +102,21 @@ BEGIN
         RETURN;
     END IF;
 
+    -- A task's first claim starts it: the one task-level change a claim makes (and the only time it locks a task
+    -- row, after the step locks; the state is re-checked under that lock). Claims notify nobody else.
     IF v_started IS NOT NULL THEN
         WITH started AS (
             UPDATE tasker.tasks AS t
             SET state = 'running', started_at = clock_timestamp(), updated_at = clock_timestamp()
             WHERE t.id = ANY (v_started) AND t.state = 'pending'
             RETURNING t.id
+        ), tr AS (
+            INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
+            SELECT started.id, 'pending', 'running', 'first step claimed' FROM started
         )
-        INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
-        SELECT started.id, 'pending', 'running', 'first step claimed' FROM started;
+        SELECT array_agg(started.id) INTO v_started FROM started;
+        PERFORM pg_notify('tasker_task', x.id::text) FROM unnest(v_started) AS x (id);
     END IF;
-
-    PERFORM pg_notify('tasker_task', x.id::text) FROM unnest(v_tasks) AS x (id);
 
     RETURN QUERY
     WITH c AS MATERIALIZED (

@@ -23,6 +23,7 @@ DECLARE
     v_rtasks     bigint[];
     v_rattempts  integer[];
     v_rmsgs      bigint[];
+    v_succeeded  bigint[];
     r            record;
 BEGIN
     IF results IS NOT NULL AND cardinality(results) <> cardinality(leases) THEN
@@ -36,7 +37,7 @@ BEGIN
         results := array_fill(NULL::jsonb, ARRAY[cardinality(leases)]);
     END IF;
 
-    -- 1. Before any lock: delete the messages of the steps these leases hold (see the lock order above).
+    -- 1. Before any lock: delete the messages of the steps these leases hold (see locks.sql).
     SELECT array_agg(s.task_id), array_agg(s.queue), array_agg(s.msg_id), array_agg(s.id)
     INTO v_tasks, v_queues, v_msgs, v_steps
     FROM unnest(leases) AS l (lease)
@@ -53,8 +54,11 @@ BEGIN
         v_deleted := tasker._delete_messages_wait(v_queues, v_msgs);
     END IF;
 
-    -- 2. Lock the tasks, then finish the steps whose lease is (still) valid.
-    PERFORM 1 FROM tasker.tasks AS t WHERE t.id = ANY (v_tasks) ORDER BY t.id FOR NO KEY UPDATE OF t;
+    -- 2. Lock the steps and the children whose parent counts this changes (ascending id, see locks.sql), then
+    --    finish the steps whose lease is (still) valid. The task rows are not locked until step 4.
+    PERFORM 1 FROM tasker.steps AS s
+    WHERE s.id = ANY (v_steps || ARRAY(SELECT e.child_id FROM tasker.step_edges AS e WHERE e.parent_id = ANY (v_steps)))
+    ORDER BY s.id FOR NO KEY UPDATE OF s;
     WITH i AS MATERIALIZED (
         SELECT x.lease, x.result, tasker.lease_step_id(x.lease) AS id
         FROM unnest(leases, results) AS x (lease, result)
@@ -117,7 +121,9 @@ BEGIN
             FROM u WHERE u.ready;
         END IF;
 
-        -- 4. Tasks: count the finished steps off; a task with none left succeeds.
+        -- 4. Tasks: count the finished steps off; a task with none left succeeds. The task row is locked only now
+        --    (ascending id), and the update reads its latest count: exactly one call sees it reach zero.
+        PERFORM 1 FROM tasker.tasks AS t WHERE t.id = ANY (v_done_tasks) ORDER BY t.id FOR NO KEY UPDATE OF t;
         WITH d AS (
             SELECT x.id, count(*)::integer AS n FROM unnest(v_done_tasks) AS x (id) GROUP BY x.id
         ), u AS (
@@ -130,11 +136,13 @@ BEGIN
             FROM d
             WHERE t.id = d.id
             RETURNING t.id, t.state
+        ), tr AS (
+            INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
+            SELECT u.id, 'running', 'succeeded', 'all steps finished' FROM u WHERE u.state = 'succeeded'
         )
-        INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
-        SELECT u.id, 'running', 'succeeded', 'all steps finished' FROM u WHERE u.state = 'succeeded';
-
-        PERFORM pg_notify('tasker_task', x.id::text) FROM unnest(v_done_tasks) AS x (id);
+        SELECT array_agg(u.id) FILTER (WHERE u.state = 'succeeded') INTO v_succeeded FROM u;
+        -- Only task-level changes are announced (the operator reads step progress at its own pace).
+        PERFORM pg_notify('tasker_task', x.id::text) FROM unnest(v_succeeded) AS x (id);
     END IF;
 
     RETURN QUERY

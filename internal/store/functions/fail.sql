@@ -16,16 +16,25 @@ DECLARE
     v_queue   text;
     v_msg     bigint;
     v_deleted bigint[];
+    v_final   boolean;
 BEGIN
-    SELECT s.task_id, s.queue, s.msg_id INTO v_task, v_queue, v_msg
+    SELECT s.task_id, s.queue, s.msg_id,
+           NOT coalesce(fail.retryable, true) OR s.attempts - s.retry_base >= s.max_attempts
+    INTO v_task, v_queue, v_msg, v_final
     FROM tasker.steps AS s WHERE s.id = v_id AND s.lease = fail.lease AND s.state = 'running';
     IF NOT FOUND THEN
         RETURN QUERY SELECT false, 'stale_lease'::text, NULL::timestamptz;
         RETURN;
     END IF;
-    -- Before any lock: the attempt's message goes whatever happens next (see the lock order above).
+    -- Before any lock: the attempt's message goes whatever happens next (see locks.sql).
     v_deleted := tasker._delete_messages_wait(ARRAY[v_queue], ARRAY[v_msg]);
-    PERFORM tasker._lock_tasks(ARRAY[v_task]);
+    -- A retry changes the step alone. A final failure fails the task, which stops all of its steps: lock them all
+    -- (locks.sql). Which one it is cannot change while the lease is valid (re-checked below).
+    IF v_final THEN
+        PERFORM tasker._lock_tasks(ARRAY[v_task]);
+    ELSE
+        PERFORM 1 FROM tasker.steps AS s WHERE s.id = v_id FOR NO KEY UPDATE;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM tasker.steps AS s
                    WHERE s.id = v_id AND s.lease = fail.lease AND s.state = 'running') THEN
         PERFORM tasker._restore_messages(ARRAY[v_id], v_deleted);

@@ -1,3 +1,7 @@
+-- The failure path shared by fail, upkeep (timeouts) and claim (a lease expired on the last attempt). The step is
+-- running and locked; when the failure is final, every step of its task and the task are locked (_lock_tasks).
+-- Retries when allowed (retry_after wins over the backoff policy), else fails the step and its task. A retry's
+-- delay counts from the time stamped on its history row.
 CREATE OR REPLACE FUNCTION tasker._fail_running(p_step_id bigint, p_error jsonb, p_retryable boolean,
                                      p_retry_after_seconds double precision, p_reason text)
 RETURNS TABLE (status text, next_attempt_at timestamptz)
@@ -35,7 +39,6 @@ BEGIN
                                              metadata, at)
         VALUES (s.task_id, s.id, 'running', 'retrying', s.attempts, s.worker_id, p_reason,
                 jsonb_build_object('error', p_error, 'delay_ms', v_delay_ms::bigint), v_now);
-        PERFORM pg_notify('tasker_task', s.task_id::text);
         RETURN QUERY SELECT 'retrying'::text, v_at;
         RETURN;
     END IF;

@@ -8,7 +8,8 @@ DECLARE
     v_task_state text;
     s            tasker.steps%ROWTYPE;
 BEGIN
-    SELECT t.state INTO v_task_state FROM tasker.tasks AS t WHERE t.id = p_task_id FOR NO KEY UPDATE;
+    PERFORM tasker._lock_tasks(ARRAY[p_task_id]); -- freezes the task (locks.sql)
+    SELECT t.state INTO v_task_state FROM tasker.tasks AS t WHERE t.id = p_task_id;
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'task_not_found'::text, format('task %s not found', p_task_id);
         RETURN;

@@ -1,17 +1,31 @@
 -- Lock order. Every function that changes state follows it, which is what keeps the protocol deadlock-free:
--- task rows (FOR NO KEY UPDATE, ascending id) before step rows. Queue messages: a transaction that holds task or
--- step locks never waits for a message lock (it deletes or re-times messages with SKIP LOCKED). Messages a call
--- knows it must delete (complete, fail, cancel) are deleted first, waiting if need be, while it holds no task or
--- step lock. Claims hold message locks (pgmq.read) while waiting for task locks. Hence no cycle, no deadlock
--- between protocol calls. A message skipped by a SKIP LOCKED delete is stale (its step's msg_id no longer names
--- it, or the step is finished): the claim that eventually reads it deletes it.
+--
+--   1. queue messages: a transaction that holds step or task locks never waits for a message lock (it deletes or
+--      re-times messages with SKIP LOCKED). Messages a call knows it must delete (complete, fail, cancel) are
+--      deleted first, waiting if need be, while it holds no step or task lock; a claim holds the message locks
+--      it read while it waits for step locks. A message skipped by a SKIP LOCKED delete is stale (its step's
+--      msg_id no longer names it, or the step is finished): the claim that eventually reads it deletes it.
+--   2. step rows (FOR NO KEY UPDATE), ascending id, taken together in one statement before a step is read for a
+--      decision: the steps a call changes, and (complete_many) the children whose parent counts it changes.
+--   3. task rows, ascending id, last: the hot path only updates a task's counters or state at the end of a call
+--      (task started, steps counted off, task succeeded), so calls on steps of the same task do not serialise on
+--      the task row for the whole call, only for the moment of that update and the commit.
+--
+-- What used to be guarded by the task row lock is guarded by step locks: a fan-in child's parent count is changed
+-- under the child's lock (so exactly one parent's completion sees it reach zero and enqueues it), the count of a
+-- task's unfinished steps is changed under the task's lock by an UPDATE that sees the latest value (so exactly
+-- one call finishes the task), and whatever stops or changes a whole task (cancel, a failure that fails it, the
+-- operator's actions, upkeep) locks every step of the task first with _lock_tasks, which freezes it: no claim or
+-- completion of any of its steps runs meanwhile, and those that waited see the new step states afterwards.
 
--- Locks tasks in ascending id order (the global lock order).
+-- Locks every step of the given tasks (ascending id), then the tasks (ascending id). For calls that stop or
+-- change whole tasks; the caller must hold no step lock yet (the hot path locks only the steps it changes).
 CREATE OR REPLACE FUNCTION tasker._lock_tasks(p_task_ids bigint[]) RETURNS bigint[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_ids bigint[];
 BEGIN
+    PERFORM 1 FROM tasker.steps AS s WHERE s.task_id = ANY (p_task_ids) ORDER BY s.id FOR NO KEY UPDATE OF s;
     SELECT array_agg(l.id) INTO v_ids
     FROM (SELECT t.id FROM tasker.tasks AS t WHERE t.id = ANY (p_task_ids) ORDER BY t.id FOR NO KEY UPDATE OF t) AS l;
     RETURN v_ids;

@@ -30,9 +30,28 @@ BEGIN
             USING p_visible_at, v_ids;
     END IF;
     IF p_visible_at IS NULL OR p_visible_at <= clock_timestamp() THEN
-        PERFORM pg_notify('tasker_queue', p_queue);
+        PERFORM tasker._wake(p_queue, v_ids[1]);
     END IF;
     RETURN v_ids;
+END;
+$fn$;
+
+-- Wakes idle workers of a queue (NOTIFY tasker_queue) that just got a visible message p_first_new (and maybe
+-- later ones), when no earlier message of the queue is visible. Workers go idle only after a claim found the queue
+-- empty and claim again as long as they find work, so a queue that already has visible messages has no idle worker
+-- to wake (a worker whose claim raced with this check and found nothing polls: Config.PollInterval). Announcing
+-- only the empty -> non-empty edge keeps busy queues' commits free of NOTIFY, which takes a database-wide lock
+-- held until the commit's WAL is flushed and so would serialise every sending transaction.
+CREATE OR REPLACE FUNCTION tasker._wake(p_queue text, p_first_new bigint) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_busy boolean;
+BEGIN
+    EXECUTE format('SELECT EXISTS (SELECT FROM pgmq.%I WHERE msg_id < $1 AND vt <= clock_timestamp())', 'q_' || p_queue)
+        INTO v_busy USING p_first_new;
+    IF NOT v_busy THEN
+        PERFORM pg_notify('tasker_queue', p_queue);
+    END IF;
 END;
 $fn$;
 

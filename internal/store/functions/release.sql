@@ -8,12 +8,10 @@ AS $fn$
 #variable_conflict use_column
 DECLARE
     v_id   bigint := tasker.lease_step_id(release.lease);
-    v_task bigint;
     s      tasker.steps%ROWTYPE;
     v_msg  bigint;
 BEGIN
-    SELECT x.task_id INTO v_task FROM tasker.steps AS x WHERE x.id = v_id;
-    PERFORM tasker._lock_tasks(ARRAY[v_task]);
+    -- The step's own lock (taken by the update) is all a release needs: its task does not change.
     UPDATE tasker.steps AS x
     SET state = 'enqueued', attempts = x.attempts - 1, lease_expires_at = NULL, updated_at = clock_timestamp()
     WHERE x.id = v_id AND x.lease = release.lease AND x.state = 'running'
@@ -25,14 +23,13 @@ BEGIN
     INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, worker_id, reason)
     VALUES (s.task_id, s.id, 'running', 'enqueued', s.attempts + 1, s.worker_id, 'released');
     IF tasker._set_visibility(s.queue, ARRAY[s.msg_id], ARRAY[clock_timestamp()]) = 1 THEN
-        PERFORM pg_notify('tasker_queue', s.queue);
+        PERFORM tasker._wake(s.queue, s.msg_id);
     ELSE
         -- The message is gone, or locked by someone we must not wait for: send a new one (the old one, if any,
         -- is now stale and will be dropped by the claim that reads it).
         v_msg := (tasker._send(s.queue, ARRAY[s.task_id], ARRAY[s.id], ARRAY[s.attempts + 1]))[1];
         UPDATE tasker.steps AS x SET msg_id = v_msg WHERE x.id = s.id;
     END IF;
-    PERFORM pg_notify('tasker_task', s.task_id::text);
     RETURN QUERY SELECT true, 'released'::text;
 END;
 $fn$;

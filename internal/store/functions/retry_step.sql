@@ -6,7 +6,8 @@ DECLARE
     v_task_state text;
     s            tasker.steps%ROWTYPE;
 BEGIN
-    SELECT t.state INTO v_task_state FROM tasker.tasks AS t WHERE t.id = retry_step.task_id FOR NO KEY UPDATE;
+    PERFORM tasker._lock_tasks(ARRAY[retry_step.task_id]); -- freezes the task (locks.sql)
+    SELECT t.state INTO v_task_state FROM tasker.tasks AS t WHERE t.id = retry_step.task_id;
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'task_not_found'::text, format('task %s not found', retry_step.task_id);
         RETURN;
