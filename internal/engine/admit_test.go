@@ -153,7 +153,7 @@ func TestAdmitFunctionValidates(t *testing.T) {
 		`{"queue":"q","steps":[{"name":"a","handler":"h"}]}`:                                                                                     "spec.external_key: required",
 		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","depends_on":["x"]}]}`:                                               "spec.steps[0].dependsOn: unknown step 'x'",
 		`{"external_key":"k","steps":[{"name":"a","handler":"h"}]}`:                                                                              "spec.steps[0].queue",
-		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","depends_on":["b"]},{"name":"b","handler":"h","depends_on":["a"]}]}`: "no step without dependencies",
+		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","depends_on":["b"]},{"name":"b","handler":"h","depends_on":["a"]}]}`: "spec.steps: dependency cycle: a -> b -> a",
 	} {
 		_, err := b.pool.Exec(b.ctx, `SELECT * FROM tasker.admit($1::jsonb)`, doc)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "22023") {

@@ -1,10 +1,16 @@
 -- Admits a task described by a JSON document (docs/worker-protocol.md), idempotently on external_key: the task,
 -- its steps and edges, its queues, and a message for every step without dependencies, in the caller's
 -- transaction. A second call with the same key returns the first task with created = false and changes nothing.
--- Graph checks here are the ones SQL does cheaply (names, references); callers validate cycles (the Go engine
--- does, with internal/dag).
+-- Names, references and cycles are checked here, so that no caller (in any language) can admit a task that never
+-- finishes; the Go engine checks the same with internal/dag first, for its field-path messages.
 CREATE OR REPLACE FUNCTION tasker.admit(spec jsonb) RETURNS TABLE (task_id bigint, created boolean)
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql
+-- Every statement on a table here (and in the helpers it calls) is a key lookup. A session caches its PL/pgSQL
+-- plans; cached while the tables were small, they would scan the tables sequentially forever after, and admission
+-- would slow down as the tables grow (0.27 s for 200 ten-step tasks on an empty database, 1.3 s after 18,000
+-- steps in the same session).
+SET enable_seqscan = off
+AS $fn$
 #variable_conflict use_column
 DECLARE
     v_id      bigint;
@@ -62,6 +68,10 @@ BEGIN
     IF v_problem IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem USING ERRCODE = '22023';
     END IF;
+    v_problem := tasker._find_cycle(spec -> 'steps');
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION 'spec.steps: dependency cycle: %', v_problem USING ERRCODE = '22023';
+    END IF;
 
     INSERT INTO tasker.tasks AS t (external_key, namespace, name, queue, priority, context, retention, step_count,
                                    unfinished_steps)
@@ -106,5 +116,86 @@ BEGIN
     PERFORM tasker._enqueue(v_roots, 'admitted');
     PERFORM pg_notify('tasker_task', v_id::text);
     RETURN QUERY SELECT v_id, true;
+END;
+$fn$;
+
+-- Returns a dependency cycle of the steps (a JSON array of admit's step objects, names unique and every
+-- depends_on naming a step) as 'a -> b -> a', each arrow pointing from a step to a step it depends on, or NULL
+-- when the graph is acyclic. Kahn's algorithm over arrays indexed by step position: O(steps + edges).
+CREATE OR REPLACE FUNCTION tasker._find_cycle(p_steps jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+    v_names    text[];
+    v_parents  integer[];  -- edge i: v_parents[i] <- v_children[i] (the child depends on the parent)
+    v_children integer[];
+    v_first    integer[];  -- edges of parent p: v_out[v_first[p] .. v_first[p + 1] - 1] (children, CSR)
+    v_out      integer[];
+    v_indeg    integer[];
+    v_queue    integer[];
+    v_n        integer;
+    v_head     integer := 1;
+    v_done     integer := 0;
+    v_p        integer;
+    v_c        integer;
+    v_k        integer;
+    v_path     integer[];
+    v_seen     boolean[];
+BEGIN
+    SELECT array_agg(x.s ->> 'name' ORDER BY x.ord) INTO v_names
+    FROM jsonb_array_elements(p_steps) WITH ORDINALITY AS x (s, ord);
+    v_n := cardinality(v_names);
+    SELECT array_agg(array_position(v_names, d.name) ORDER BY array_position(v_names, d.name), x.ord),
+           array_agg(x.ord::integer ORDER BY array_position(v_names, d.name), x.ord)
+    INTO v_parents, v_children
+    FROM jsonb_array_elements(p_steps) WITH ORDINALITY AS x (s, ord)
+    CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(x.s -> 'depends_on', '[]')) AS d (name);
+    IF v_parents IS NULL THEN
+        RETURN NULL;
+    END IF;
+    v_out := v_children;
+    v_first := array_fill(0, ARRAY[v_n + 1]);
+    v_indeg := array_fill(0, ARRAY[v_n]);
+    FOR v_k IN 1 .. cardinality(v_parents) LOOP
+        v_first[v_parents[v_k]] := v_first[v_parents[v_k]] + 1; -- out-degree for now
+        v_indeg[v_children[v_k]] := v_indeg[v_children[v_k]] + 1;
+    END LOOP;
+    v_k := 1;
+    FOR v_p IN 1 .. v_n + 1 LOOP -- out-degrees -> start offsets
+        v_c := v_first[v_p];
+        v_first[v_p] := v_k;
+        v_k := v_k + coalesce(v_c, 0);
+    END LOOP;
+    v_queue := ARRAY(SELECT i FROM generate_series(1, v_n) AS i WHERE v_indeg[i] = 0);
+    WHILE v_head <= cardinality(v_queue) LOOP
+        v_p := v_queue[v_head];
+        v_head := v_head + 1;
+        v_done := v_done + 1;
+        FOR v_k IN v_first[v_p] .. v_first[v_p + 1] - 1 LOOP
+            v_c := v_out[v_k];
+            v_indeg[v_c] := v_indeg[v_c] - 1;
+            IF v_indeg[v_c] = 0 THEN
+                v_queue := v_queue || v_c;
+            END IF;
+        END LOOP;
+    END LOOP;
+    IF v_done = v_n THEN
+        RETURN NULL;
+    END IF;
+    -- Every step left has a parent left: walk to parents from the first one left until a step repeats.
+    v_seen := array_fill(false, ARRAY[v_n]);
+    v_c := (SELECT min(i) FROM generate_series(1, v_n) AS i WHERE v_indeg[i] > 0);
+    WHILE NOT v_seen[v_c] LOOP
+        v_seen[v_c] := true;
+        v_path := v_path || v_c;
+        v_c := (SELECT e.p FROM unnest(v_parents, v_children) AS e (p, c)
+                WHERE e.c = v_c AND v_indeg[e.p] > 0 ORDER BY e.p LIMIT 1);
+    END LOOP;
+    v_path := v_path[array_position(v_path, v_c):];
+    IF cardinality(v_path) > 10 THEN -- keep the message short: the first ten steps and the length
+        RETURN (SELECT string_agg(v_names[s.i], ' -> ' ORDER BY s.ord) FROM unnest(v_path[:10]) WITH ORDINALITY AS s (i, ord))
+               || format(' -> ... (a cycle of %s steps)', cardinality(v_path));
+    END IF;
+    RETURN (SELECT string_agg(v_names[s.i], ' -> ' ORDER BY s.ord)
+            FROM unnest(v_path || v_c) WITH ORDINALITY AS s (i, ord));
 END;
 $fn$;
