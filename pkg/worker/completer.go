@@ -93,9 +93,11 @@ func (c *completer) flushAll() {
 			return
 		}
 		c.flush(batch)
+		c.w.slots.give(len(batch))
 	}
 }
 
+// flush reports a batch of successes (one call; each on its own if the batch as a whole is refused).
 func (c *completer) flush(batch []completion) {
 	w := c.w
 	comps := make([]engine.Completion, len(batch))

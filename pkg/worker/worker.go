@@ -33,8 +33,8 @@ type Worker struct {
 	handlers map[string]HandlerFunc
 	started  bool
 
-	// slots is a semaphore: a send takes a slot, a receive gives it back.
-	slots chan struct{}
+	// slots are the free handler slots. A step holds its slot from its claim until its outcome is reported.
+	slots *slots
 	// wake has a one-element buffer per queue: a notification that arrives while the queue's claimer is busy
 	// is kept, so the claimer claims again when it is done.
 	wake map[string]chan struct{}
@@ -70,7 +70,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 		metrics:  m,
 		hostname: host,
 		handlers: map[string]HandlerFunc{},
-		slots:    make(chan struct{}, cfg.Slots),
+		slots:    newSlots(cfg.Slots),
 		wake:     make(map[string]chan struct{}, len(cfg.Queues)),
 		jobs:     map[*job]struct{}{},
 	}
@@ -257,28 +257,17 @@ func (w *Worker) claimLoop(ctx context.Context, queue string) {
 	batch := min(w.cfg.Slots, maxClaimBatch)
 	bg := context.WithoutCancel(ctx)
 	for {
-		// Take one slot (waiting), then every other free one.
-		select {
-		case w.slots <- struct{}{}:
-		case <-ctx.Done():
+		// Every free slot (waiting for one at least).
+		n := w.slots.take(ctx, batch)
+		if n == 0 {
 			return
-		}
-		n := 1
-	more:
-		for n < batch {
-			select {
-			case w.slots <- struct{}{}:
-				n++
-			default:
-				break more
-			}
 		}
 		// A claim that started runs to its end even if ctx ends meanwhile: what it got is given back below,
 		// rather than left to expire (which would count an attempt).
 		cctx, cancel := context.WithTimeout(bg, 30*time.Second)
 		claimed, err := w.eng.Claim(cctx, queue, n, w.cfg.VisibilityTimeout, w.cfg.ID)
 		cancel()
-		w.freeSlots(n - len(claimed))
+		w.slots.give(n - len(claimed))
 		if err != nil {
 			log.Error("claim failed", "err", err, "retryIn", backoff)
 			if !sleepCtx(ctx, backoff) {
@@ -292,7 +281,7 @@ func (w *Worker) claimLoop(ctx context.Context, queue string) {
 			for _, c := range claimed {
 				j := w.newJob(queue, c)
 				w.release(j)
-				w.freeSlots(1)
+				w.slots.give(1)
 			}
 			return
 		}
@@ -316,12 +305,6 @@ func (w *Worker) claimLoop(ctx context.Context, queue string) {
 		case <-ctx.Done():
 			return
 		}
-	}
-}
-
-func (w *Worker) freeSlots(n int) {
-	for range n {
-		<-w.slots
 	}
 }
 
@@ -491,14 +474,17 @@ func (w *Worker) execute(j *job) {
 	abandoned := j.finish()
 	j.stopTO()
 	j.cancel(context.Canceled)
+	reporting := false
 	if !abandoned {
-		w.settle(j, res, err, cause)
+		reporting = w.settle(j, res, err, cause)
 	}
 	w.jobsMu.Lock()
 	delete(w.jobs, j)
 	w.jobsMu.Unlock()
 	w.metrics.inFlight.Dec()
-	w.freeSlots(1)
+	if !reporting {
+		w.slots.give(1)
+	}
 }
 
 // panicError is a recovered handler panic.
@@ -518,8 +504,10 @@ func callHandler(h HandlerFunc, j *job) (res Result, err error) {
 	return h(j.ctx, j.step)
 }
 
-// settle reports a handler's outcome.
-func (w *Worker) settle(j *job, res Result, err error, cause error) {
+// settle reports a handler's outcome. It returns true when a success was handed to the completer, which then gives
+// the step's slot back once the success is reported (so that quick handlers' slots come back, and are claimed
+// again, in the batches their successes are reported in).
+func (w *Worker) settle(j *job, res Result, err error, cause error) bool {
 	switch {
 	case errors.Is(cause, ErrStopped) || errors.Is(cause, ErrLeaseLost):
 		// Whatever we would report is rejected: the step is no longer ours.
@@ -529,14 +517,16 @@ func (w *Worker) settle(j *job, res Result, err error, cause error) {
 		raw, encErr := encodeResult(res)
 		if encErr != nil {
 			w.fail(j, Permanent(encErr))
-			return
+			return false
 		}
 		w.completer.add(j, raw)
+		return true
 	case errors.Is(cause, ErrDraining):
 		w.release(j)
 	default:
 		w.fail(j, err)
 	}
+	return false
 }
 
 // maxErrorMessage bounds the error message stored with a failed attempt.
