@@ -49,8 +49,9 @@ type TaskSpec struct {
 	Namespace, Name string
 	// Queue is the default queue of the steps (^[a-z0-9_]{1,40}$). Required unless every step names one.
 	Queue string
-	// Priority is recorded with the task. pgmq serves messages in order, so it does not reorder work yet; use
-	// separate queues (and worker pools) for work that must not wait behind other work.
+	// Priority orders the task's steps among the visible steps of their queue: higher is claimed first, FIFO
+	// within a priority. Default 0. A queue's first task with a priority other than 0 makes it prioritized (an
+	// index and a priority-ordered read from then on); queues whose tasks all use 0 keep pgmq's plain FIFO read.
 	Priority int
 	// Context is free JSON given to every step's handler (at most MaxJSONSize bytes; empty means null).
 	Context json.RawMessage

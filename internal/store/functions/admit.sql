@@ -107,6 +107,9 @@ BEGIN
 
     FOR v_queue IN SELECT DISTINCT s.queue FROM tasker.steps AS s WHERE s.task_id = v_id ORDER BY 1 LOOP
         PERFORM tasker._ensure_queue(v_queue);
+        IF coalesce((spec ->> 'priority')::integer, 0) <> 0 THEN
+            PERFORM tasker._prioritize_queue(v_queue);
+        END IF;
     END LOOP;
 
     SELECT array_agg(s.id) INTO v_roots FROM tasker.steps AS s WHERE s.task_id = v_id AND s.parent_count = 0;

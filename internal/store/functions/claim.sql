@@ -1,7 +1,9 @@
 -- Reads up to max_messages messages of a queue, claims their steps and returns what each handler needs. Messages
 -- of steps that cannot run (task finished, step finished or cancelled, stale message) are deleted and not
 -- returned. A message that became visible again while its step is still running under an expired lease is
--- re-claimed with a new lease and attempt + 1 (or, on the last attempt, fails the step).
+-- re-claimed with a new lease and attempt + 1 (or, on the last attempt, fails the step). Messages are read in
+-- pgmq's order (FIFO) or, in a prioritized queue (queues.sql), higher task priority first, and returned in that
+-- order.
 CREATE OR REPLACE FUNCTION tasker_internal.claim(queue_name text, max_messages integer, visibility_timeout_seconds integer,
                              worker_id text DEFAULT NULL)
 RETURNS TABLE (step_id bigint, task_id bigint, step_name text, handler text, inputs jsonb, task_context jsonb,
@@ -40,11 +42,34 @@ BEGIN
         RETURN; -- no task has used this queue yet
     END IF;
 
-    SELECT array_agg(r.msg_id ORDER BY r.msg_id), array_agg(tasker._message_step_id(r.message) ORDER BY r.msg_id),
-           array_agg(r.vt ORDER BY r.msg_id)
-    INTO v_msg_ids, v_step_ids, v_vts
-    FROM pgmq.read(claim.queue_name::text, claim.visibility_timeout_seconds::integer,
-                   claim.max_messages::integer) AS r;
+    IF (SELECT q.prioritized FROM tasker.queues AS q WHERE q.name = claim.queue_name) THEN
+        -- Higher task priority first, FIFO within a priority (queues.sql): what pgmq.read does, in another order.
+        EXECUTE format($sql$
+            WITH c AS (
+                SELECT m.msg_id FROM pgmq.%1$I AS m
+                WHERE m.vt <= clock_timestamp()
+                ORDER BY coalesce((m.message ->> 'priority')::integer, 0) DESC, m.msg_id
+                LIMIT $1 FOR UPDATE SKIP LOCKED
+            ), r AS (
+                UPDATE pgmq.%1$I AS q
+                SET vt = clock_timestamp() + $2 * interval '1 second', read_ct = q.read_ct + 1
+                FROM c WHERE q.msg_id = c.msg_id
+                RETURNING q.msg_id, q.message, q.vt
+            )
+            SELECT array_agg(r.msg_id ORDER BY r.p DESC, r.msg_id),
+                   array_agg(tasker._message_step_id(r.message) ORDER BY r.p DESC, r.msg_id),
+                   array_agg(r.vt ORDER BY r.p DESC, r.msg_id)
+            FROM (SELECT r.*, coalesce((r.message ->> 'priority')::integer, 0) AS p FROM r) AS r
+            $sql$, 'q_' || claim.queue_name)
+            INTO v_msg_ids, v_step_ids, v_vts
+            USING claim.max_messages, claim.visibility_timeout_seconds;
+    ELSE
+        SELECT array_agg(r.msg_id ORDER BY r.msg_id), array_agg(tasker._message_step_id(r.message) ORDER BY r.msg_id),
+               array_agg(r.vt ORDER BY r.msg_id)
+        INTO v_msg_ids, v_step_ids, v_vts
+        FROM pgmq.read(claim.queue_name::text, claim.visibility_timeout_seconds::integer,
+                       claim.max_messages::integer) AS r;
+    END IF;
     IF v_msg_ids IS NULL THEN
         RETURN;
     END IF;
@@ -54,17 +79,17 @@ BEGIN
     -- was cancelled has stopped every step (under these same step locks), so the step's state says it all.
     PERFORM 1 FROM tasker.steps AS s WHERE s.id = ANY (v_step_ids) ORDER BY s.id FOR NO KEY UPDATE OF s;
 
-    SELECT array_agg(c.step_id ORDER BY c.msg_id) FILTER (WHERE c.action = 'claim'),
-           array_agg(c.vt ORDER BY c.msg_id) FILTER (WHERE c.action = 'claim'),
-           array_agg(c.state ORDER BY c.msg_id) FILTER (WHERE c.action = 'claim'),
-           array_agg(c.step_id ORDER BY c.msg_id) FILTER (WHERE c.action = 'expired'),
+    SELECT array_agg(c.step_id ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
+           array_agg(c.vt ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
+           array_agg(c.state ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
+           array_agg(c.step_id ORDER BY c.pos) FILTER (WHERE c.action = 'expired'),
            array_agg(c.msg_id) FILTER (WHERE c.action = 'drop'),
            array_agg(c.msg_id) FILTER (WHERE c.action = 'keep'),
            array_agg(c.lease_expires_at) FILTER (WHERE c.action = 'keep'),
            array_agg(DISTINCT c.task_id) FILTER (WHERE c.action = 'claim' AND c.task_state = 'pending')
     INTO v_claim, v_claim_vts, v_claim_from, v_expired, v_drop, v_keep, v_keep_vts, v_started
     FROM (
-        SELECT m.msg_id, m.step_id, m.vt, s.state, s.lease_expires_at, s.task_id, t.state AS task_state,
+        SELECT m.pos, m.msg_id, m.step_id, m.vt, s.state, s.lease_expires_at, s.task_id, t.state AS task_state,
                CASE
                    WHEN s.id IS NULL OR s.msg_id IS DISTINCT FROM m.msg_id THEN 'drop'
                    WHEN s.state IN ('enqueued', 'retrying') THEN 'claim'
@@ -75,7 +100,7 @@ BEGIN
                    WHEN s.state = 'running' THEN 'keep'
                    ELSE 'drop'
                END AS action
-        FROM unnest(v_msg_ids, v_step_ids, v_vts) AS m (msg_id, step_id, vt)
+        FROM unnest(v_msg_ids, v_step_ids, v_vts) WITH ORDINALITY AS m (msg_id, step_id, vt, pos)
         LEFT JOIN tasker.steps AS s ON s.id = m.step_id
         LEFT JOIN tasker.tasks AS t ON t.id = s.task_id
     ) AS c;
@@ -105,6 +130,7 @@ BEGIN
     -- A task's first claim starts it: the one task-level change a claim makes (and the only time it locks a task
     -- row, after the step locks; the state is re-checked under that lock). Claims notify nobody else.
     IF v_started IS NOT NULL THEN
+        PERFORM 1 FROM tasker.tasks AS t WHERE t.id = ANY (v_started) ORDER BY t.id FOR NO KEY UPDATE OF t;
         WITH started AS (
             UPDATE tasker.tasks AS t
             SET state = 'running', started_at = clock_timestamp(), updated_at = clock_timestamp()

@@ -1,4 +1,4 @@
--- Sends one message per step ({"task_id","step_id","attempt"}), visible at p_visible_at (NULL: now), and returns
+-- Sends one message per step ({"task_id","step_id","attempt"}, and "priority" in a prioritized queue), visible at p_visible_at (NULL: now), and returns
 -- the message ids in input order. pgmq assigns ids in array order within one send_batch (a single INSERT ...
 -- SELECT over the array), so the sorted ids line up with the input.
 CREATE OR REPLACE FUNCTION tasker._send(p_queue text, p_task_ids bigint[], p_step_ids bigint[], p_attempts integer[],
@@ -8,10 +8,19 @@ DECLARE
     v_msgs jsonb[];
     v_ids  bigint[];
 BEGIN
-    SELECT array_agg(jsonb_build_object('task_id', m.task_id, 'step_id', m.step_id, 'attempt', m.attempt)
-                     ORDER BY m.ord)
-    INTO v_msgs
-    FROM unnest(p_task_ids, p_step_ids, p_attempts) WITH ORDINALITY AS m (task_id, step_id, attempt, ord);
+    IF (SELECT q.prioritized FROM tasker.queues AS q WHERE q.name = p_queue) THEN
+        -- A prioritized queue (queues.sql): each message carries its task's priority, which claims read by.
+        SELECT array_agg(jsonb_build_object('task_id', m.task_id, 'step_id', m.step_id, 'attempt', m.attempt,
+                                            'priority', coalesce(t.priority, 0)) ORDER BY m.ord)
+        INTO v_msgs
+        FROM unnest(p_task_ids, p_step_ids, p_attempts) WITH ORDINALITY AS m (task_id, step_id, attempt, ord)
+        LEFT JOIN tasker.tasks AS t ON t.id = m.task_id;
+    ELSE
+        SELECT array_agg(jsonb_build_object('task_id', m.task_id, 'step_id', m.step_id, 'attempt', m.attempt)
+                         ORDER BY m.ord)
+        INTO v_msgs
+        FROM unnest(p_task_ids, p_step_ids, p_attempts) WITH ORDINALITY AS m (task_id, step_id, attempt, ord);
+    END IF;
     IF v_msgs IS NULL THEN
         RETURN '{}';
     END IF;
