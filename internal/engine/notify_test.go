@@ -1,0 +1,104 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tasker-operator/tasker-operator/internal/engine"
+)
+
+// Notifications are for wake-ups: tasker_queue only when a queue without visible work gets some, tasker_task only
+// for task-level changes. Each action is followed by a NOTIFY on a marker channel from another transaction;
+// PostgreSQL delivers notifications in commit order, so what arrives before the marker is exactly what the action
+// sent (no waiting for notifications that should not come).
+func TestNotificationsOnlyForWakeUpsAndTaskChanges(t *testing.T) {
+	b := setup(t)
+	conn, err := pgx.ConnectConfig(b.ctx, b.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(b.ctx))
+	if _, err := conn.Exec(b.ctx, `LISTEN tasker_task; LISTEN tasker_queue; LISTEN marker`); err != nil {
+		t.Fatal(err)
+	}
+	marks := 0
+	sent := func(what string, action func()) []string {
+		t.Helper()
+		action()
+		marks++
+		mark := fmt.Sprint(marks)
+		if _, err := b.pool.Exec(b.ctx, `SELECT pg_notify('marker', $1::text)`, mark); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second) // a bound, not a measurement
+		defer cancel()
+		for {
+			n, err := conn.WaitForNotification(ctx)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if n.Channel == "marker" && n.Payload == mark {
+				slices.Sort(got)
+				return got
+			}
+			got = append(got, n.Channel+":"+n.Payload)
+		}
+	}
+	want := func(what string, got []string, want ...string) {
+		t.Helper()
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s notified %v, want %v", what, got, want)
+		}
+	}
+	spec := engine.TaskSpec{Queue: "wq", Steps: []engine.StepSpec{{Name: "a", Handler: "h"}, {Name: "b", Handler: "h"}}}
+	var a, c int64
+	want("admitting into an empty queue", sent("admit", func() { a = b.admit(t, spec) }),
+		fmt.Sprintf("tasker_task:%d", a), "tasker_queue:wq")
+	want("admitting into a queue with visible work", sent("admit", func() { c = b.admit(t, spec) }),
+		fmt.Sprintf("tasker_task:%d", c))
+
+	var claimed []engine.ClaimedStep
+	claim := func(n int) func() {
+		return func() {
+			steps, err := b.engine.Claim(b.ctx, "wq", n, time.Minute, "w")
+			if err != nil || len(steps) != n {
+				t.Fatalf("claimed %d (%v), want %d", len(steps), err, n)
+			}
+			claimed = append(claimed, steps...)
+		}
+	}
+	want("the claim that starts a task", sent("claim", claim(1)), fmt.Sprintf("tasker_task:%d", a))
+	want("a claim in a running task", sent("claim", claim(1)))
+	complete := func(i int) func() {
+		return func() {
+			if err := b.engine.Complete(b.ctx, claimed[i].Lease, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want("a completion that leaves the task running", sent("complete", complete(0)))
+	want("the completion that finishes the task", sent("complete", complete(1)), fmt.Sprintf("tasker_task:%d", a))
+	want("claiming the rest", sent("claim", claim(2)), fmt.Sprintf("tasker_task:%d", c))
+	want("a release into an empty queue", sent("release", func() {
+		if err := b.engine.Release(b.ctx, claimed[2].Lease); err != nil {
+			t.Fatal(err)
+		}
+	}), "tasker_queue:wq")
+	want("a release into a queue with visible work", sent("release", func() {
+		if err := b.engine.Release(b.ctx, claimed[3].Lease); err != nil {
+			t.Fatal(err)
+		}
+	}))
+	want("an operator action", sent("cancel", func() {
+		if err := b.engine.Cancel(b.ctx, c, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}), fmt.Sprintf("tasker_task:%d", c))
+}
