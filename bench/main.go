@@ -8,8 +8,8 @@
 // beforehand, the workers start, a warm-up (-warmup, 1 s) is not counted, then the items completed during the
 // window (-window, 10 s) give the rate, (c1 - c0) / (t1 - t0); the workers are stopped then, whatever is left of the
 // backlog. A run whose backlog ran dry before the end of its window (nothing left to claim) fails: its figure would
-// be too low. The first run of each system queues -backlog items, later runs max(-backlog/4, 1.4 x the system's
-// best rate so far x (warm-up + window)). Every run starts from empty, vacuumed tables (tasks and their history
+// be too low. A run queues max(-backlog, 2 x the best rate so far x (warm-up + window)) items, the best rate of
+// the step runs (tasker, bare) for those, of the same River setting for River. Every run starts from empty, vacuumed tables (tasks and their history
 // deleted, queue "bench" purged, River's jobs deleted). The log shows the load average at the start and end of each
 // window.
 //
@@ -36,6 +36,10 @@
 //   - then, with W = -fanout-workers (default 8; 0 skips them): tasker_fanout1000_steps_per_sec_wN and
 //     tasker_single_steps_per_sec_wN, the tasker throughput with tasks of 1,000 independent steps and with one-step
 //     tasks, and ratio_fanout1000_vs_single_wN;
+//   - then, with W = -priority-workers (default 8; 0 skips it): tasker_prioritized_steps_per_sec_wN, the tasker
+//     throughput on a prioritized queue (tasks of priority 0 and 1 alternating), and ratio_prioritized_vs_plain_wN
+//     against tasker_steps_per_sec_wN (a queue whose tasks all have priority 0 stays plain: that run is the cost
+//     of priorities to those who do not use them);
 //   - best over the worker counts: tasker_steps_per_sec_best, bare_steps_per_sec_best,
 //     pgmq_raw_msgs_per_sec_best, ratio_tasker_vs_pgmq_raw_best (best against best), river_tuned_jobs_per_sec_best,
 //     ratio_tasker_best_vs_river_tuned_best, and with -river-default river_jobs_per_sec_best,
@@ -86,6 +90,8 @@ type options struct {
 	riverTuned    bool
 	riverDefault  bool
 	fanoutWorkers int
+	// priorityWorkers: worker count of the prioritized-queue run (0: none).
+	priorityWorkers int
 	databaseURL   string
 	cpuProfile    string
 	waits         bool
@@ -94,8 +100,8 @@ type options struct {
 func main() {
 	var o options
 	var workers string
-	flag.IntVar(&o.backlog, "backlog", 200000, "steps (River: jobs) queued before the first run of each system; "+
-		"later runs: max(this/4, 1.4 x best rate x (warm-up + window))")
+	flag.IntVar(&o.backlog, "backlog", 200000, "steps (River: jobs) queued before each run at least; more when an "+
+		"earlier run went fast: 2 x best rate x (warm-up + window)")
 	flag.IntVar(&o.taskSteps, "task-steps", 10, "independent steps per task in the throughput runs")
 	flag.StringVar(&workers, "workers", "1,2,4,8,16", "worker counts of the throughput runs")
 	flag.IntVar(&o.slots, "slots", 100, "slots per worker (River: MaxWorkers per client)")
@@ -107,6 +113,9 @@ func main() {
 	flag.BoolVar(&o.river, "river", true, "run the River comparison")
 	flag.BoolVar(&o.riverTuned, "river-tuned", true, "run River with FetchCooldown 1ms (its default is 100ms)")
 	flag.BoolVar(&o.riverDefault, "river-default", false, "also run River with its default settings")
+	flag.IntVar(&o.priorityWorkers, "priority-workers", 8,
+		"worker count of the run on a prioritized queue (tasks of priority 0 and 1), compared with the plain run "+
+			"of the same worker count; 0 skips it")
 	flag.IntVar(&o.fanoutWorkers, "fanout-workers", 8,
 		"worker count of the fan-out runs (tasks of 1,000 steps against one-step tasks); 0 skips them")
 	flag.StringVar(&o.databaseURL, "database-url", "",
@@ -221,17 +230,19 @@ func run(ctx context.Context, o options) error {
 	}
 	b := &bench{o: o, url: url, pool: pool, rates: map[string]float64{}}
 	var bestSteps, bestBare, bestRaw, bestRiver, bestRiverTuned float64
+	taskerRates := map[int]float64{} // by worker count
 	for _, w := range o.workers {
 		logf("--- %d workers; load average %s", w, loadAverage())
 		profile := ""
 		if o.cpuProfile != "" {
 			profile = fmt.Sprintf("%s.w%d", o.cpuProfile, w)
 		}
-		tw, err := b.taskerThroughput(ctx, "tasker", o.taskSteps, w, o.waits, profile)
+		tw, err := b.taskerThroughput(ctx, "tasker", o.taskSteps, w, o.waits, profile, 0)
 		if err != nil {
 			return fmt.Errorf("tasker throughput with %d workers: %w", w, err)
 		}
 		steps := tw.rate
+		taskerRates[w] = steps
 		bestSteps = max(bestSteps, steps)
 		add(fmt.Sprintf("tasker_steps_per_sec_w%d", w), steps, "steps/s")
 		if o.waits {
@@ -286,17 +297,31 @@ func run(ctx context.Context, o options) error {
 	// 3. Fan-out: the same tasker run with tasks of 1,000 steps and with one-step tasks.
 	if w := o.fanoutWorkers; w > 0 {
 		logf("--- fan-out, %d workers; load average %s", w, loadAverage())
-		fan, err := b.taskerThroughput(ctx, "tasker_fanout1000", 1000, w, false, "")
+		fan, err := b.taskerThroughput(ctx, "tasker_fanout1000", 1000, w, false, "", 0)
 		if err != nil {
 			return fmt.Errorf("tasker throughput with 1,000-step tasks and %d workers: %w", w, err)
 		}
-		single, err := b.taskerThroughput(ctx, "tasker_single", 1, w, false, "")
+		single, err := b.taskerThroughput(ctx, "tasker_single", 1, w, false, "", 0)
 		if err != nil {
 			return fmt.Errorf("tasker throughput with one-step tasks and %d workers: %w", w, err)
 		}
 		add(fmt.Sprintf("tasker_fanout1000_steps_per_sec_w%d", w), fan.rate, "steps/s")
 		add(fmt.Sprintf("tasker_single_steps_per_sec_w%d", w), single.rate, "steps/s")
 		add(fmt.Sprintf("ratio_fanout1000_vs_single_w%d", w), fan.rate/single.rate, "x")
+	}
+
+	// 4. The priority path: the same tasker run on a prioritized queue (tasks of priority 0 and 1 alternating),
+	// against the plain queue of the main run with the same worker count.
+	if w := o.priorityWorkers; w > 0 {
+		logf("--- priorities, %d workers; load average %s", w, loadAverage())
+		prio, err := b.taskerThroughput(ctx, "tasker_prioritized", o.taskSteps, w, false, "", 2)
+		if err != nil {
+			return fmt.Errorf("tasker throughput on a prioritized queue with %d workers: %w", w, err)
+		}
+		add(fmt.Sprintf("tasker_prioritized_steps_per_sec_w%d", w), prio.rate, "steps/s")
+		if plain, ok := taskerRates[w]; ok {
+			add(fmt.Sprintf("ratio_prioritized_vs_plain_w%d", w), prio.rate/plain, "x")
+		}
 	}
 
 	add("tasker_steps_per_sec_best", bestSteps, "steps/s")
@@ -515,13 +540,19 @@ func (b *bench) measure(ctx context.Context, m meter) (window, error) {
 	return w, nil
 }
 
-// backlog returns how many items to queue before a run of system: -backlog for its first run, then enough for
-// 1.4 times its best rate so far over the warm-up and the window (at least -backlog/4); a multiple of perTask.
+// backlog returns how many items to queue before a run of system (a multiple of perTask).
 func (b *bench) backlog(system string, perTask int) int {
-	n := b.o.backlog
-	if r, ok := b.rates[system]; ok {
-		n = max(b.o.backlog/4, int(1.4*r*(b.o.warmup+b.o.window).Seconds()))
+	// Never below -backlog; above it when a run of this system (or, for the step runs, of any step run: they
+	// share the engine's limits) went fast enough to need more, with room for a run twice as fast.
+	r := b.rates[system]
+	if system != "river" && system != "river_tuned" {
+		for s, v := range b.rates {
+			if s != "river" && s != "river_tuned" {
+				r = max(r, v)
+			}
+		}
 	}
+	n := max(b.o.backlog, int(2*r*(b.o.warmup+b.o.window).Seconds()))
 	return (n + perTask - 1) / perTask * perTask
 }
 
@@ -539,7 +570,10 @@ func (b *bench) reset(ctx context.Context) error {
 		return err
 	}
 	if queue {
-		if _, err := b.pool.Exec(ctx, `SELECT pgmq.purge_queue('bench'::text)`); err != nil {
+		// Empty, and plain again if a run made it prioritized.
+		if _, err := b.pool.Exec(ctx, `SELECT pgmq.purge_queue('bench'::text);
+			UPDATE tasker.queues SET prioritized = false WHERE name = 'bench';
+			DROP INDEX IF EXISTS pgmq.q_bench_priority_idx`); err != nil {
 			return err
 		}
 	}
@@ -553,8 +587,9 @@ func (b *bench) reset(ctx context.Context) error {
 }
 
 // admitNoops admits n no-op steps on queue "bench", as tasks of perTask independent steps (in large statements:
-// admission is not measured).
-func admitNoops(ctx context.Context, pool *pgxpool.Pool, n, perTask int, prefix string) error {
+// admission is not measured). With priorities > 1, task i has priority i % priorities (which makes the queue
+// prioritized); else every task has priority 0.
+func admitNoops(ctx context.Context, pool *pgxpool.Pool, n, perTask int, prefix string, priorities int) error {
 	start := time.Now()
 	steps := make([]map[string]any, perTask)
 	for i := range steps {
@@ -576,8 +611,9 @@ func admitNoops(ctx context.Context, pool *pgxpool.Pool, n, perTask int, prefix 
 			SELECT count(*)
 			FROM generate_series($2::integer, $3::integer) AS g
 			CROSS JOIN LATERAL tasker.admit(jsonb_build_object(
-				'external_key', $1::text || g, 'queue', 'bench', 'steps', $4::jsonb)) AS a`,
-			prefix, from, min(from+chunk, tasks)-1, doc)
+				'external_key', $1::text || g, 'queue', 'bench', 'steps', $4::jsonb,
+				'priority', CASE WHEN $5::integer > 1 THEN g % $5::integer ELSE 0 END)) AS a`,
+			prefix, from, min(from+chunk, tasks)-1, doc, priorities)
 		if err != nil {
 			return err
 		}
@@ -607,13 +643,13 @@ func (b *bench) succeededSteps(ctx context.Context) (int64, error) {
 // in-process workers on it and measures the steps they complete per second. system names the run's kind for the
 // backlog sizing.
 func (b *bench) taskerThroughput(ctx context.Context, system string, perTask, workers int, waits bool,
-	profile string) (window, error) {
+	profile string, priorities int) (window, error) {
 	if err := b.reset(ctx); err != nil {
 		return window{}, err
 	}
 	id := runID.Add(1)
 	n := b.backlog(system, perTask)
-	if err := admitNoops(ctx, b.pool, n, perTask, fmt.Sprintf("tp%d-", id)); err != nil {
+	if err := admitNoops(ctx, b.pool, n, perTask, fmt.Sprintf("tp%d-", id), priorities); err != nil {
 		return window{}, err
 	}
 	reg := prometheus.NewRegistry()
@@ -681,7 +717,7 @@ func (b *bench) bareThroughput(ctx context.Context, workers int, waits bool) (wi
 	}
 	id := runID.Add(1)
 	n := b.backlog("bare", b.o.taskSteps)
-	if err := admitNoops(ctx, b.pool, n, b.o.taskSteps, fmt.Sprintf("bare%d-", id)); err != nil {
+	if err := admitNoops(ctx, b.pool, n, b.o.taskSteps, fmt.Sprintf("bare%d-", id), 0); err != nil {
 		return window{}, err
 	}
 	cfg, err := store.Config(b.url, store.Options{ApplicationName: "bare"})

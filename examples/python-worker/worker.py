@@ -167,7 +167,7 @@ def main():
                 run(cur, step, args.worker_id)
             finally:
                 heartbeat.done()
-        if len(steps) < args.batch and not stopping:
+        if not steps and not stopping:  # wait only when the queue had nothing: only that is announced
             wait_for_work(listener, args.queue, args.poll)
     log(msg="worker stopped", worker=args.worker_id)
     return 0

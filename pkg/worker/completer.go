@@ -94,6 +94,10 @@ func (c *completer) flushAll() {
 		}
 		c.flush(batch)
 		c.w.slots.give(len(batch))
+		// The successes may have enqueued children on this worker's queues: claim at once rather than wait for
+		// the notification (or, if a queue still had visible work, for none: tasker_queue announces only empty
+		// queues getting work). A chain's next step starts one round trip after its parent is reported.
+		c.w.wakeAll()
 	}
 }
 

@@ -23,10 +23,13 @@
 // What the worker does for you:
 //
 //   - Concurrency: at most Config.Slots handlers run at once. Each queue has one claim loop that asks for as many
-//     steps as there are free slots in one round trip, so the worker never holds a step it cannot start.
-//   - Wake-up: the worker LISTENs on the engine's queue channel and claims as soon as a step is enqueued; it also
-//     polls every Config.PollInterval, for notifications lost during a reconnection and for retries whose
-//     backoff delay ended.
+//     steps as there are free slots in one round trip, so the worker never holds a step it cannot start. A step
+//     keeps its slot until its outcome is reported, so quick handlers are claimed in the batches they are
+//     reported in.
+//   - Wake-up: a claim loop that found its queue empty waits; the worker LISTENs on the engine's queue channel
+//     (an empty queue getting work) and claims at once, also after reporting its own successes (which may have
+//     enqueued children); it also polls every Config.PollInterval, for notifications lost during a reconnection
+//     and for retries whose backoff delay ended.
 //   - Completions: successes are reported in batches (one transaction for all the steps that finished during
 //     the previous report, or within a millisecond of each other); a success with nothing else finishing is
 //     reported at once, so a chain of steps does not wait.

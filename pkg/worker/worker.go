@@ -247,7 +247,8 @@ func (w *Worker) wakeAll() {
 }
 
 // claimLoop claims steps of one queue while ctx lasts: as many as there are free slots, at least one, per round
-// trip. When the queue runs dry it waits for a notification or the poll interval.
+// trip. When a claim finds nothing it waits for a notification, a report of this worker's (which may have
+// enqueued children) or the poll interval.
 func (w *Worker) claimLoop(ctx context.Context, queue string) {
 	log := w.log.With("queue", queue)
 	wake := w.wake[queue]
@@ -288,8 +289,11 @@ func (w *Worker) claimLoop(ctx context.Context, queue string) {
 		for _, c := range claimed {
 			w.start(w.newJob(queue, c))
 		}
-		if len(claimed) == n {
-			continue // there may be more: claim again as soon as a slot is free
+		if len(claimed) > 0 {
+			// There may be more (a claim can return fewer than it read: it drops stale messages): claim again as
+			// soon as a slot is free. Only a claim that finds nothing makes the worker wait, because only a
+			// queue without visible work is announced when work arrives (see engine.ChannelQueue).
+			continue
 		}
 		// The queue is dry: wait for work.
 		if !poll.Stop() {
