@@ -48,6 +48,8 @@ var (
 	sqlUpkeep          = mustSQL("upkeep")
 	sqlWorkerHeartbeat = mustSQL("worker_heartbeat")
 	sqlWorkerStopped   = mustSQL("worker_stopped")
+	sqlTaskChanges     = mustSQL("task_changes")
+	sqlLatestChange    = mustSQL("latest_task_change")
 )
 
 // Defaults of Options.

@@ -17,10 +17,11 @@ const (
 	// busy queue's commits stay free of NOTIFY (which serialises committing transactions). Delayed messages
 	// (retries with backoff) are not announced when they become visible: workers find them by polling.
 	ChannelQueue = "tasker_queue"
-	// ChannelTask is notified with a task's id (decimal) when the task changed state (admitted, started,
-	// succeeded, failed, cancelled, resumed) or an operator action changed one of its steps. Step progress of a
-	// running task is not announced: read it (GetTask) at the pace you need. PostgreSQL folds identical
-	// notifications of one transaction into one.
+	// ChannelTask is notified with a task's id (decimal) when the task was admitted, failed or was cancelled, or
+	// an operator action changed it or one of its steps. Workers' claims and completions (a task started or
+	// succeeded) do not notify: a notifying commit holds a database-wide lock until its WAL is flushed, which
+	// would serialise busy workers' commits; follow those with TaskChanges. Step progress is not announced: read
+	// it (GetTask) at the pace you need. PostgreSQL folds identical notifications of one transaction into one.
 	ChannelTask = "tasker_task"
 )
 
@@ -99,4 +100,46 @@ func (e *Engine) listenOnce(ctx context.Context, n Notifications) (connected boo
 			}
 		}
 	}
+}
+
+// TaskChanges returns the ids of tasks with a task-level change (started, succeeded, failed, cancelled, resumed:
+// a row of the task's history) recorded after cursor, oldest first, at most limit changes, and
+// the cursor to pass next time. Start from cursor 0, or from LatestTaskChange to skip the past.
+//
+// Workers' transactions do not announce the changes they make with NOTIFY (see ChannelTask), so a caller that
+// follows tasks polls this. History ids are taken when a row is inserted, not when its transaction commits, so a
+// change committed late behind a higher id already read is skipped: combine with a periodic full re-read.
+func (e *Engine) TaskChanges(ctx context.Context, cursor int64, limit int) (taskIDs []int64, next int64, err error) {
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	rows, err := e.pool.Query(cctx, sqlTaskChanges, cursor, limit)
+	if err != nil {
+		return nil, cursor, dbError(ctx, "task changes", err)
+	}
+	next = cursor
+	seen := map[int64]bool{}
+	var id, task int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &task}, func() error {
+		next = id
+		if !seen[task] {
+			seen[task] = true
+			taskIDs = append(taskIDs, task)
+		}
+		return nil
+	}); err != nil {
+		return nil, cursor, dbError(ctx, "task changes", err)
+	}
+	return taskIDs, next, nil
+}
+
+// LatestTaskChange returns the cursor of the newest task-level change (0 when there is none): TaskChanges after
+// it returns only what happens from now on.
+func (e *Engine) LatestTaskChange(ctx context.Context) (int64, error) {
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	var id int64
+	if err := e.pool.QueryRow(cctx, sqlLatestChange).Scan(&id); err != nil {
+		return 0, dbError(ctx, "task changes", err)
+	}
+	return id, nil
 }

@@ -138,11 +138,14 @@ func (u *upkeep) Start(ctx context.Context) error {
 	}
 }
 
-// listener feeds the engine's task notifications to the Task controller, on the leader (where it reconciles).
+// listener feeds the engine's task notifications and task-level changes to the Task controller, on the leader
+// (where it reconciles).
 type listener struct {
 	db       *Database
 	onTask   func(ctx context.Context, taskID int64)
 	onResync func(ctx context.Context)
+	// changesInterval: see DefaultChangesInterval.
+	changesInterval time.Duration
 }
 
 func (l *listener) NeedLeaderElection() bool { return true }
@@ -155,8 +158,58 @@ func (l *listener) Start(ctx context.Context) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+	go l.followChanges(ctx)
 	return l.db.Engine.Listen(ctx, engine.Notifications{
 		OnTask:    func(id int64) { l.onTask(ctx, id) },
 		OnConnect: func() { l.onResync(ctx) },
 	})
 }
+
+// DefaultChangesInterval is how often the leader reads the tasks' new task-level changes (Engine.TaskChanges):
+// workers do not announce a task starting or succeeding, so this bounds how late a Task's status shows it.
+const DefaultChangesInterval = 250 * time.Millisecond
+
+// followChanges feeds the task-level changes recorded by workers (task started, succeeded) to the Task
+// controller, from now on, until ctx ends. A read that fails is retried at the next tick; changes a late commit
+// slipped behind the cursor are caught by the controller's own paced re-reads.
+func (l *listener) followChanges(ctx context.Context) {
+	interval := l.changesInterval
+	if interval <= 0 {
+		interval = DefaultChangesInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	cursor, started := int64(0), false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !started {
+			c, err := l.db.Engine.LatestTaskChange(ctx)
+			if err != nil {
+				continue
+			}
+			cursor, started = c, true
+			continue
+		}
+		for {
+			ids, next, err := l.db.Engine.TaskChanges(ctx, cursor, changesBatch)
+			if err != nil {
+				break
+			}
+			for _, id := range ids {
+				l.onTask(ctx, id)
+			}
+			full := next-cursor >= changesBatch
+			cursor = next
+			if !full {
+				break
+			}
+		}
+	}
+}
+
+// changesBatch bounds one read of the change feed.
+const changesBatch = 1000

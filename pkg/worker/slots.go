@@ -60,3 +60,15 @@ func (s *slots) signal() {
 	default:
 	}
 }
+
+// tryTake takes up to max free slots without waiting.
+func (s *slots) tryTake(max int) int {
+	if max <= 0 {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := min(s.free, max)
+	s.free -= n
+	return n
+}

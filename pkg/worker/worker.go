@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -44,6 +45,11 @@ type Worker struct {
 	handlerWG sync.WaitGroup
 
 	completer *completer
+
+	// claiming is true while Run's context lasts: the completer claims after a report only then. startMu orders
+	// the end of claiming with the starts of steps that reports claimed, so that the drain sees every handler.
+	claiming atomic.Bool
+	startMu  sync.Mutex
 }
 
 // New returns a worker that works on pool (the pool must reach a database migrated by the operator). The pool
@@ -164,6 +170,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	w.log.Info("worker started", "queues", w.cfg.Queues, "slots", w.cfg.Slots,
 		"visibilityTimeout", w.cfg.VisibilityTimeout, "handlers", len(w.handlers))
+	w.claiming.Store(true)
 	var claimers sync.WaitGroup
 	for _, q := range w.cfg.Queues {
 		claimers.Go(func() { w.claimLoop(ctx, q) })
@@ -171,6 +178,9 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	start := time.Now()
+	w.startMu.Lock()
+	w.claiming.Store(false)
+	w.startMu.Unlock()
 	claimers.Wait()
 	w.log.Info("draining", "inFlight", w.inFlight(), "drainTimeout", w.cfg.DrainTimeout)
 	w.drain()
@@ -310,6 +320,26 @@ func (w *Worker) claimLoop(ctx context.Context, queue string) {
 			return
 		}
 	}
+}
+
+// startClaimed starts steps that a report claimed (see completer.flush) and returns how many it started. Steps
+// claimed as the worker stopped claiming are given back, like a claim loop's late claims.
+func (w *Worker) startClaimed(queue string, steps []engine.ClaimedStep) int {
+	if len(steps) == 0 {
+		return 0
+	}
+	w.startMu.Lock()
+	defer w.startMu.Unlock()
+	if !w.claiming.Load() {
+		for _, c := range steps {
+			w.release(w.newJob(queue, c))
+		}
+		return 0
+	}
+	for _, c := range steps {
+		w.start(w.newJob(queue, c))
+	}
+	return len(steps)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -128,7 +128,9 @@ BEGIN
     END IF;
 
     -- A task's first claim starts it: the one task-level change a claim makes (and the only time it locks a task
-    -- row, after the step locks; the state is re-checked under that lock). Claims notify nobody else.
+    -- row, after the step locks; the state is re-checked under that lock). No NOTIFY: a notifying commit takes a
+    -- database-wide lock until its WAL is flushed, which would serialise the claims of busy workers; the operator
+    -- follows task-level changes in tasker.task_transitions (Engine.TaskChanges) instead.
     IF v_started IS NOT NULL THEN
         PERFORM 1 FROM tasker.tasks AS t WHERE t.id = ANY (v_started) ORDER BY t.id FOR NO KEY UPDATE OF t;
         WITH started AS (
@@ -136,12 +138,9 @@ BEGIN
             SET state = 'running', started_at = clock_timestamp(), updated_at = clock_timestamp()
             WHERE t.id = ANY (v_started) AND t.state = 'pending'
             RETURNING t.id
-        ), tr AS (
-            INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
-            SELECT started.id, 'pending', 'running', 'first step claimed' FROM started
         )
-        SELECT array_agg(started.id) INTO v_started FROM started;
-        PERFORM pg_notify('tasker_task', x.id::text) FROM unnest(v_started) AS x (id);
+        INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
+        SELECT started.id, 'pending', 'running', 'first step claimed' FROM started;
     END IF;
 
     RETURN QUERY

@@ -23,7 +23,6 @@ DECLARE
     v_rtasks     bigint[];
     v_rattempts  integer[];
     v_rmsgs      bigint[];
-    v_succeeded  bigint[];
     r            record;
 BEGIN
     IF results IS NOT NULL AND cardinality(results) <> cardinality(leases) THEN
@@ -136,13 +135,10 @@ BEGIN
             FROM d
             WHERE t.id = d.id
             RETURNING t.id, t.state
-        ), tr AS (
-            INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
-            SELECT u.id, 'running', 'succeeded', 'all steps finished' FROM u WHERE u.state = 'succeeded'
         )
-        SELECT array_agg(u.id) FILTER (WHERE u.state = 'succeeded') INTO v_succeeded FROM u;
-        -- Only task-level changes are announced (the operator reads step progress at its own pace).
-        PERFORM pg_notify('tasker_task', x.id::text) FROM unnest(v_succeeded) AS x (id);
+        -- Not announced by NOTIFY (see claim.sql): the operator follows tasker.task_transitions.
+        INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
+        SELECT u.id, 'running', 'succeeded', 'all steps finished' FROM u WHERE u.state = 'succeeded';
     END IF;
 
     RETURN QUERY
