@@ -48,9 +48,9 @@ func (c *completer) run() {
 		select {
 		case <-c.kick:
 			c.linger()
-			c.flushAll()
+			c.flushPending(false)
 		case <-c.done:
-			c.flushAll()
+			c.flushPending(true)
 			return
 		}
 	}
@@ -78,10 +78,19 @@ func (c *completer) linger() {
 	}
 }
 
-func (c *completer) flushAll() {
-	for {
+// flushPending reports what is pending now, in batches of at most maxCompleteBatch; with all, also what arrives
+// meanwhile, until nothing is left. Without all it returns after that: successes of steps the flush itself claimed
+// are left for the next round, whose linger gathers them into one batch instead of reporting the first few alone.
+func (c *completer) flushPending(all bool) {
+	c.mu.Lock()
+	left := len(c.pending)
+	c.mu.Unlock()
+	for all || left > 0 {
 		c.mu.Lock()
 		n := min(len(c.pending), maxCompleteBatch)
+		if !all {
+			n = min(n, left)
+		}
 		batch := make([]completion, n)
 		copy(batch, c.pending[:n])
 		c.pending = c.pending[n:]
@@ -92,12 +101,17 @@ func (c *completer) flushAll() {
 		if n == 0 {
 			return
 		}
+		left -= n
 		claimed, extra := c.flush(batch)
 		c.w.slots.give(len(batch) + extra - claimed)
-		// The successes may have enqueued children on this worker's queues: claim at once rather than wait for
-		// the notification (or, if a queue still had visible work, for none: tasker_queue announces only empty
-		// queues getting work). A chain's next step starts one round trip after its parent is reported.
-		c.w.wakeAll()
+		// The successes may have enqueued children on this worker's other queues: claim there at once rather
+		// than wait for a notification (which comes only when such a queue had no visible work). The batch's own
+		// queue was just claimed from.
+		for _, q := range c.w.cfg.Queues {
+			if q != batch[0].j.queue || !c.w.claiming.Load() {
+				c.w.wakeQueue(q)
+			}
+		}
 	}
 }
 
