@@ -92,9 +92,9 @@ type options struct {
 	fanoutWorkers int
 	// priorityWorkers: worker count of the prioritized-queue run (0: none).
 	priorityWorkers int
-	databaseURL   string
-	cpuProfile    string
-	waits         bool
+	databaseURL     string
+	cpuProfile      string
+	waits           bool
 }
 
 func main() {
