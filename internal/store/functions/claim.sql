@@ -26,6 +26,15 @@ DECLARE
     v_keep       bigint[];
     v_keep_vts   timestamptz[];
     v_id         bigint;
+    v_ids        bigint[];
+    v_task_ids   bigint[];
+    v_names      text[];
+    v_handlers   text[];
+    v_inputs     jsonb[];
+    v_attempts   integer[];
+    v_leases     uuid[];
+    v_timeouts   integer[];
+    v_expires    timestamptz[];
     v_started    bigint[];
 BEGIN
     IF claim.queue_name IS NULL OR claim.queue_name !~ '^[a-z0-9_]{1,40}$' THEN
@@ -74,11 +83,10 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Lock the steps (ascending id: the lock order, see locks.sql), then classify each message: the states read
-    -- below are the committed ones and cannot change under us. The task row is not locked: a task that failed or
-    -- was cancelled has stopped every step (under these same step locks), so the step's state says it all.
-    PERFORM 1 FROM tasker.steps AS s WHERE s.id = ANY (v_step_ids) ORDER BY s.id FOR NO KEY UPDATE OF s;
-
+    -- Classify each message by its step's committed state. Nothing is locked for this read: the update below
+    -- claims a step only if it is still in the state read (locking it, in ascending id order: see locks.sql), and
+    -- the messages of steps that changed meanwhile are dropped. The task row is not read for it: a task that
+    -- failed or was cancelled has stopped every step (under its step locks), so the step's state says it all.
     SELECT array_agg(c.step_id ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
            array_agg(c.vt ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
            array_agg(c.state ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
@@ -127,11 +135,51 @@ BEGIN
         RETURN;
     END IF;
 
+    -- Claim: each step moves to running if it is still in the state it was classified in (the update waits for a
+    -- step someone else holds, e.g. a cancellation freezing its task, and then re-checks).
+    WITH c AS MATERIALIZED ( -- in step id order, which is the order the update locks them in
+        SELECT x.id, x.vt, x.from_state, x.ord
+        FROM unnest(v_claim, v_claim_vts, v_claim_from) WITH ORDINALITY AS x (id, vt, from_state, ord)
+        ORDER BY x.id
+    ), u AS (
+        UPDATE tasker.steps AS s
+        SET state = 'running', lease = tasker._new_lease(s.id), attempts = s.attempts + 1,
+            lease_expires_at = c.vt, worker_id = claim.worker_id, started_at = clock_timestamp(),
+            next_attempt_at = NULL, updated_at = clock_timestamp()
+        FROM c
+        WHERE s.id = c.id AND s.state = c.from_state
+        RETURNING s.id, s.task_id, s.name, s.handler, s.inputs, s.attempts, s.lease, s.timeout_seconds,
+                  s.lease_expires_at, c.from_state, c.ord
+    ), tr AS (
+        INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, worker_id, reason)
+        SELECT u.task_id, u.id, u.from_state, 'running', u.attempts, claim.worker_id,
+               CASE WHEN u.from_state = 'running' THEN 'lease expired' ELSE 'claimed' END
+        FROM u
+    )
+    SELECT array_agg(u.id ORDER BY u.ord), array_agg(u.task_id ORDER BY u.ord), array_agg(u.name ORDER BY u.ord),
+           array_agg(u.handler ORDER BY u.ord), array_agg(u.inputs ORDER BY u.ord), array_agg(u.attempts ORDER BY u.ord),
+           array_agg(u.lease ORDER BY u.ord), array_agg(u.timeout_seconds ORDER BY u.ord),
+           array_agg(u.lease_expires_at ORDER BY u.ord)
+    INTO v_ids, v_task_ids, v_names, v_handlers, v_inputs, v_attempts, v_leases, v_timeouts, v_expires
+    FROM u;
+
+    IF coalesce(cardinality(v_ids), 0) < cardinality(v_claim) THEN
+        -- Steps that changed between the read and the update (stopped, finished): their messages are ours, and
+        -- stale now.
+        PERFORM tasker._delete_messages(claim.queue_name, ARRAY(
+            SELECT m.msg_id FROM unnest(v_msg_ids, v_step_ids) AS m (msg_id, step_id)
+            WHERE m.step_id = ANY (v_claim) AND NOT m.step_id = ANY (coalesce(v_ids, '{}'))));
+    END IF;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+
     -- A task's first claim starts it: the one task-level change a claim makes (and the only time it locks a task
     -- row, after the step locks; the state is re-checked under that lock). No NOTIFY: a notifying commit takes a
     -- database-wide lock until its WAL is flushed, which would serialise the claims of busy workers; the operator
     -- follows task-level changes in tasker.task_transitions (Engine.TaskChanges) instead.
-    IF v_started IS NOT NULL THEN
+    v_started := ARRAY(SELECT x.id FROM unnest(v_started) AS x (id) WHERE x.id = ANY (v_task_ids));
+    IF cardinality(v_started) > 0 THEN
         PERFORM 1 FROM tasker.tasks AS t WHERE t.id = ANY (v_started) ORDER BY t.id FOR NO KEY UPDATE OF t;
         WITH started AS (
             UPDATE tasker.tasks AS t
@@ -144,31 +192,14 @@ BEGIN
     END IF;
 
     RETURN QUERY
-    WITH c AS MATERIALIZED (
-        SELECT x.id, x.vt, x.from_state, x.ord
-        FROM unnest(v_claim, v_claim_vts, v_claim_from) WITH ORDINALITY AS x (id, vt, from_state, ord)
-    ), u AS (
-        UPDATE tasker.steps AS s
-        SET state = 'running', lease = tasker._new_lease(s.id), attempts = s.attempts + 1,
-            lease_expires_at = c.vt, worker_id = claim.worker_id, started_at = clock_timestamp(),
-            next_attempt_at = NULL, updated_at = clock_timestamp()
-        FROM c
-        WHERE s.id = c.id
-          AND s.state = c.from_state -- a failure above may have stopped it
-        RETURNING s.id, s.task_id, s.name, s.handler, s.inputs, s.attempts, s.lease, s.timeout_seconds,
-                  s.lease_expires_at, c.from_state, c.ord
-    ), tr AS (
-        INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, worker_id, reason)
-        SELECT u.task_id, u.id, u.from_state, 'running', u.attempts, claim.worker_id,
-               CASE WHEN u.from_state = 'running' THEN 'lease expired' ELSE 'claimed' END
-        FROM u
-    )
     SELECT u.id, u.task_id, u.name, u.handler, u.inputs, t.context,
            coalesce((SELECT jsonb_object_agg(p.name, p.result)
                      FROM tasker.step_edges AS e JOIN tasker.steps AS p ON p.id = e.parent_id
                      WHERE e.child_id = u.id), '{}'::jsonb),
-           u.attempts, u.lease, u.timeout_seconds, u.lease_expires_at
-    FROM u JOIN tasker.tasks AS t ON t.id = u.task_id
+           u.attempts, u.lease, u.timeout_seconds, u.expires
+    FROM unnest(v_ids, v_task_ids, v_names, v_handlers, v_inputs, v_attempts, v_leases, v_timeouts, v_expires)
+         WITH ORDINALITY AS u (id, task_id, name, handler, inputs, attempts, lease, timeout_seconds, expires, ord)
+    JOIN tasker.tasks AS t ON t.id = u.task_id
     ORDER BY u.ord;
 END;
 $fn$;

@@ -54,13 +54,16 @@ BEGIN
     END IF;
 
     -- 2. Lock the steps and the children whose parent counts this changes (ascending id, see locks.sql), then
-    --    finish the steps whose lease is (still) valid. The task rows are not locked until step 4.
-    PERFORM 1 FROM tasker.steps AS s
-    WHERE s.id = ANY (v_steps || ARRAY(SELECT e.child_id FROM tasker.step_edges AS e WHERE e.parent_id = ANY (v_steps)))
-    ORDER BY s.id FOR NO KEY UPDATE OF s;
-    WITH i AS MATERIALIZED (
+    --    finish the steps whose lease is (still) valid. Steps without children need no lock first: the guarded
+    --    update below locks them (in ascending id order too). The task rows are not locked until step 4.
+    v_children := ARRAY(SELECT e.child_id FROM tasker.step_edges AS e WHERE e.parent_id = ANY (v_steps));
+    IF cardinality(v_children) > 0 THEN
+        PERFORM 1 FROM tasker.steps AS s WHERE s.id = ANY (v_steps || v_children) ORDER BY s.id FOR NO KEY UPDATE OF s;
+    END IF;
+    WITH i AS MATERIALIZED ( -- in step id order, which is the order the update locks them in
         SELECT x.lease, x.result, tasker.lease_step_id(x.lease) AS id
         FROM unnest(leases, results) AS x (lease, result)
+        ORDER BY 3
     ), u AS (
         UPDATE tasker.steps AS s
         SET state = 'succeeded', result = i.result, finished_at = clock_timestamp(), lease_expires_at = NULL,
