@@ -5,8 +5,10 @@
 --      deleted first, waiting if need be, while it holds no step or task lock; a claim holds the message locks
 --      it read while it waits for step locks. A message skipped by a SKIP LOCKED delete is stale (its step's
 --      msg_id no longer names it, or the step is finished): the claim that eventually reads it deletes it.
---   2. step rows (FOR NO KEY UPDATE), ascending id, taken together in one statement before a step is read for a
---      decision: the steps a call changes, and (complete_many) the children whose parent counts it changes.
+--   2. step rows (FOR NO KEY UPDATE), ascending id, taken together in one statement: by an explicit lock before
+--      a decision that must read them under the lock (complete_many's children, whose parent counts it changes;
+--      whole tasks in _lock_tasks), or by an update guarded by the state it expects (claim, complete_many's own
+--      steps), whose rows come in ascending id order.
 --   3. task rows, ascending id, last: the hot path only updates a task's counters or state at the end of a call
 --      (task started, steps counted off, task succeeded), so calls on steps of the same task do not serialise on
 --      the task row for the whole call, only for the moment of that update and the commit.
