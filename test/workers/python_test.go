@@ -104,8 +104,12 @@ func TestPythonWorkerHeartbeats(t *testing.T) {
 		"--queue", "pyhb", "--worker-id", "py-hb", "--poll", "0.2", "--visibility-timeout", "2", "--batch", "1")
 
 	// A rival claimer polls the queue meanwhile: without heartbeats the message would be visible again after 2 s
-	// and the rival would take the step over.
+	// and the rival would take the step over. It starts once the Python worker holds the step (on a loaded
+	// machine the interpreter can take longer to start than the rival's first poll).
 	long := admit("py-long", "sleep", `{"seconds":5}`)
+	if err := enginetest.WaitStep(tb.ctx, tb.eng, long, "s", engine.StepRunning, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	rivalDone := make(chan struct{})
 	stopRival := make(chan struct{})
 	go func() {
