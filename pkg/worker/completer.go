@@ -136,7 +136,8 @@ func (c *completer) flush(batch []completion) (claimed, extra int) {
 	steps, err := w.eng.Claim(ctx, queue, min(len(batch)+extra, maxClaimBatch), w.cfg.VisibilityTimeout, w.cfg.ID)
 	cancel()
 	if err != nil {
-		w.log.Warn("claim after a report failed (the claim loop retries)", "queue", queue, "err", err)
+		w.log.Warn("claim after a report failed (the queue's claim loop claims at its next poll)", "queue", queue,
+			"err", err)
 		return 0, extra
 	}
 	return w.startClaimed(queue, steps), extra
