@@ -312,7 +312,7 @@ func TestCancelFreezesFanOutUnderLoad(t *testing.T) {
 		       (SELECT state FROM tasker.tasks WHERE id = $1)`, id).Scan(&after, &live, &succeeded, &state); err != nil {
 		t.Fatal(err)
 	}
-	if state != "cancelled" || after != 0 || live != 0 || succeeded < n/3 || succeeded > n {
+	if state != "cancelled" || after != 0 || live != 0 || succeeded < n/3 || succeeded > n+1 { // root and children; never the join
 		t.Errorf("task %s; %d steps started or succeeded after the cancellation; %d steps not stopped; %d succeeded",
 			state, after, live, succeeded)
 	}
