@@ -47,11 +47,7 @@ BEGIN
                      FROM unnest(leases) WITH ORDINALITY AS x (lease, ord) ORDER BY x.ord;
         RETURN;
     END IF;
-    IF v_queues[1] = ALL (v_queues) THEN
-        v_deleted := ARRAY(SELECT d.id FROM pgmq.delete(v_queues[1]::text, v_msgs::bigint[]) AS d (id));
-    ELSE
-        v_deleted := tasker._delete_messages_wait(v_queues, v_msgs);
-    END IF;
+    v_deleted := tasker._delete_messages_wait(v_queues, v_msgs);
 
     -- 2. Lock the steps and the children whose parent counts this changes (ascending id, see locks.sql), then
     --    finish the steps whose lease is (still) valid. Steps without children need no lock first: the guarded

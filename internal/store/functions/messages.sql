@@ -116,7 +116,7 @@ END;
 $fn$;
 
 -- Deletes messages, waiting for row locks: only for callers that hold no task or step lock yet. Queues are
--- visited in name order. Returns the ids deleted.
+-- visited in name order, messages locked in id order. Returns the ids deleted.
 CREATE OR REPLACE FUNCTION tasker._delete_messages_wait(p_queues text[], p_msg_ids bigint[]) RETURNS bigint[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -128,7 +128,20 @@ BEGIN
              WHERE m.msg_id IS NOT NULL
              GROUP BY m.queue ORDER BY m.queue LOOP
         CONTINUE WHEN NOT tasker._queue_exists(r.queue);
-        v_out := v_out || ARRAY(SELECT d.id FROM pgmq.delete(r.queue::text, r.ids::bigint[]) AS d (id));
+        -- Rows locked in msg_id order (not pgmq.delete's, which follows whatever plan the queue table gets): two
+        -- calls deleting overlapping messages (a cancellation and a completion of the same steps) then wait for
+        -- each other in one order and cannot deadlock.
+        EXECUTE format($sql$
+            WITH d AS (
+                DELETE FROM pgmq.%1$I AS q
+                WHERE q.msg_id IN (SELECT l.msg_id FROM pgmq.%1$I AS l WHERE l.msg_id = ANY ($1)
+                                   ORDER BY l.msg_id FOR UPDATE)
+                RETURNING q.msg_id
+            )
+            SELECT coalesce(array_agg(d.msg_id), '{}') FROM d
+            $sql$, 'q_' || r.queue)
+            INTO r.ids USING r.ids;
+        v_out := v_out || r.ids;
     END LOOP;
     RETURN v_out;
 END;
