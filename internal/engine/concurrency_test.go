@@ -178,16 +178,18 @@ func fanOutSpec(key string, n int) engine.TaskSpec {
 	return engine.TaskSpec{ExternalKey: key, Queue: "fan", Steps: append(steps, join)}
 }
 
-// burnDown runs claimers on queue until stop() says so: each claims up to 20 steps and completes them in one
-// call. It returns how many completions were accepted and how many were rejected as stale.
-func burnDown(ctx context.Context, t *testing.T, b *testBundle, queue string, claimers int, stop func() bool) (ok, stale int64) {
+// burnDown runs claimers on queue until stop() says so: each claims up to batch steps, holds them for pause (a
+// handler's work) and completes them in one call. It returns how many completions were accepted and how many
+// were rejected as stale.
+func burnDown(ctx context.Context, t *testing.T, b *testBundle, queue string, claimers, batch int, pause time.Duration,
+	stop func() bool) (ok, stale int64) {
 	t.Helper()
 	var accepted, rejected atomic.Int64
 	var wg sync.WaitGroup
 	for w := range claimers {
 		wg.Go(func() {
 			for ctx.Err() == nil && !stop() {
-				steps, err := b.engine.Claim(ctx, queue, 20, time.Minute, fmt.Sprintf("w%d", w))
+				steps, err := b.engine.Claim(ctx, queue, batch, time.Minute, fmt.Sprintf("w%d", w))
 				if err != nil {
 					if ctx.Err() == nil {
 						t.Errorf("claim: %v", err)
@@ -202,6 +204,7 @@ func burnDown(ctx context.Context, t *testing.T, b *testBundle, queue string, cl
 				for i, s := range steps {
 					cs[i] = engine.Completion{Lease: s.Lease}
 				}
+				time.Sleep(pause)
 				errs, err := b.engine.CompleteMany(ctx, cs)
 				if err != nil {
 					t.Errorf("complete: %v", err)
@@ -232,7 +235,7 @@ func TestConcurrentFanOut(t *testing.T) {
 	id := b.admit(t, fanOutSpec("fan-1000", n))
 	ctx, cancel := context.WithTimeout(b.ctx, 90*time.Second)
 	defer cancel()
-	ok, stale := burnDown(ctx, t, b, "fan", claimers, func() bool {
+	ok, stale := burnDown(ctx, t, b, "fan", claimers, 20, 0, func() bool {
 		// One cheap read per round (GetTask would read all 1,000 steps, twice).
 		var finished bool
 		err := b.pool.QueryRow(ctx, `SELECT completed_at IS NOT NULL FROM tasker.tasks WHERE id = $1`, id).Scan(&finished)
@@ -293,7 +296,11 @@ func TestCancelFreezesFanOutUnderLoad(t *testing.T) {
 		}
 		cancelled.Store(true)
 	}()
-	burnDown(ctx, t, b, "fan", claimers, func() bool { return cancelled.Load() && b.queueLength(t, "fan") == 0 })
+	// Batches of 5 held for 80 ms: the burn-down lasts about two seconds however loaded the machine is, so the
+	// cancellation lands in the middle of it.
+	burnDown(ctx, t, b, "fan", claimers, 5, 80*time.Millisecond, func() bool {
+		return cancelled.Load() && b.queueLength(t, "fan") == 0
+	})
 	<-done
 
 	var after, live, succeeded int
