@@ -1,6 +1,5 @@
--- Sends one message per step ({"task_id","step_id","attempt"}, and "priority" in a prioritized queue), visible at p_visible_at (NULL: now), and returns
--- the message ids in input order. pgmq assigns ids in array order within one send_batch (a single INSERT ...
--- SELECT over the array), so the sorted ids line up with the input.
+-- Sends one message per step ({"task_id","step_id","attempt"}, and "priority" in a prioritized queue), visible at
+-- p_visible_at (NULL: now), and returns the message ids in input order.
 CREATE OR REPLACE FUNCTION tasker._send(p_queue text, p_task_ids bigint[], p_step_ids bigint[], p_attempts integer[],
                              p_visible_at timestamptz DEFAULT NULL) RETURNS bigint[]
 LANGUAGE plpgsql AS $fn$
@@ -24,19 +23,28 @@ BEGIN
     IF v_msgs IS NULL THEN
         RETURN '{}';
     END IF;
+    -- What pgmq.send and send_batch do (one INSERT ... SELECT in array order, so the sorted ids line up with the
+    -- input), one statement instead of pgmq's three nested calls: this runs in every completion that enqueues a
+    -- step.
     IF cardinality(v_msgs) = 1 THEN
-        SELECT array_agg(s.id) INTO v_ids FROM pgmq.send(p_queue::text, v_msgs[1]::jsonb, 0::integer) AS s (id);
-    ELSE
-        SELECT array_agg(s.id ORDER BY s.id) INTO v_ids
-        FROM pgmq.send_batch(p_queue::text, v_msgs::jsonb[], 0::integer) AS s (id);
+        EXECUTE format('INSERT INTO pgmq.%I (vt, message) VALUES ($1, $2) RETURNING ARRAY[msg_id]', 'q_' || p_queue)
+            INTO v_ids USING coalesce(p_visible_at, clock_timestamp()), v_msgs[1];
+        IF p_visible_at IS NULL OR p_visible_at <= clock_timestamp() THEN
+            PERFORM tasker._wake(p_queue, v_ids[1]);
+        END IF;
+        RETURN v_ids;
     END IF;
+    EXECUTE format($sql$
+        WITH m AS (
+            INSERT INTO pgmq.%1$I (vt, message)
+            SELECT $1, x.msg FROM unnest($2::jsonb[]) WITH ORDINALITY AS x (msg, ord) ORDER BY x.ord
+            RETURNING msg_id
+        )
+        SELECT array_agg(m.msg_id ORDER BY m.msg_id) FROM m
+        $sql$, 'q_' || p_queue)
+        INTO v_ids USING coalesce(p_visible_at, clock_timestamp()), v_msgs;
     IF cardinality(v_ids) IS DISTINCT FROM cardinality(v_msgs) THEN
         RAISE EXCEPTION 'pgmq returned % message ids for % messages', cardinality(v_ids), cardinality(v_msgs);
-    END IF;
-    IF p_visible_at IS NOT NULL THEN
-        -- Still ours (uncommitted): nobody else can hold these rows.
-        EXECUTE format('UPDATE pgmq.%I SET vt = $1 WHERE msg_id = ANY ($2)', 'q_' || p_queue)
-            USING p_visible_at, v_ids;
     END IF;
     IF p_visible_at IS NULL OR p_visible_at <= clock_timestamp() THEN
         PERFORM tasker._wake(p_queue, v_ids[1]);
@@ -64,8 +72,10 @@ BEGIN
 END;
 $fn$;
 
--- Sends one message per step, grouping by queue; returns the message ids in input order.
-CREATE OR REPLACE FUNCTION tasker._send_for(p_queues text[], p_task_ids bigint[], p_step_ids bigint[], p_attempts integer[])
+-- Sends one message per step, grouping by queue, visible at p_visible_at (NULL: now); returns the message ids in
+-- input order.
+CREATE OR REPLACE FUNCTION tasker._send_for(p_queues text[], p_task_ids bigint[], p_step_ids bigint[], p_attempts integer[],
+                                 p_visible_at timestamptz DEFAULT NULL)
 RETURNS bigint[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -78,7 +88,7 @@ BEGIN
         RETURN '{}';
     END IF;
     IF p_queues[1] = ALL (p_queues) THEN -- one queue: the usual case
-        RETURN tasker._send(p_queues[1], p_task_ids, p_step_ids, p_attempts);
+        RETURN tasker._send(p_queues[1], p_task_ids, p_step_ids, p_attempts, p_visible_at);
     END IF;
     v_out := array_fill(NULL::bigint, ARRAY[cardinality(p_step_ids)]);
     FOR r IN SELECT m.queue, array_agg(m.ord ORDER BY m.ord) AS ords, array_agg(m.task_id ORDER BY m.ord) AS task_ids,
@@ -86,12 +96,39 @@ BEGIN
              FROM unnest(p_queues, p_task_ids, p_step_ids, p_attempts) WITH ORDINALITY
                   AS m (queue, task_id, step_id, attempt, ord)
              GROUP BY m.queue ORDER BY m.queue LOOP
-        v_ids := tasker._send(r.queue, r.task_ids, r.step_ids, r.attempts);
+        v_ids := tasker._send(r.queue, r.task_ids, r.step_ids, r.attempts, p_visible_at);
         FOR i IN 1 .. cardinality(r.ords) LOOP
             v_out[r.ords[i]] := v_ids[i];
         END LOOP;
     END LOOP;
     RETURN v_out;
+END;
+$fn$;
+
+-- Sends each message of p_msg_ids (locked by the caller) again, as it is, visible at p_visible_at, and returns the
+-- new ids in input order; the caller deletes the old ones. A claim does this instead of re-timing the messages it
+-- claims (claim.sql says why); the new rows keep the old ones' enqueued_at, and count the read.
+CREATE OR REPLACE FUNCTION tasker._resend(p_queue text, p_msg_ids bigint[], p_visible_at timestamptz)
+RETURNS bigint[]
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_ids bigint[];
+BEGIN
+    EXECUTE format($sql$
+        WITH n AS (
+            INSERT INTO pgmq.%1$I (vt, message, headers, read_ct, enqueued_at, last_read_at)
+            SELECT $2, q.message, q.headers, q.read_ct + 1, q.enqueued_at, clock_timestamp()
+            FROM unnest($1::bigint[]) WITH ORDINALITY AS x (msg_id, ord) JOIN pgmq.%1$I AS q ON q.msg_id = x.msg_id
+            ORDER BY x.ord
+            RETURNING msg_id
+        )
+        SELECT array_agg(n.msg_id ORDER BY n.msg_id) FROM n
+        $sql$, 'q_' || p_queue)
+        INTO v_ids USING p_msg_ids, p_visible_at;
+    IF cardinality(v_ids) IS DISTINCT FROM cardinality(p_msg_ids) THEN
+        RAISE EXCEPTION 'resent % of % messages', coalesce(cardinality(v_ids), 0), cardinality(p_msg_ids);
+    END IF;
+    RETURN v_ids;
 END;
 $fn$;
 
@@ -121,8 +158,18 @@ CREATE OR REPLACE FUNCTION tasker._delete_messages_wait(p_queues text[], p_msg_i
 LANGUAGE plpgsql AS $fn$
 DECLARE
     r     record;
+    v_id  bigint;
     v_out bigint[] := '{}';
 BEGIN
+    IF cardinality(p_msg_ids) = 1 THEN
+        -- One message (a chain's step): no order to keep, and the simplest statement to plan.
+        IF p_msg_ids[1] IS NULL OR NOT tasker._queue_exists(p_queues[1]) THEN
+            RETURN v_out;
+        END IF;
+        EXECUTE format('DELETE FROM pgmq.%I WHERE msg_id = $1 RETURNING msg_id', 'q_' || p_queues[1])
+            INTO v_id USING p_msg_ids[1];
+        RETURN CASE WHEN v_id IS NULL THEN v_out ELSE ARRAY[v_id] END;
+    END IF;
     FOR r IN SELECT m.queue, array_agg(m.msg_id ORDER BY m.msg_id) AS ids
              FROM unnest(p_queues, p_msg_ids) AS m (queue, msg_id)
              WHERE m.msg_id IS NOT NULL
