@@ -13,6 +13,7 @@ package engine
 import (
 	"context"
 	"embed"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,6 +35,7 @@ var (
 	sqlClaim           = mustSQL("claim")
 	sqlComplete        = mustSQL("complete")
 	sqlCompleteMany    = mustSQL("complete_many")
+	sqlCompleteClaim   = mustSQL("complete_and_claim")
 	sqlFail            = mustSQL("fail")
 	sqlHeartbeat       = mustSQL("heartbeat")
 	sqlRelease         = mustSQL("release")
@@ -109,6 +111,9 @@ func (o Options) withDefaults() Options {
 type Engine struct {
 	pool *pgxpool.Pool
 	opts Options
+	// noCompleteClaim is set when the database predates tasker.complete_and_claim (migration 7): a worker built
+	// with this SDK may run before the operator has migrated its database.
+	noCompleteClaim atomic.Bool
 }
 
 // New returns an Engine working on pool (see store.Open for a pool with sane session settings).

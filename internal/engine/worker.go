@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tasker-operator/tasker-operator/internal/pgmq"
@@ -51,6 +52,8 @@ func (l Lease) uuid() pgtype.UUID { return pgtype.UUID{Bytes: l, Valid: true} }
 
 // ClaimedStep is a step claimed by a worker: everything its handler needs.
 type ClaimedStep struct {
+	// Queue is the queue the step was claimed from.
+	Queue    string
 	StepID   int64
 	TaskID   int64
 	StepName string
@@ -82,17 +85,11 @@ func (e *Engine) Claim(ctx context.Context, queue string, max int, visibility ti
 	if max < 1 || max > 1000 {
 		return nil, fmt.Errorf("%w: max must be between 1 and 1000", ErrInvalidArgument)
 	}
-	vt := int64(math.Ceil(visibility.Seconds()))
-	if vt < 1 {
-		vt = 1
+	vt, err := visibilitySeconds(visibility)
+	if err != nil {
+		return nil, err
 	}
-	if vt > math.MaxInt32 {
-		return nil, fmt.Errorf("%w: visibility timeout too long", ErrInvalidArgument)
-	}
-	var worker *string
-	if workerID != "" {
-		worker = &workerID
-	}
+	worker := optionalText(workerID)
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
 	rows, err := e.pool.Query(cctx, sqlClaim, queue, max, vt, worker)
@@ -100,29 +97,69 @@ func (e *Engine) Claim(ctx context.Context, queue string, max int, visibility ti
 		return nil, dbError(ctx, "claim", err)
 	}
 	steps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ClaimedStep, error) {
-		var (
-			s       ClaimedStep
-			lease   pgtype.UUID
-			deps    []byte
-			timeout int32
-			attempt int32
-		)
-		if err := row.Scan(&s.StepID, &s.TaskID, &s.StepName, &s.Handler, &s.Inputs, &s.TaskContext, &deps,
-			&attempt, &lease, &timeout, &s.LeaseExpiresAt); err != nil {
-			return s, err
+		var c claimedRow
+		if err := row.Scan(c.dest()...); err != nil {
+			return ClaimedStep{}, err
 		}
-		if err := json.Unmarshal(deps, &s.DependencyResults); err != nil {
-			return s, err
-		}
-		s.Attempt = int(attempt)
-		s.Lease = Lease(lease.Bytes)
-		s.Timeout = time.Duration(timeout) * time.Second
-		return s, nil
+		s, err := c.step()
+		s.Queue = queue
+		return s, err
 	})
 	if err != nil {
 		return nil, dbError(ctx, "claim", err)
 	}
 	return steps, nil
+}
+
+// visibilitySeconds is a claim's visibility timeout in whole seconds (rounded up, at least 1).
+func visibilitySeconds(visibility time.Duration) (int64, error) {
+	vt := int64(math.Ceil(visibility.Seconds()))
+	if vt < 1 {
+		vt = 1
+	}
+	if vt > math.MaxInt32 {
+		return 0, fmt.Errorf("%w: visibility timeout too long", ErrInvalidArgument)
+	}
+	return vt, nil
+}
+
+func optionalText(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// claimedRow receives the columns of a claimed step (claim's, and complete_and_claim's after its first three,
+// which are NULL in its rows of reported leases).
+type claimedRow struct {
+	stepID, taskID   *int64
+	name, handler    *string
+	inputs, taskCtx  json.RawMessage
+	deps             []byte
+	attempt, timeout *int32
+	lease            pgtype.UUID
+	expires          *time.Time
+}
+
+// dest is the scan destinations, in the order of claim's columns.
+func (c *claimedRow) dest() []any {
+	return []any{&c.stepID, &c.taskID, &c.name, &c.handler, &c.inputs, &c.taskCtx, &c.deps, &c.attempt, &c.lease,
+		&c.timeout, &c.expires}
+}
+
+func (c *claimedRow) step() (ClaimedStep, error) {
+	if c.stepID == nil || c.taskID == nil || c.name == nil || c.handler == nil || c.attempt == nil ||
+		c.timeout == nil || c.expires == nil || !c.lease.Valid {
+		return ClaimedStep{}, errors.New("claimed step with NULL columns")
+	}
+	s := ClaimedStep{StepID: *c.stepID, TaskID: *c.taskID, StepName: *c.name, Handler: *c.handler,
+		Inputs: c.inputs, TaskContext: c.taskCtx, Attempt: int(*c.attempt), Lease: Lease(c.lease.Bytes),
+		Timeout: time.Duration(*c.timeout) * time.Second, LeaseExpiresAt: *c.expires}
+	if err := json.Unmarshal(c.deps, &s.DependencyResults); err != nil {
+		return s, err
+	}
+	return s, nil
 }
 
 // Complete reports that the step of lease succeeded with result (JSON; empty means null). In the same
@@ -161,15 +198,9 @@ func (e *Engine) CompleteMany(ctx context.Context, completions []Completion) ([]
 	if len(completions) == 0 {
 		return nil, nil
 	}
-	leases := make([]pgtype.UUID, len(completions))
-	results := make([]json.RawMessage, len(completions))
-	for i, c := range completions {
-		leases[i] = c.Lease.uuid()
-		res, ok := jsonValue(c.Result)
-		if !ok {
-			return nil, fmt.Errorf("%w: result %d is not valid JSON", ErrInvalidArgument, i)
-		}
-		results[i] = res
+	leases, results, err := completionArgs(completions)
+	if err != nil {
+		return nil, err
 	}
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
@@ -177,28 +208,128 @@ func (e *Engine) CompleteMany(ctx context.Context, completions []Completion) ([]
 	if err != nil {
 		return nil, dbError(ctx, "complete", err)
 	}
-	out := make([]error, 0, len(completions))
-	var (
-		lease    pgtype.UUID
-		accepted bool
-		status   string
-	)
-	_, err = pgx.ForEachRow(rows, []any{&lease, &accepted, &status}, func() error {
-		if !accepted {
-			out = append(out, fmt.Errorf("%w: %s", ErrStaleLease, Lease(lease.Bytes)))
-		} else {
-			out = append(out, nil)
-		}
-		return nil
-	})
-	if err != nil {
+	var o outcomes
+	if _, err := pgx.ForEachRow(rows, []any{&o.lease, &o.accepted, &o.status}, o.add); err != nil {
 		return nil, dbError(ctx, "complete", err)
 	}
-	if len(out) != len(completions) {
-		return nil, &DatabaseError{Op: "complete", Err: fmt.Errorf("%d results for %d completions", len(out),
-			len(completions))}
+	return o.check(len(completions))
+}
+
+// CompleteAndClaim reports successes as CompleteMany does and, in the same transaction, claims for workerID up to
+// max (0 to 1000) of the steps they made ready, as Claim would with visibility: steps of the queues of the
+// reported steps, except prioritized queues (their steps go through the queue, so that a claim takes the highest
+// priority first). The next step of a chain so starts one commit after its parent's report, on the same worker,
+// and its message never becomes visible unless the lease expires. Ready steps beyond max are enqueued as usual.
+// It returns an outcome per completion, in order (nil, or ErrStaleLease), and the claimed steps.
+func (e *Engine) CompleteAndClaim(ctx context.Context, completions []Completion, max int, visibility time.Duration,
+	workerID string) ([]error, []ClaimedStep, error) {
+	if len(completions) == 0 {
+		return nil, nil, nil
 	}
-	return out, nil
+	if max < 0 || max > 1000 {
+		return nil, nil, fmt.Errorf("%w: max must be between 0 and 1000", ErrInvalidArgument)
+	}
+	if e.noCompleteClaim.Load() {
+		return e.completeWithoutClaims(ctx, completions)
+	}
+	leases, results, err := completionArgs(completions)
+	if err != nil {
+		return nil, nil, err
+	}
+	vt, err := visibilitySeconds(visibility)
+	if err != nil {
+		return nil, nil, err
+	}
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	rows, err := e.pool.Query(cctx, sqlCompleteClaim, leases, results, max, vt, optionalText(workerID))
+	if err != nil {
+		if undefinedFunction(err) {
+			return e.completeWithoutClaims(ctx, completions)
+		}
+		return nil, nil, dbError(ctx, "complete", err)
+	}
+	var (
+		o       outcomes
+		queue   *string
+		c       claimedRow
+		claimed []ClaimedStep
+	)
+	dest := append([]any{&o.lease, &o.accepted, &o.status, &queue}, c.dest()...)
+	_, err = pgx.ForEachRow(rows, dest, func() error {
+		if o.status != "claimed" {
+			return o.add()
+		}
+		s, err := c.step()
+		if queue != nil {
+			s.Queue = *queue
+		}
+		claimed = append(claimed, s)
+		return err
+	})
+	if err != nil {
+		if undefinedFunction(err) {
+			return e.completeWithoutClaims(ctx, completions)
+		}
+		return nil, nil, dbError(ctx, "complete", err)
+	}
+	out, err := o.check(len(completions))
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, claimed, nil
+}
+
+// completeWithoutClaims is CompleteAndClaim on a database that predates tasker.complete_and_claim (a worker may
+// be upgraded before the operator migrates its database): it reports, and claims nothing.
+func (e *Engine) completeWithoutClaims(ctx context.Context, completions []Completion) ([]error, []ClaimedStep, error) {
+	e.noCompleteClaim.Store(true)
+	out, err := e.CompleteMany(ctx, completions)
+	return out, nil, err
+}
+
+// undefinedFunction tells whether err is PostgreSQL's undefined_function.
+func undefinedFunction(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42883"
+}
+
+func completionArgs(completions []Completion) ([]pgtype.UUID, []json.RawMessage, error) {
+	leases := make([]pgtype.UUID, len(completions))
+	results := make([]json.RawMessage, len(completions))
+	for i, c := range completions {
+		leases[i] = c.Lease.uuid()
+		res, ok := jsonValue(c.Result)
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: result %d is not valid JSON", ErrInvalidArgument, i)
+		}
+		results[i] = res
+	}
+	return leases, results, nil
+}
+
+// outcomes collects the per-lease rows of complete_many and complete_and_claim.
+type outcomes struct {
+	lease    pgtype.UUID
+	accepted bool
+	status   string
+	out      []error
+}
+
+func (o *outcomes) add() error {
+	if !o.accepted {
+		o.out = append(o.out, fmt.Errorf("%w: %s", ErrStaleLease, Lease(o.lease.Bytes)))
+	} else {
+		o.out = append(o.out, nil)
+	}
+	return nil
+}
+
+func (o *outcomes) check(n int) ([]error, error) {
+	if len(o.out) != n {
+		return nil, &DatabaseError{Op: "complete", Err: fmt.Errorf("%d results for %d completions", len(o.out), n)}
+	}
+	return o.out, nil
 }
 
 // Failure describes a failed attempt.

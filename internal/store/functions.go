@@ -100,7 +100,11 @@ func applyFunctions(ctx context.Context, conn *pgx.Conn) error {
 				return err
 			}
 		}
-		_, err := tx.Exec(ctx, revokePublicSQL)
+		if _, err := tx.Exec(ctx, revokePublicSQL); err != nil {
+			return err
+		}
+		// Worker roles granted before a worker function was added may call it now (functions/roles.sql).
+		_, err := tx.Exec(ctx, `SELECT tasker._regrant_workers()`)
 		return err
 	})
 }

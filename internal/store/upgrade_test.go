@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -109,11 +110,38 @@ func TestUpgradeFromV5WithLiveTasks(t *testing.T) {
 		t.Fatalf("claimed %d then %d steps before the upgrade, want 2 and 3", len(first), len(running))
 	}
 
+	// A worker role granted under the old release.
+	role := fmt.Sprintf("up_worker_%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = pool.Exec(ctx, "DROP OWNED BY "+role)
+		_, _ = pool.Exec(ctx, "DROP ROLE IF EXISTS "+role)
+	})
+	if _, err := pool.Exec(ctx, "CREATE ROLE "+role); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `SELECT tasker.grant_worker($1, ARRAY['up'])`, role); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := store.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := store.Version(ctx, pool); err != nil || v != store.LatestVersion() {
 		t.Fatalf("version %d (%v) after the upgrade, want %d", v, err, store.LatestVersion())
+	}
+	// It may call the worker functions added since.
+	var missing []string
+	if err := pool.QueryRow(ctx, `
+		SELECT coalesce(array_agg(w.name ORDER BY w.name), '{}') FROM tasker.worker_functions AS w
+		WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_proc AS p
+		                  WHERE p.proname = w.name AND p.pronamespace = 'tasker'::regnamespace
+		                    AND has_function_privilege($1, p.oid, 'EXECUTE'))`, role).Scan(&missing); err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		t.Errorf("worker role granted before the upgrade cannot execute %v", missing)
 	}
 
 	completeAll(ctx, t, pool, running) // leases of the old release

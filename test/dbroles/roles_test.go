@@ -19,8 +19,8 @@ import (
 
 // workerFunctions are the functions of schema tasker a worker role may execute: the worker protocol
 // (docs/worker-protocol.md). tasker.worker_functions must list exactly these.
-var workerFunctions = []string{"claim", "complete", "complete_many", "fail", "heartbeat", "release",
-	"worker_heartbeat", "worker_stopped"}
+var workerFunctions = []string{"claim", "complete", "complete_many", "complete_and_claim", "fail", "heartbeat",
+	"release", "worker_heartbeat", "worker_stopped"}
 
 // admit admits a task (as the operator) and returns its id.
 func admit(t *testing.T, in *install, key string, steps ...engine.StepSpec) int64 {
@@ -121,9 +121,11 @@ func TestWorkerRoleWorksItsQueuesOnly(t *testing.T) {
 	for what, sql := range map[string]string{
 		"complete":      `SELECT * FROM tasker.complete($1::uuid)`,
 		"complete_many": `SELECT * FROM tasker.complete_many(ARRAY[$1::uuid], ARRAY['{}'::jsonb])`,
-		"fail":          `SELECT * FROM tasker.fail($1::uuid, '{"message":"no"}'::jsonb)`,
-		"heartbeat":     `SELECT * FROM tasker.heartbeat($1::uuid, 60)`,
-		"release":       `SELECT * FROM tasker.release($1::uuid)`,
+		"complete_and_claim": `SELECT * FROM tasker.complete_and_claim(ARRAY[$1::uuid], ARRAY['{}'::jsonb], 10, 30,
+			'w-orders')`,
+		"fail":      `SELECT * FROM tasker.fail($1::uuid, '{"message":"no"}'::jsonb)`,
+		"heartbeat": `SELECT * FROM tasker.heartbeat($1::uuid, 60)`,
+		"release":   `SELECT * FROM tasker.release($1::uuid)`,
 	} {
 		_, err := orders.Exec(ctx, sql, lease)
 		wantDenied(t, what+" of a billing lease as the orders worker", err, "permission denied for queue billing")

@@ -15,27 +15,21 @@ SET enable_seqscan = off
 AS $fn$
 #variable_conflict use_column
 DECLARE
-    v_msg_ids    bigint[];
-    v_step_ids   bigint[];
-    v_vts        timestamptz[];
-    v_claim      bigint[];
-    v_claim_vts  timestamptz[];
-    v_claim_from text[];
-    v_expired    bigint[];
-    v_drop       bigint[];
-    v_keep       bigint[];
-    v_keep_vts   timestamptz[];
-    v_id         bigint;
-    v_ids        bigint[];
-    v_task_ids   bigint[];
-    v_names      text[];
-    v_handlers   text[];
-    v_inputs     jsonb[];
-    v_attempts   integer[];
-    v_leases     uuid[];
-    v_timeouts   integer[];
-    v_expires    timestamptz[];
-    v_started    bigint[];
+    v_msg_ids     bigint[];
+    v_step_ids    bigint[];
+    v_claim       bigint[];
+    v_claim_msgs  bigint[];
+    v_new_msgs    bigint[];
+    v_until       timestamptz;
+    v_claim_from  text[];
+    v_claim_tasks bigint[];
+    v_expired     bigint[];
+    v_drop        bigint[];
+    v_keep        bigint[];
+    v_keep_vts    timestamptz[];
+    v_id          bigint;
+    v_ids         bigint[];
+    v_started     bigint[];
 BEGIN
     IF claim.queue_name IS NULL OR claim.queue_name !~ '^[a-z0-9_]{1,40}$' THEN
         RAISE EXCEPTION 'invalid queue name %: must match ^[a-z0-9_]{1,40}$', quote_nullable(claim.queue_name)
@@ -51,33 +45,35 @@ BEGIN
         RETURN; -- no task has used this queue yet
     END IF;
 
+    -- Lock up to max_messages visible messages, oldest first (a prioritized queue, queues.sql: higher task
+    -- priority first, FIFO within a priority). They are not re-timed, as pgmq.read would: the messages of the
+    -- steps claimed are deleted and sent again below. A row that another claim re-timed between this statement's
+    -- snapshot and its lock would stay locked by this transaction though skipped (PostgreSQL keeps the lock of a
+    -- row that fails the re-check), and the completion of that step, deleting the message, would wait for this
+    -- claim to commit; a row that was deleted instead is skipped without a lock.
+    v_until := clock_timestamp() + make_interval(secs => claim.visibility_timeout_seconds);
     IF (SELECT q.prioritized FROM tasker.queues AS q WHERE q.name = claim.queue_name) THEN
-        -- Higher task priority first, FIFO within a priority (queues.sql): what pgmq.read does, in another order.
         EXECUTE format($sql$
-            WITH c AS (
-                SELECT m.msg_id FROM pgmq.%1$I AS m
-                WHERE m.vt <= clock_timestamp()
-                ORDER BY coalesce((m.message ->> 'priority')::integer, 0) DESC, m.msg_id
-                LIMIT $1 FOR UPDATE SKIP LOCKED
-            ), r AS (
-                UPDATE pgmq.%1$I AS q
-                SET vt = clock_timestamp() + $2 * interval '1 second', read_ct = q.read_ct + 1
-                FROM c WHERE q.msg_id = c.msg_id
-                RETURNING q.msg_id, q.message, q.vt
-            )
-            SELECT array_agg(r.msg_id ORDER BY r.p DESC, r.msg_id),
-                   array_agg(tasker._message_step_id(r.message) ORDER BY r.p DESC, r.msg_id),
-                   array_agg(r.vt ORDER BY r.p DESC, r.msg_id)
-            FROM (SELECT r.*, coalesce((r.message ->> 'priority')::integer, 0) AS p FROM r) AS r
+            SELECT array_agg(m.msg_id ORDER BY m.p DESC, m.msg_id),
+                   array_agg(tasker._message_step_id(m.message) ORDER BY m.p DESC, m.msg_id)
+            FROM (SELECT q.msg_id, q.message, coalesce((q.message ->> 'priority')::integer, 0) AS p
+                  FROM pgmq.%1$I AS q
+                  WHERE q.vt <= clock_timestamp()
+                  ORDER BY coalesce((q.message ->> 'priority')::integer, 0) DESC, q.msg_id
+                  LIMIT $1 FOR UPDATE SKIP LOCKED) AS m
             $sql$, 'q_' || claim.queue_name)
-            INTO v_msg_ids, v_step_ids, v_vts
-            USING claim.max_messages, claim.visibility_timeout_seconds;
+            INTO v_msg_ids, v_step_ids
+            USING claim.max_messages;
     ELSE
-        SELECT array_agg(r.msg_id ORDER BY r.msg_id), array_agg(tasker._message_step_id(r.message) ORDER BY r.msg_id),
-               array_agg(r.vt ORDER BY r.msg_id)
-        INTO v_msg_ids, v_step_ids, v_vts
-        FROM pgmq.read(claim.queue_name::text, claim.visibility_timeout_seconds::integer,
-                       claim.max_messages::integer) AS r;
+        EXECUTE format($sql$
+            SELECT array_agg(m.msg_id ORDER BY m.msg_id), array_agg(tasker._message_step_id(m.message) ORDER BY m.msg_id)
+            FROM (SELECT q.msg_id, q.message FROM pgmq.%1$I AS q
+                  WHERE q.vt <= clock_timestamp()
+                  ORDER BY q.msg_id
+                  LIMIT $1 FOR UPDATE SKIP LOCKED) AS m
+            $sql$, 'q_' || claim.queue_name)
+            INTO v_msg_ids, v_step_ids
+            USING claim.max_messages;
     END IF;
     IF v_msg_ids IS NULL THEN
         RETURN;
@@ -88,16 +84,17 @@ BEGIN
     -- the messages of steps that changed meanwhile are dropped. The task row is not read for it: a task that
     -- failed or was cancelled has stopped every step (under its step locks), so the step's state says it all.
     SELECT array_agg(c.step_id ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
-           array_agg(c.vt ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
+           array_agg(c.msg_id ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
            array_agg(c.state ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
+           array_agg(c.task_id ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
            array_agg(c.step_id ORDER BY c.pos) FILTER (WHERE c.action = 'expired'),
            array_agg(c.msg_id) FILTER (WHERE c.action = 'drop'),
            array_agg(c.msg_id) FILTER (WHERE c.action = 'keep'),
            array_agg(c.lease_expires_at) FILTER (WHERE c.action = 'keep'),
            array_agg(DISTINCT c.task_id) FILTER (WHERE c.action = 'claim' AND c.task_state = 'pending')
-    INTO v_claim, v_claim_vts, v_claim_from, v_expired, v_drop, v_keep, v_keep_vts, v_started
+    INTO v_claim, v_claim_msgs, v_claim_from, v_claim_tasks, v_expired, v_drop, v_keep, v_keep_vts, v_started
     FROM (
-        SELECT m.pos, m.msg_id, m.step_id, m.vt, s.state, s.lease_expires_at, s.task_id, t.state AS task_state,
+        SELECT m.pos, m.msg_id, m.step_id, s.state, s.lease_expires_at, s.task_id, t.state AS task_state,
                CASE
                    WHEN s.id IS NULL OR s.msg_id IS DISTINCT FROM m.msg_id THEN 'drop'
                    WHEN s.state IN ('enqueued', 'retrying') THEN 'claim'
@@ -108,14 +105,11 @@ BEGIN
                    WHEN s.state = 'running' THEN 'keep'
                    ELSE 'drop'
                END AS action
-        FROM unnest(v_msg_ids, v_step_ids, v_vts) WITH ORDINALITY AS m (msg_id, step_id, vt, pos)
+        FROM unnest(v_msg_ids, v_step_ids) WITH ORDINALITY AS m (msg_id, step_id, pos)
         LEFT JOIN tasker.steps AS s ON s.id = m.step_id
         LEFT JOIN tasker.tasks AS t ON t.id = s.task_id
     ) AS c;
 
-    IF v_drop IS NOT NULL THEN
-        PERFORM tasker._delete_messages(claim.queue_name, v_drop); -- ours: no wait
-    END IF;
     IF v_keep IS NOT NULL THEN
         PERFORM tasker._set_visibility(claim.queue_name, v_keep, v_keep_vts);
     END IF;
@@ -132,75 +126,115 @@ BEGIN
         END LOOP;
     END IF;
     IF v_claim IS NULL THEN
+        IF v_drop IS NOT NULL THEN
+            PERFORM tasker._delete_messages(claim.queue_name, v_drop); -- ours: no wait
+        END IF;
         RETURN;
     END IF;
 
-    -- Claim: each step moves to running if it is still in the state it was classified in (the update waits for a
-    -- step someone else holds, e.g. a cancellation freezing its task, and then re-checks).
-    WITH c AS MATERIALIZED ( -- in step id order, which is the order the update locks them in
-        SELECT x.id, x.vt, x.from_state, x.ord
-        FROM unnest(v_claim, v_claim_vts, v_claim_from) WITH ORDINALITY AS x (id, vt, from_state, ord)
-        ORDER BY x.id
-    ), u AS (
-        UPDATE tasker.steps AS s
-        SET state = 'running', lease = tasker._new_lease(s.id), attempts = s.attempts + 1,
-            lease_expires_at = c.vt, worker_id = claim.worker_id, started_at = clock_timestamp(),
-            next_attempt_at = NULL, updated_at = clock_timestamp()
-        FROM c
-        WHERE s.id = c.id AND s.state = c.from_state
-        RETURNING s.id, s.task_id, s.name, s.handler, s.inputs, s.attempts, s.lease, s.timeout_seconds,
-                  s.lease_expires_at, c.from_state, c.ord
-    ), tr AS (
-        INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, worker_id, reason)
-        SELECT u.task_id, u.id, u.from_state, 'running', u.attempts, claim.worker_id,
-               CASE WHEN u.from_state = 'running' THEN 'lease expired' ELSE 'claimed' END
-        FROM u
-    )
-    SELECT array_agg(u.id ORDER BY u.ord), array_agg(u.task_id ORDER BY u.ord), array_agg(u.name ORDER BY u.ord),
-           array_agg(u.handler ORDER BY u.ord), array_agg(u.inputs ORDER BY u.ord), array_agg(u.attempts ORDER BY u.ord),
-           array_agg(u.lease ORDER BY u.ord), array_agg(u.timeout_seconds ORDER BY u.ord),
-           array_agg(u.lease_expires_at ORDER BY u.ord)
-    INTO v_ids, v_task_ids, v_names, v_handlers, v_inputs, v_attempts, v_leases, v_timeouts, v_expires
-    FROM u;
-
-    IF coalesce(cardinality(v_ids), 0) < cardinality(v_claim) THEN
-        -- Steps that changed between the read and the update (stopped, finished): their messages are ours, and
-        -- stale now.
-        PERFORM tasker._delete_messages(claim.queue_name, ARRAY(
-            SELECT m.msg_id FROM unnest(v_msg_ids, v_step_ids) AS m (msg_id, step_id)
-            WHERE m.step_id = ANY (v_claim) AND NOT m.step_id = ANY (coalesce(v_ids, '{}'))));
-    END IF;
-    IF v_ids IS NULL THEN
+    -- Claim: each step gets a new message, invisible until its lease expires, and moves to running if it is still
+    -- in the state it was classified in (the update waits for a step someone else holds, e.g. a cancellation
+    -- freezing its task, and then re-checks). Then the messages read go (those of the steps claimed, and stale
+    -- ones), and so do the new messages of steps that changed between the read and the update.
+    v_new_msgs := tasker._resend(claim.queue_name, v_claim_msgs, v_until);
+    v_ids := tasker._start_attempts(v_claim, array_fill(v_until, ARRAY[cardinality(v_claim)]), v_claim_from,
+                                    claim.worker_id, v_new_msgs);
+    PERFORM tasker._delete_messages(claim.queue_name, coalesce(v_drop, '{}') || v_claim_msgs || ARRAY(
+        SELECT x.msg_id FROM unnest(v_claim, v_new_msgs) AS x (step_id, msg_id) WHERE NOT x.step_id = ANY (v_ids)));
+    IF cardinality(v_ids) = 0 THEN
         RETURN;
     END IF;
 
     -- A task's first claim starts it: the one task-level change a claim makes (and the only time it locks a task
-    -- row, after the step locks; the state is re-checked under that lock). No NOTIFY: a notifying commit takes a
-    -- database-wide lock until its WAL is flushed, which would serialise the claims of busy workers; the operator
-    -- follows task-level changes in tasker.task_transitions (Engine.TaskChanges) instead.
-    v_started := ARRAY(SELECT x.id FROM unnest(v_started) AS x (id) WHERE x.id = ANY (v_task_ids));
+    -- row, after the step locks). No NOTIFY: a notifying commit takes a database-wide lock until its WAL is
+    -- flushed, which would serialise the claims of busy workers; the operator follows task-level changes in
+    -- tasker.task_transitions (Engine.TaskChanges) instead. The tasks are read again first, unlocked: locking a
+    -- task another claim has started since the classification would hold its row to no purpose (a row that fails
+    -- the re-check stays locked) and make that task's completions wait for this commit. And a task row that is
+    -- locked already is skipped: while this claim holds steps of the task, only another claim starting it or a
+    -- completion of its steps (it is running, then) can hold it; if that claim rolls back, the task's next
+    -- completion starts it (complete.sql).
+    IF v_started IS NOT NULL THEN
+        v_started := ARRAY(
+            SELECT t.id FROM tasker.tasks AS t
+            WHERE t.id = ANY (ARRAY(SELECT x.task_id FROM unnest(v_claim, v_claim_tasks) AS x (id, task_id)
+                                    WHERE x.id = ANY (v_ids) AND x.task_id = ANY (v_started)))
+              AND t.state = 'pending'
+            ORDER BY t.id);
+    END IF;
     IF cardinality(v_started) > 0 THEN
-        PERFORM 1 FROM tasker.tasks AS t WHERE t.id = ANY (v_started) ORDER BY t.id FOR NO KEY UPDATE OF t;
-        WITH started AS (
+        WITH l AS (
+            SELECT t.id FROM tasker.tasks AS t WHERE t.id = ANY (v_started) ORDER BY t.id FOR NO KEY UPDATE SKIP LOCKED
+        ), started AS (
             UPDATE tasker.tasks AS t
             SET state = 'running', started_at = clock_timestamp(), updated_at = clock_timestamp()
-            WHERE t.id = ANY (v_started) AND t.state = 'pending'
+            FROM l
+            WHERE t.id = l.id AND t.state = 'pending'
             RETURNING t.id
         )
         INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
         SELECT started.id, 'pending', 'running', 'first step claimed' FROM started;
     END IF;
 
+    RETURN QUERY SELECT c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context, c.dependency_results,
+                        c.attempt, c.lease, c.timeout_seconds, c.lease_expires_at
+                 FROM tasker._claimed(v_ids) AS c;
+END;
+$fn$;
+
+-- Starts an attempt of each step of p_ids that is still in state p_from[i] (read unlocked by a claim, or under the
+-- caller's lock): it becomes running under a new lease that expires at p_vts[i] (when its message, p_msgs[i] if
+-- given, becomes visible again), held by p_worker, with attempt + 1 and one history row. The update locks the
+-- steps in ascending id order (locks.sql). Returns the ids of the steps it started, in input order ('{}' for
+-- none).
+CREATE OR REPLACE FUNCTION tasker._start_attempts(p_ids bigint[], p_vts timestamptz[], p_from text[], p_worker text,
+                                       p_msgs bigint[] DEFAULT NULL)
+RETURNS bigint[]
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_ids bigint[];
+BEGIN
+    WITH c AS MATERIALIZED ( -- in step id order, which is the order the update locks them in
+        SELECT x.id, x.vt, x.from_state, x.msg_id, x.ord
+        FROM unnest(p_ids, p_vts, p_from, p_msgs) WITH ORDINALITY AS x (id, vt, from_state, msg_id, ord)
+        ORDER BY x.id
+    ), u AS (
+        UPDATE tasker.steps AS s
+        SET state = 'running', lease = tasker._new_lease(s.id), attempts = s.attempts + 1,
+            msg_id = coalesce(c.msg_id, s.msg_id), lease_expires_at = c.vt, worker_id = p_worker, started_at = clock_timestamp(),
+            next_attempt_at = NULL, updated_at = clock_timestamp()
+        FROM c
+        WHERE s.id = c.id AND s.state = c.from_state
+        RETURNING s.id, s.task_id, s.attempts, c.from_state, c.ord
+    ), tr AS (
+        INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, worker_id, reason)
+        SELECT u.task_id, u.id, u.from_state, 'running', u.attempts, p_worker,
+               CASE WHEN u.from_state = 'running' THEN 'lease expired' ELSE 'claimed' END
+        FROM u
+    )
+    SELECT coalesce(array_agg(u.id ORDER BY u.ord), '{}') INTO v_ids FROM u;
+    RETURN v_ids;
+END;
+$fn$;
+
+-- What a worker needs to run each of the steps p_ids (just started by _start_attempts), in input order: the columns
+-- of claim, and the step's queue.
+CREATE OR REPLACE FUNCTION tasker._claimed(p_ids bigint[])
+RETURNS TABLE (step_id bigint, task_id bigint, step_name text, handler text, inputs jsonb, task_context jsonb,
+               dependency_results jsonb, attempt integer, lease uuid, timeout_seconds integer,
+               lease_expires_at timestamptz, queue text)
+LANGUAGE plpgsql AS $fn$
+BEGIN
     RETURN QUERY
-    SELECT u.id, u.task_id, u.name, u.handler, u.inputs, t.context,
+    SELECT s.id, s.task_id, s.name, s.handler, s.inputs, t.context,
            coalesce((SELECT jsonb_object_agg(p.name, p.result)
                      FROM tasker.step_edges AS e JOIN tasker.steps AS p ON p.id = e.parent_id
-                     WHERE e.child_id = u.id), '{}'::jsonb),
-           u.attempts, u.lease, u.timeout_seconds, u.expires
-    FROM unnest(v_ids, v_task_ids, v_names, v_handlers, v_inputs, v_attempts, v_leases, v_timeouts, v_expires)
-         WITH ORDINALITY AS u (id, task_id, name, handler, inputs, attempts, lease, timeout_seconds, expires, ord)
-    JOIN tasker.tasks AS t ON t.id = u.task_id
-    ORDER BY u.ord;
+                     WHERE e.child_id = s.id), '{}'::jsonb),
+           s.attempts, s.lease, s.timeout_seconds, s.lease_expires_at, s.queue
+    FROM unnest(p_ids) WITH ORDINALITY AS x (id, ord)
+    JOIN tasker.steps AS s ON s.id = x.id
+    JOIN tasker.tasks AS t ON t.id = s.task_id
+    ORDER BY x.ord;
 END;
 $fn$;
 

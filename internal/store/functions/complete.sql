@@ -1,7 +1,20 @@
--- Reports many successes in one transaction. For each lease (in input order): ok, and status 'succeeded' or
--- 'stale_lease' (unknown lease, or the step is no longer running under it: nothing was changed for it).
-CREATE OR REPLACE FUNCTION tasker_internal.complete_many(leases uuid[], results jsonb[])
-RETURNS TABLE (lease uuid, ok boolean, status text)
+-- Reports many successes in one transaction and claims, for the caller, up to max_claims of the steps these
+-- successes made ready: steps of the same queues as the completed ones (which the caller serves), lowest id first,
+-- except in prioritized queues (queues.sql), where a claim must take the highest priority first. Such a step is
+-- enqueued and claimed as if the caller had called claim right after (the same history rows), but without the
+-- second transaction, and its message is never visible while its lease holds: the next step of a chain starts on
+-- the worker that finished the previous one, one commit later. Ready steps beyond max_claims are enqueued for any
+-- worker. max_claims = 0 claims nothing (complete_many); visibility_timeout_seconds and worker_id are claim's.
+--
+-- Returns one row per lease, in input order: ok, and status 'succeeded' or 'stale_lease' (unknown lease, or the
+-- step is no longer running under it: nothing was changed for it); then one row per claimed step, in step id
+-- order, with status 'claimed', ok = true, lease its new lease, its queue and the other columns as claim returns
+-- them (NULL in the rows of the reported leases).
+CREATE OR REPLACE FUNCTION tasker_internal.complete_and_claim(leases uuid[], results jsonb[], max_claims integer,
+                             visibility_timeout_seconds integer, worker_id text DEFAULT NULL)
+RETURNS TABLE (lease uuid, ok boolean, status text, queue text, step_id bigint, task_id bigint, step_name text,
+               handler text, inputs jsonb, task_context jsonb, dependency_results jsonb, attempt integer,
+               timeout_seconds integer, lease_expires_at timestamptz)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
@@ -23,11 +36,25 @@ DECLARE
     v_rtasks     bigint[];
     v_rattempts  integer[];
     v_rmsgs      bigint[];
+    v_mine       bigint[];
+    v_mqueues    text[];
+    v_mtasks     bigint[];
+    v_mattempts  integer[];
+    v_mmsgs      bigint[];
+    v_until      timestamptz;
+    v_claimed    bigint[] := '{}';
+    v_pending    bigint[];
     r            record;
 BEGIN
     IF results IS NOT NULL AND cardinality(results) <> cardinality(leases) THEN
         RAISE EXCEPTION 'results has % elements, leases %', cardinality(results), cardinality(leases)
             USING ERRCODE = '22023';
+    END IF;
+    IF max_claims IS NULL OR max_claims NOT BETWEEN 0 AND 1000 THEN
+        RAISE EXCEPTION 'max_claims must be between 0 and 1000' USING ERRCODE = '22023';
+    END IF;
+    IF max_claims > 0 AND (visibility_timeout_seconds IS NULL OR visibility_timeout_seconds < 1) THEN
+        RAISE EXCEPTION 'visibility_timeout_seconds must be at least 1' USING ERRCODE = '22023';
     END IF;
     IF leases IS NULL OR cardinality(leases) = 0 THEN
         RETURN;
@@ -43,7 +70,9 @@ BEGIN
     JOIN tasker.steps AS s ON s.id = tasker.lease_step_id(l.lease) AND s.lease = l.lease
     WHERE s.state = 'running';
     IF v_steps IS NULL THEN
-        RETURN QUERY SELECT x.lease, false, 'stale_lease'::text
+        RETURN QUERY SELECT x.lease, false, 'stale_lease'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::text,
+                            NULL::text, NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::integer, NULL::integer,
+                            NULL::timestamptz
                      FROM unnest(leases) WITH ORDINALITY AS x (lease, ord) ORDER BY x.ord;
         RETURN;
     END IF;
@@ -87,24 +116,37 @@ BEGIN
             END LOOP;
         END IF;
 
-        -- 3. Children: count the finished parents off; those with none left are enqueued (one update each).
+        -- 3. Children: count the finished parents off; those with none left are enqueued (one update each), and
+        --    the first max_claims of them that the caller may claim (mine) are claimed for it.
         SELECT array_agg(c.id), array_agg(c.n),
-               array_agg(c.id) FILTER (WHERE c.ready), array_agg(c.queue) FILTER (WHERE c.ready),
-               array_agg(c.task_id) FILTER (WHERE c.ready), array_agg(c.attempts + 1) FILTER (WHERE c.ready)
-        INTO v_children, v_counts, v_ready, v_rqueues, v_rtasks, v_rattempts
-        FROM (SELECT s.id, s.queue, s.task_id, s.attempts, x.n,
-                     s.state = 'pending' AND s.remaining_parents = x.n AS ready
-              FROM (SELECT e.child_id, count(*)::integer AS n FROM tasker.step_edges AS e
-                    WHERE e.parent_id = ANY (v_ids) GROUP BY e.child_id) AS x
-              JOIN tasker.steps AS s ON s.id = x.child_id) AS c;
+               array_agg(c.id) FILTER (WHERE c.ready AND NOT c.mine), array_agg(c.queue) FILTER (WHERE c.ready AND NOT c.mine),
+               array_agg(c.task_id) FILTER (WHERE c.ready AND NOT c.mine),
+               array_agg(c.attempts + 1) FILTER (WHERE c.ready AND NOT c.mine),
+               array_agg(c.id) FILTER (WHERE c.mine), array_agg(c.queue) FILTER (WHERE c.mine),
+               array_agg(c.task_id) FILTER (WHERE c.mine), array_agg(c.attempts + 1) FILTER (WHERE c.mine)
+        INTO v_children, v_counts, v_ready, v_rqueues, v_rtasks, v_rattempts, v_mine, v_mqueues, v_mtasks, v_mattempts
+        FROM (SELECT c.*, c.claimable AND count(*) FILTER (WHERE c.claimable) OVER (ORDER BY c.id) <= max_claims AS mine
+              FROM (SELECT s.id, s.queue, s.task_id, s.attempts, x.n,
+                           s.state = 'pending' AND s.remaining_parents = x.n AS ready,
+                           s.state = 'pending' AND s.remaining_parents = x.n AND s.queue = ANY (v_queues)
+                               AND NOT coalesce(q.prioritized, true) AS claimable
+                    FROM (SELECT e.child_id, count(*)::integer AS n FROM tasker.step_edges AS e
+                          WHERE e.parent_id = ANY (v_ids) GROUP BY e.child_id) AS x
+                    JOIN tasker.steps AS s ON s.id = x.child_id
+                    LEFT JOIN tasker.queues AS q ON q.name = s.queue) AS c) AS c;
         IF v_children IS NOT NULL THEN
             IF v_ready IS NOT NULL THEN
                 v_rmsgs := tasker._send_for(v_rqueues, v_rtasks, v_ready, v_rattempts);
             END IF;
+            IF v_mine IS NOT NULL THEN
+                -- Invisible from the start: visible again only if the lease expires (no wake-up either).
+                v_until := clock_timestamp() + make_interval(secs => visibility_timeout_seconds);
+                v_mmsgs := tasker._send_for(v_mqueues, v_mtasks, v_mine, v_mattempts, v_until);
+            END IF;
             WITH c AS MATERIALIZED (
                 SELECT x.id, x.n, r.msg_id
                 FROM unnest(v_children, v_counts) AS x (id, n)
-                LEFT JOIN unnest(v_ready, v_rmsgs) AS r (id, msg_id) ON r.id = x.id
+                LEFT JOIN unnest(v_ready || v_mine, v_rmsgs || v_mmsgs) AS r (id, msg_id) ON r.id = x.id
             ), u AS (
                 UPDATE tasker.steps AS s
                 SET remaining_parents = s.remaining_parents - c.n,
@@ -117,11 +159,29 @@ BEGIN
             INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, reason)
             SELECT u.task_id, u.id, 'pending', 'enqueued', u.attempts, 'dependencies finished'
             FROM u WHERE u.ready;
+            IF v_mine IS NOT NULL THEN
+                v_claimed := tasker._start_attempts(v_mine, array_fill(v_until, ARRAY[cardinality(v_mine)]),
+                                                    array_fill('enqueued'::text, ARRAY[cardinality(v_mine)]),
+                                                    complete_and_claim.worker_id);
+            END IF;
         END IF;
 
         -- 4. Tasks: count the finished steps off; a task with none left succeeds. The task row is locked only now
-        --    (ascending id), and the update reads its latest count: exactly one call sees it reach zero.
-        PERFORM 1 FROM tasker.tasks AS t WHERE t.id = ANY (v_done_tasks) ORDER BY t.id FOR NO KEY UPDATE OF t;
+        --    (ascending id), and the update reads its latest count: exactly one call sees it reach zero. A task
+        --    still pending here was not started by its first claim (which skips a task row another claim holds,
+        --    and that claim rolled back): it starts now.
+        SELECT array_agg(l.id) FILTER (WHERE l.state = 'pending') INTO v_pending
+        FROM (SELECT t.id, t.state FROM tasker.tasks AS t WHERE t.id = ANY (v_done_tasks) ORDER BY t.id
+              FOR NO KEY UPDATE OF t) AS l;
+        IF v_pending IS NOT NULL THEN
+            WITH started AS (
+                UPDATE tasker.tasks AS t SET state = 'running', started_at = clock_timestamp()
+                WHERE t.id = ANY (v_pending)
+                RETURNING t.id
+            )
+            INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
+            SELECT started.id, 'pending', 'running', 'step completed' FROM started;
+        END IF;
         WITH d AS (
             SELECT x.id, count(*)::integer AS n FROM unnest(v_done_tasks) AS x (id) GROUP BY x.id
         ), u AS (
@@ -141,10 +201,31 @@ BEGIN
     END IF;
 
     RETURN QUERY
-    SELECT x.lease, d.lease IS NOT NULL, CASE WHEN d.lease IS NOT NULL THEN 'succeeded' ELSE 'stale_lease' END
+    SELECT x.lease, d.lease IS NOT NULL, CASE WHEN d.lease IS NOT NULL THEN 'succeeded' ELSE 'stale_lease' END,
+           NULL::text, NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::jsonb, NULL::jsonb, NULL::jsonb,
+           NULL::integer, NULL::integer, NULL::timestamptz
     FROM unnest(leases) WITH ORDINALITY AS x (lease, ord)
     LEFT JOIN (SELECT DISTINCT y.lease FROM unnest(v_leases) AS y (lease)) AS d ON d.lease = x.lease
     ORDER BY x.ord;
+    IF cardinality(v_claimed) > 0 THEN
+        RETURN QUERY
+        SELECT c.lease, true, 'claimed'::text, c.queue, c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context,
+               c.dependency_results, c.attempt, c.timeout_seconds, c.lease_expires_at
+        FROM tasker._claimed(v_claimed) AS c;
+    END IF;
+END;
+$fn$;
+
+-- Reports many successes in one transaction (complete_and_claim without claiming). For each lease, in input
+-- order: ok, and status 'succeeded' or 'stale_lease' (unknown lease, or the step is no longer running under it:
+-- nothing was changed for it).
+CREATE OR REPLACE FUNCTION tasker_internal.complete_many(leases uuid[], results jsonb[])
+RETURNS TABLE (lease uuid, ok boolean, status text)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY SELECT c.lease, c.ok, c.status
+                 FROM tasker_internal.complete_and_claim(complete_many.leases, complete_many.results, 0, NULL) AS c;
 END;
 $fn$;
 
@@ -157,6 +238,22 @@ LANGUAGE plpgsql AS $fn$
 BEGIN
     RETURN QUERY SELECT c.ok, c.status
                  FROM tasker_internal.complete_many(ARRAY[complete.lease]::uuid[], ARRAY[complete.result]::jsonb[]) AS c;
+END;
+$fn$;
+
+-- The worker-facing entry point: checks the caller's queue grants (roles.sql), then runs the implementation above
+-- with the privileges of tasker's owner. The steps it claims are on queues of the reported leases, which the
+-- grants cover.
+CREATE OR REPLACE FUNCTION tasker.complete_and_claim(leases uuid[], results jsonb[], max_claims integer,
+                             visibility_timeout_seconds integer, worker_id text DEFAULT NULL)
+RETURNS TABLE (lease uuid, ok boolean, status text, queue text, step_id bigint, task_id bigint, step_name text,
+               handler text, inputs jsonb, task_context jsonb, dependency_results jsonb, attempt integer,
+               timeout_seconds integer, lease_expires_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, tasker, pgmq, pg_temp AS $fn$
+BEGIN
+    PERFORM tasker._authorize_leases(complete_and_claim.leases);
+    RETURN QUERY SELECT * FROM tasker_internal.complete_and_claim(complete_and_claim.leases, complete_and_claim.results,
+        complete_and_claim.max_claims, complete_and_claim.visibility_timeout_seconds, complete_and_claim.worker_id);
 END;
 $fn$;
 

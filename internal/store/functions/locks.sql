@@ -8,7 +8,8 @@
 --   2. step rows (FOR NO KEY UPDATE), ascending id, taken together in one statement: by an explicit lock before
 --      a decision that must read them under the lock (complete_many's children, whose parent counts it changes;
 --      whole tasks in _lock_tasks), or by an update guarded by the state it expects (claim, complete_many's own
---      steps), whose rows come in ascending id order.
+--      steps), whose rows come in ascending id order. The children complete_and_claim claims for its caller are
+--      among those it locked before deciding: claiming them takes no new lock.
 --   3. task rows, ascending id, last: the hot path only updates a task's counters or state at the end of a call
 --      (task started, steps counted off, task succeeded), so calls on steps of the same task do not serialise on
 --      the task row for the whole call, only for the moment of that update and the commit.

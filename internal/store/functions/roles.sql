@@ -6,8 +6,8 @@
 -- for them. Others may work a queue when they have the privileges (membership with INHERIT) of a role granted it:
 -- grant a NOLOGIN group role and make login roles its members, or grant the login role directly. A denied call
 -- raises SQLSTATE 42501 (insufficient_privilege) "permission denied for queue <q>" and changes nothing.
--- claim checks its queue; complete, complete_many, fail, heartbeat and release check the queue of the step each
--- lease belongs to (a lease is unguessable, so this is defence in depth); worker_heartbeat checks the queues it
+-- claim checks its queue; complete, complete_many, complete_and_claim, fail, heartbeat and release check the
+-- queue of the step each lease belongs to (a lease is unguessable, so this is defence in depth); worker_heartbeat checks the queues it
 -- reports.
 --
 -- A worker function is changed in tasker_internal.<name>; its entry point tasker.<name> (in the same file) checks
@@ -69,8 +69,6 @@ $fn$;
 -- EXECUTE on the worker functions, rows in tasker.queue_grants. Run by tasker's owner or a superuser. Idempotent.
 CREATE OR REPLACE FUNCTION tasker.grant_worker(role name, queues text[]) RETURNS void
 LANGUAGE plpgsql AS $fn$
-DECLARE
-    f record;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles AS r WHERE r.rolname = grant_worker.role) THEN
         RAISE EXCEPTION 'role % does not exist', grant_worker.role USING ERRCODE = '42704';
@@ -78,14 +76,38 @@ BEGIN
     IF queues IS NULL OR cardinality(queues) = 0 THEN
         RAISE EXCEPTION 'a worker role needs at least one queue' USING ERRCODE = '22023';
     END IF;
-    EXECUTE format('GRANT USAGE ON SCHEMA tasker TO %I', grant_worker.role);
-    FOR f IN SELECT p.oid::regprocedure AS fn FROM tasker.worker_functions AS w
-             JOIN pg_catalog.pg_proc AS p ON p.proname = w.name AND p.pronamespace = 'tasker'::regnamespace LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f.fn, grant_worker.role);
-    END LOOP;
+    PERFORM tasker._grant_worker_functions(grant_worker.role);
     DELETE FROM tasker.queue_grants AS g WHERE g.role_name = grant_worker.role;
     INSERT INTO tasker.queue_grants (role_name, queue)
     SELECT DISTINCT grant_worker.role, btrim(q) FROM unnest(queues) AS q WHERE btrim(q) <> '';
+END;
+$fn$;
+
+-- USAGE on schema tasker and EXECUTE on every worker function (tasker.worker_functions) for a role.
+CREATE OR REPLACE FUNCTION tasker._grant_worker_functions(p_role name) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    f record;
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA tasker TO %I', p_role);
+    FOR f IN SELECT p.oid::regprocedure AS fn FROM tasker.worker_functions AS w
+             JOIN pg_catalog.pg_proc AS p ON p.proname = w.name AND p.pronamespace = 'tasker'::regnamespace LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', f.fn, p_role);
+    END LOOP;
+END;
+$fn$;
+
+-- Gives every existing worker role (one with queue grants) the worker functions, including those added since its
+-- grant_worker. store.Migrate runs it whenever it applies changed functions.
+CREATE OR REPLACE FUNCTION tasker._regrant_workers() RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT DISTINCT g.role_name FROM tasker.queue_grants AS g
+             JOIN pg_catalog.pg_roles AS o ON o.rolname = g.role_name ORDER BY 1 LOOP
+        PERFORM tasker._grant_worker_functions(r.role_name);
+    END LOOP;
 END;
 $fn$;
 
