@@ -115,62 +115,82 @@ func (c *completer) flushPending(all bool) {
 	}
 }
 
-// flush reports a batch of successes (one call; each on its own if the batch as a whole is refused), then, while
-// the worker claims, claims steps of the batch's queue for the batch's slots and every other free one (extra of
-// them, taken here) and starts them. So a busy worker with quick handlers runs the protocol's own rhythm,
-// complete_many(n) then claim(n), one call at a time, and the next step of a chain is claimed right after its
-// parent's report. It returns how many steps it started (they hold slots now) and how many slots it took.
+// flush reports a batch of successes (one call; each on its own if the batch as a whole is refused) and, while
+// the worker claims, fills the batch's slots and every other free one (extra of them, taken here) with steps, and
+// starts them. The report itself claims the steps its successes made ready on the batch's queues (complete and
+// claim in one transaction: the next step of a chain starts one commit after its parent returned). When it made
+// none ready, a claim of the batch's queue follows. So a busy worker with quick handlers runs the protocol's own
+// rhythm, complete_many(n) then claim(n), one call at a time. It returns how many steps it started (they hold
+// slots now) and how many slots it took.
 //
-// The report and the claim are separate transactions on purpose: in one, the report's task-row and message locks
-// would be held through the claim, and the workers' calls would wait on each other (measured: twice the lock
-// waits at 8 workers).
+// The report claims only the steps it made ready, never from the queue: reading the queue in the same
+// transaction would hold the report's task-row and message locks through the read, and the workers' calls would
+// wait on each other (measured: twice the lock waits at 8 workers).
 func (c *completer) flush(batch []completion) (claimed, extra int) {
 	w := c.w
-	c.report(batch)
-	if !w.claiming.Load() {
-		return 0, 0
+	want := 0
+	if w.claiming.Load() {
+		extra = w.slots.tryTake(min(w.cfg.Slots, maxClaimBatch) - len(batch))
+		want = min(len(batch)+extra, maxClaimBatch)
+	}
+	taken := c.report(batch, want)
+	claimed = w.startClaimed(taken)
+	if want == 0 || !w.claiming.Load() {
+		return claimed, extra
 	}
 	queue := batch[0].j.queue
-	extra = w.slots.tryTake(min(w.cfg.Slots, maxClaimBatch) - len(batch))
+	if len(taken) > 0 {
+		// The report made steps ready and took what it could: the queue holds only steps that were there before
+		// (the claim loop takes them with the slots given back), or, when it took all it could, maybe more.
+		if len(taken) == want {
+			w.wakeQueue(queue)
+		}
+		return claimed, extra
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	steps, err := w.eng.Claim(ctx, queue, min(len(batch)+extra, maxClaimBatch), w.cfg.VisibilityTimeout, w.cfg.ID)
+	steps, err := w.eng.Claim(ctx, queue, want, w.cfg.VisibilityTimeout, w.cfg.ID)
 	cancel()
 	if err != nil {
 		w.log.Warn("claim after a report failed (the queue's claim loop claims at its next poll)", "queue", queue,
 			"err", err)
-		return 0, extra
+		return claimed, extra
 	}
-	return w.startClaimed(queue, steps), extra
+	return claimed + w.startClaimed(steps), extra
 }
 
-// report reports a batch of successes in one call, or each on its own if the batch as a whole is refused.
-func (c *completer) report(batch []completion) {
+// report reports a batch of successes in one call, claiming up to want of the steps they made ready, or each on
+// its own (claiming nothing) if the batch as a whole is refused. It returns the steps it claimed.
+func (c *completer) report(batch []completion, want int) []engine.ClaimedStep {
 	w := c.w
 	comps := make([]engine.Completion, len(batch))
 	for i, b := range batch {
 		comps[i] = engine.Completion{Lease: b.j.claim.Lease, Result: b.result}
 	}
-	var results []error
+	var (
+		results []error
+		taken   []engine.ClaimedStep
+	)
 	err := c.retry(len(batch), func(ctx context.Context) (err error) {
-		results, err = w.eng.CompleteMany(ctx, comps)
+		results, taken, err = w.eng.CompleteAndClaim(ctx, comps, want, w.cfg.VisibilityTimeout, w.cfg.ID)
 		return err
 	})
 	if err != nil {
 		if len(batch) > 1 && !errors.Is(err, engine.ErrUnavailable) {
 			// Something in the batch upset the call as a whole: report each on its own.
 			for _, b := range batch {
-				c.report([]completion{b})
+				c.report([]completion{b}, 0)
 			}
-			return
+			return nil
 		}
 		for _, b := range batch {
 			w.metrics.lost.WithLabelValues(b.j.queue, b.j.claim.Handler).Inc()
 			w.log.Error("could not report a success (the step runs again when its lease expires)",
 				append(b.j.attrs(), "err", err)...)
 		}
-		return
+		return nil
 	}
 	c.outcomes(batch, results)
+	return taken
 }
 
 // retry makes a reporting call, again while the database is unavailable and the leases may still be valid.

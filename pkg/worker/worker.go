@@ -324,7 +324,7 @@ func (w *Worker) claimLoop(ctx context.Context, queue string) {
 
 // startClaimed starts steps that a report claimed (see completer.flush) and returns how many it started. Steps
 // claimed as the worker stopped claiming are given back, like a claim loop's late claims.
-func (w *Worker) startClaimed(queue string, steps []engine.ClaimedStep) int {
+func (w *Worker) startClaimed(steps []engine.ClaimedStep) int {
 	if len(steps) == 0 {
 		return 0
 	}
@@ -332,12 +332,12 @@ func (w *Worker) startClaimed(queue string, steps []engine.ClaimedStep) int {
 	defer w.startMu.Unlock()
 	if !w.claiming.Load() {
 		for _, c := range steps {
-			w.release(w.newJob(queue, c))
+			w.release(w.newJob(c.Queue, c))
 		}
 		return 0
 	}
 	for _, c := range steps {
-		w.start(w.newJob(queue, c))
+		w.start(w.newJob(c.Queue, c))
 	}
 	return len(steps)
 }
