@@ -13,7 +13,9 @@ Handlers:
   sleep  waits inputs.seconds (default 1), stopping early when the step is cancelled.
 
 It claims up to --batch steps at a time, runs them one after the other, LISTENs on tasker_queue to wake up at
-once when work arrives, and polls every --poll seconds (retries whose backoff ended are not announced).
+once when work arrives, and polls every --poll seconds (retries whose backoff ended are not announced). The last
+step in hand is reported with tasker.complete_and_claim, which hands back the steps that success made ready (the
+next step of a chain) in the same transaction, so a chain runs without a claim round trip between its steps.
 While a handler runs, a thread extends its lease every third of --visibility-timeout (tasker.heartbeat), so
 handlers may run longer than the visibility timeout; when the heartbeat learns that the task was cancelled (or
 the lease was lost), the handler is told to stop (step["stop"], a threading.Event) and nothing is reported.
@@ -69,7 +71,13 @@ SELECT c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context, c
        c.attempt, c.lease::text
 FROM tasker.claim(%s::text, %s::integer, %s::integer, %s::text) AS c
 """
-COMPLETE = "SELECT c.ok, c.status FROM tasker.complete(%s::uuid, %s::jsonb) AS c"
+# complete_and_claim: reports the success and, with max_claims > 0, claims steps it made ready (the next step of a
+# chain) in the same transaction; their rows follow the report's, with status 'claimed'.
+COMPLETE = """
+SELECT c.ok, c.status, c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context,
+       c.dependency_results, c.attempt, c.lease::text
+FROM tasker.complete_and_claim(ARRAY[%s::uuid], ARRAY[%s::jsonb], %s::integer, %s::integer, %s::text) AS c
+"""
 FAIL = "SELECT f.ok, f.status, f.next_attempt_at FROM tasker.fail(%s::uuid, %s::jsonb, %s::boolean, NULL) AS f"
 RELEASE = "SELECT r.ok, r.status FROM tasker.release(%s::uuid) AS r"
 HEARTBEAT = "SELECT h.ok, h.cancelled FROM tasker.heartbeat(%s::uuid, %s::integer) AS h"
@@ -156,7 +164,9 @@ def main():
     while not stopping:
         cur.execute(CLAIM, (args.queue, args.batch, args.visibility_timeout, args.worker_id))
         steps = [dict(zip(COLUMNS, row)) for row in cur.fetchall()]
-        for i, step in enumerate(steps):
+        i = 0
+        while i < len(steps):
+            step = steps[i]
             if stopping:  # shutting down: give back what was claimed but not started
                 for rest in steps[i:]:
                     cur.execute(RELEASE, (rest["lease"],))
@@ -164,16 +174,20 @@ def main():
             step["stop"] = threading.Event()
             heartbeat.watch(step)
             try:
-                run(cur, step, args.worker_id)
+                # The last step in hand may bring the next ones (its children) with its report.
+                steps += run(cur, step, args.worker_id, args.batch if i == len(steps) - 1 and not stopping else 0,
+                             args.visibility_timeout)
             finally:
                 heartbeat.done()
+            i += 1
         if not steps and not stopping:  # wait only when the queue had nothing: only that is announced
             wait_for_work(listener, args.queue, args.poll)
     log(msg="worker stopped", worker=args.worker_id)
     return 0
 
 
-def run(cur, step, worker_id):
+def run(cur, step, worker_id, max_claims, visibility_timeout):
+    """Runs a step and reports its outcome; returns the steps its report claimed (up to max_claims)."""
     handler = HANDLERS.get(step["handler"])
     try:
         if handler is None:
@@ -182,18 +196,19 @@ def run(cur, step, worker_id):
         if step["stop"].is_set():
             log(msg="step abandoned", worker=worker_id, task=step["task_id"], step=step["step_name"],
                 attempt=step["attempt"])
-            return  # the lease is no longer valid: a report would be rejected
+            return []  # the lease is no longer valid: a report would be rejected
     except Exception as e:  # report any failure; Permanent ones are not retried
         retryable = not isinstance(e, Permanent)
         cur.execute(FAIL, (step["lease"], json.dumps({"message": str(e)}), retryable))
         ok, status, next_at = cur.fetchone()
         log(msg="step failed", worker=worker_id, task=step["task_id"], step=step["step_name"],
             attempt=step["attempt"], status=status, next_attempt_at=next_at)
-        return
-    cur.execute(COMPLETE, (step["lease"], json.dumps(result)))
-    ok, status = cur.fetchone()
+        return []
+    cur.execute(COMPLETE, (step["lease"], json.dumps(result), max_claims, visibility_timeout, worker_id))
+    rows = cur.fetchall()
     log(msg="step completed", worker=worker_id, task=step["task_id"], step=step["step_name"],
-        attempt=step["attempt"], status=status)
+        attempt=step["attempt"], status=rows[0][1])
+    return [dict(zip(COLUMNS, row[2:])) for row in rows[1:]]
 
 
 def wait_for_work(listener, queue, timeout):

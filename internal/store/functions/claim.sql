@@ -132,15 +132,17 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Claim: each step gets a new message, invisible until its lease expires, and moves to running if it is still
-    -- in the state it was classified in (the update waits for a step someone else holds, e.g. a cancellation
-    -- freezing its task, and then re-checks). Then the messages read go (those of the steps claimed, and stale
-    -- ones), and so do the new messages of steps that changed between the read and the update.
-    v_new_msgs := tasker._resend(claim.queue_name, v_claim_msgs, v_until);
+    -- Claim: the messages read go (those of the steps to claim, and stale ones) and each step to claim gets a new
+    -- one, invisible until its lease expires; then each moves to running if it is still in the state it was
+    -- classified in (the update waits for a step someone else holds, e.g. a cancellation freezing its task, and
+    -- then re-checks). The new messages of steps that changed meanwhile go too.
+    v_new_msgs := tasker._resend(claim.queue_name, coalesce(v_drop, '{}') || v_claim_msgs, v_claim_msgs, v_until);
     v_ids := tasker._start_attempts(v_claim, array_fill(v_until, ARRAY[cardinality(v_claim)]), v_claim_from,
                                     claim.worker_id, v_new_msgs);
-    PERFORM tasker._delete_messages(claim.queue_name, coalesce(v_drop, '{}') || v_claim_msgs || ARRAY(
-        SELECT x.msg_id FROM unnest(v_claim, v_new_msgs) AS x (step_id, msg_id) WHERE NOT x.step_id = ANY (v_ids)));
+    IF cardinality(v_ids) < cardinality(v_claim) THEN
+        PERFORM tasker._delete_messages(claim.queue_name, ARRAY(
+            SELECT x.msg_id FROM unnest(v_claim, v_new_msgs) AS x (step_id, msg_id) WHERE NOT x.step_id = ANY (v_ids)));
+    END IF;
     IF cardinality(v_ids) = 0 THEN
         RETURN;
     END IF;

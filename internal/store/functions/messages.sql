@@ -105,28 +105,32 @@ BEGIN
 END;
 $fn$;
 
--- Sends each message of p_msg_ids (locked by the caller) again, as it is, visible at p_visible_at, and returns the
--- new ids in input order; the caller deletes the old ones. A claim does this instead of re-timing the messages it
--- claims (claim.sql says why); the new rows keep the old ones' enqueued_at, and count the read.
-CREATE OR REPLACE FUNCTION tasker._resend(p_queue text, p_msg_ids bigint[], p_visible_at timestamptz)
+-- Deletes the messages p_drop (locked by the caller, or its own), and sends each message of p_resend (among them)
+-- again, as it is, visible at p_visible_at: returns the new ids in the order of p_resend. A claim does this
+-- instead of re-timing the messages it claims (claim.sql says why); the new rows keep the old ones' enqueued_at,
+-- and count the read. One statement.
+CREATE OR REPLACE FUNCTION tasker._resend(p_queue text, p_drop bigint[], p_resend bigint[], p_visible_at timestamptz)
 RETURNS bigint[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_ids bigint[];
 BEGIN
     EXECUTE format($sql$
-        WITH n AS (
+        WITH d AS (
+            DELETE FROM pgmq.%1$I AS q WHERE q.msg_id = ANY ($1)
+            RETURNING q.msg_id, q.message, q.headers, q.read_ct, q.enqueued_at
+        ), n AS (
             INSERT INTO pgmq.%1$I (vt, message, headers, read_ct, enqueued_at, last_read_at)
-            SELECT $2, q.message, q.headers, q.read_ct + 1, q.enqueued_at, clock_timestamp()
-            FROM unnest($1::bigint[]) WITH ORDINALITY AS x (msg_id, ord) JOIN pgmq.%1$I AS q ON q.msg_id = x.msg_id
+            SELECT $3, d.message, d.headers, d.read_ct + 1, d.enqueued_at, clock_timestamp()
+            FROM unnest($2::bigint[]) WITH ORDINALITY AS x (msg_id, ord) JOIN d ON d.msg_id = x.msg_id
             ORDER BY x.ord
             RETURNING msg_id
         )
         SELECT array_agg(n.msg_id ORDER BY n.msg_id) FROM n
         $sql$, 'q_' || p_queue)
-        INTO v_ids USING p_msg_ids, p_visible_at;
-    IF cardinality(v_ids) IS DISTINCT FROM cardinality(p_msg_ids) THEN
-        RAISE EXCEPTION 'resent % of % messages', coalesce(cardinality(v_ids), 0), cardinality(p_msg_ids);
+        INTO v_ids USING p_drop, p_resend, p_visible_at;
+    IF cardinality(v_ids) IS DISTINCT FROM cardinality(p_resend) THEN
+        RAISE EXCEPTION 'resent % of % messages', coalesce(cardinality(v_ids), 0), cardinality(p_resend);
     END IF;
     RETURN v_ids;
 END;
