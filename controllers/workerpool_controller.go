@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -326,17 +327,33 @@ func (r *WorkerPoolReconciler) setStatus(pool *taskerv1alpha1.WorkerPool, dep *a
 	}
 }
 
-// writeStatus patches the status when it differs from orig; an unchanged status costs no request.
+// writeStatus patches the status when it differs from orig; an unchanged status costs no request. Each patch
+// carries the counts too, changed or not: a merge patch leaves out a count that stayed 0, and a count never
+// written is a blank column in `kubectl get workerpools` (an object written before the counts were always
+// stored, or a pool whose ready replicas have always been 0).
 func (r *WorkerPoolReconciler) writeStatus(ctx context.Context, orig, pool *taskerv1alpha1.WorkerPool) error {
-	patch := client.MergeFrom(orig)
-	data, err := patch.Data(pool)
+	data, err := client.MergeFrom(orig).Data(pool)
 	if err != nil {
 		return err
 	}
 	if string(data) == "{}" {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, pool, patch); err != nil {
+	var p map[string]any
+	if err := json.Unmarshal(data, &p); err != nil {
+		return err
+	}
+	st, _ := p["status"].(map[string]any)
+	if st == nil {
+		st = map[string]any{}
+		p["status"] = st
+	}
+	st["backlog"], st["desiredReplicas"] = pool.Status.Backlog, pool.Status.DesiredReplicas
+	st["currentReplicas"], st["readyReplicas"] = pool.Status.CurrentReplicas, pool.Status.ReadyReplicas
+	if data, err = json.Marshal(p); err != nil {
+		return err
+	}
+	if err := r.Status().Patch(ctx, pool, client.RawPatch(types.MergePatchType, data)); err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	return nil

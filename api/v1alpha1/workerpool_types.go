@@ -131,15 +131,16 @@ const (
 type WorkerPoolStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Backlog is the number of messages in the pool's queues, in flight included.
+	// Backlog is the number of messages in the pool's queues, in flight included. The counts are written even
+	// when 0, so that `kubectl get workerpools` shows 0 rather than a blank column.
 	// +optional
-	Backlog int64 `json:"backlog,omitempty"`
+	Backlog int64 `json:"backlog"`
 	// +optional
-	DesiredReplicas int32 `json:"desiredReplicas,omitempty"`
+	DesiredReplicas int32 `json:"desiredReplicas"`
 	// +optional
-	CurrentReplicas int32 `json:"currentReplicas,omitempty"`
+	CurrentReplicas int32 `json:"currentReplicas"`
 	// +optional
-	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	ReadyReplicas int32 `json:"readyReplicas"`
 	// +optional
 	LastScaleTime *metav1.Time `json:"lastScaleTime,omitempty"`
 	// LastActiveTime is the last time the backlog was above zero.

@@ -1,11 +1,14 @@
 package workerpool
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 )
@@ -89,6 +92,17 @@ func TestScalesWithTheBacklog(t *testing.T) {
 	p = waitCondition(t, ns, "workers", taskerv1alpha1.WorkerPoolConditionActive, metav1.ConditionFalse, "Idle", 10*time.Second)
 	if p.Status.Backlog != 0 || p.Status.DesiredReplicas != 0 {
 		t.Errorf("drained pool: backlog %d desired %d", p.Status.Backlog, p.Status.DesiredReplicas)
+	}
+	// The zeros are stored, not omitted: kubectl get's printer columns show a missing field as blank.
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(taskerv1alpha1.GroupVersion.WithKind("WorkerPool"))
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "workers"}, u); err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{"backlog", "desiredReplicas", "readyReplicas"} {
+		if v, found, err := unstructured.NestedInt64(u.Object, "status", field); !found || err != nil || v != 0 {
+			t.Errorf("stored status.%s = %d (found %t, %v), want 0", field, v, found, err)
+		}
 	}
 	checkConditionsCurrent(t, p)
 }
