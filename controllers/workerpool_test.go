@@ -16,6 +16,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -113,8 +114,8 @@ func TestApplyToKeepsWhatTheOperatorDoesNotOwn(t *testing.T) {
 	live := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"team": "x"}, Annotations: map[string]string{"note": "y"}},
 		Spec: appsv1.DeploymentSpec{
-			Replicas:             ptrTo(int32(5)),
-			RevisionHistoryLimit: ptrTo(int32(10)),
+			Replicas:             ptr.To(int32(5)),
+			RevisionHistoryLimit: ptr.To(int32(10)),
 			Selector:             want.Spec.Selector,
 		},
 	}
@@ -154,9 +155,9 @@ func TestScalingSpecFromAPI(t *testing.T) {
 		t.Errorf("defaults: %+v", got)
 	}
 	got := scalingSpec(taskerv1alpha1.ScalingSpec{
-		MinReplicas: ptrTo(int32(1)), MaxReplicas: ptrTo(int32(7)), TargetBacklogPerReplica: ptrTo(int32(20)),
-		ActivationBacklog: ptrTo(int32(3)), CooldownSeconds: ptrTo(int32(0)), ScaleDownStabilizationSeconds: ptrTo(int32(2)),
-		FallbackReplicas: ptrTo(int32(2)), FailureThreshold: ptrTo(int32(5)),
+		MinReplicas: ptr.To(int32(1)), MaxReplicas: ptr.To(int32(7)), TargetBacklogPerReplica: ptr.To(int32(20)),
+		ActivationBacklog: ptr.To(int32(3)), CooldownSeconds: ptr.To(int32(0)), ScaleDownStabilizationSeconds: ptr.To(int32(2)),
+		FallbackReplicas: ptr.To(int32(2)), FailureThreshold: ptr.To(int32(5)),
 	})
 	if got.MinReplicas != 1 || got.MaxReplicas != 7 || got.TargetBacklogPerReplica != 20 || got.ActivationBacklog != 3 ||
 		got.Cooldown != 0 || got.ScaleDownStabilization != 2*time.Second || *got.FallbackReplicas != 2 ||
@@ -209,7 +210,7 @@ func fakeReconciler(t *testing.T, objs ...client.Object) (*WorkerPoolReconciler,
 // Without a database the pool is still deployed (at minReplicas), keeps its count, and says why.
 func TestReconcileWithoutDatabase(t *testing.T) {
 	pool := testPool()
-	pool.Spec.Scaling.MinReplicas = ptrTo(int32(2))
+	pool.Spec.Scaling.MinReplicas = ptr.To(int32(2))
 	r, c, rec := fakeReconciler(t, pool)
 	ctx := context.Background()
 	res, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "wp"}})
@@ -259,7 +260,7 @@ func TestReconcileDeploymentConflict(t *testing.T) {
 	foreign := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "wp"},
 		Spec: appsv1.DeploymentSpec{
-			Replicas: ptrTo(int32(9)),
+			Replicas: ptr.To(int32(9)),
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "other"}},
 		},
 	}
@@ -284,8 +285,6 @@ func TestReconcileDeploymentConflict(t *testing.T) {
 		t.Errorf("Ready = %+v", cond)
 	}
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 func TestDrainSeconds(t *testing.T) {
 	for grace, want := range map[int64]int64{60: 55, 30: 25, 10: 8, 5: 4, 2: 1, 1: 1} {

@@ -4,13 +4,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/utils/ptr"
 )
 
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 func at(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
-
-func ptr[T any](v T) *T { return &v }
 
 // spec is DefaultSpec with tweaks.
 func spec(mut func(*Spec)) Spec {
@@ -126,13 +126,13 @@ func TestDecide(t *testing.T) {
 			Input{Current: 4, Backlog: 9999, MetricsFailures: 1}, 4, ReasonMetricsUnavailable, LimitNone},
 		{"error without fallback keeps the count forever", spec(nil),
 			Input{Current: 4, MetricsFailures: 100}, 4, ReasonMetricsUnavailable, LimitNone},
-		{"fallback waits for the threshold", spec(func(s *Spec) { s.FallbackReplicas = ptr(int32(2)) }),
+		{"fallback waits for the threshold", spec(func(s *Spec) { s.FallbackReplicas = ptr.To(int32(2)) }),
 			Input{Current: 4, MetricsFailures: 2}, 4, ReasonMetricsUnavailable, LimitNone},
-		{"fallback after the threshold", spec(func(s *Spec) { s.FallbackReplicas = ptr(int32(2)) }),
+		{"fallback after the threshold", spec(func(s *Spec) { s.FallbackReplicas = ptr.To(int32(2)) }),
 			Input{Current: 4, MetricsFailures: 3}, 2, ReasonFallback, LimitNone},
-		{"fallback from zero", spec(func(s *Spec) { s.FallbackReplicas = ptr(int32(1)); s.FailureThreshold = 1 }),
+		{"fallback from zero", spec(func(s *Spec) { s.FallbackReplicas = ptr.To(int32(1)); s.FailureThreshold = 1 }),
 			Input{Current: 0, MetricsFailures: 1}, 1, ReasonFallback, LimitNone},
-		{"fallback clamped to max", spec(func(s *Spec) { s.FallbackReplicas = ptr(int32(50)); s.MaxReplicas = 5 }),
+		{"fallback clamped to max", spec(func(s *Spec) { s.FallbackReplicas = ptr.To(int32(50)); s.MaxReplicas = 5 }),
 			Input{Current: 1, MetricsFailures: 3}, 5, ReasonFallback, LimitMaxReplicas},
 		{"error keeps zero at zero", spec(nil), Input{Current: 0, MetricsFailures: 1}, 0, ReasonMetricsUnavailable, LimitNone},
 		{"error clamps a count below min", spec(func(s *Spec) { s.MinReplicas = 2 }),
@@ -262,7 +262,7 @@ func TestScaleDownFollowsWindowThenCooldown(t *testing.T) {
 }
 
 func TestHistoryMetricFailures(t *testing.T) {
-	s := spec(func(s *Spec) { s.FallbackReplicas = ptr(int32(1)); s.FailureThreshold = 2 })
+	s := spec(func(s *Spec) { s.FallbackReplicas = ptr.To(int32(1)); s.FailureThreshold = 2 })
 	var h History
 	got := run(s, &h, 0, 15, 3, []int64{30, -1, -1, -1, 30})
 	// kept, kept (1st failure), fallback (2nd), fallback, then back to the backlog (rate limit from 1: 5 ≥ 3).

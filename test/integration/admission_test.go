@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
@@ -54,8 +55,6 @@ func task(steps ...taskerv1alpha1.StepSpec) *taskerv1alpha1.Task {
 		Spec:       taskerv1alpha1.TaskSpec{Steps: steps},
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func withStep0(mutate func(*taskerv1alpha1.StepSpec)) *taskerv1alpha1.Task {
 	t := task(step("a", "echo"), step("b", "echo", "a"))
@@ -107,10 +106,10 @@ func TestAdmissionRejectsInvalidObjects(t *testing.T) {
 		{"more than 1000 steps", task(manySteps...),
 			[]string{"spec.steps", "must have at most 1000 items"}},
 		{"retry maxAttempts zero", withStep0(func(s *taskerv1alpha1.StepSpec) {
-			s.Retry = &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr(int32(0))}
+			s.Retry = &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr.To(int32(0))}
 		}), []string{"spec.steps[0].retry.maxAttempts", "greater than or equal to 1"}},
 		{"retry maxAttempts too many", withStep0(func(s *taskerv1alpha1.StepSpec) {
-			s.Retry = &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr(int32(101))}
+			s.Retry = &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr.To(int32(101))}
 		}), []string{"spec.steps[0].retry.maxAttempts", "less than or equal to 100"}},
 		{"backoff base out of range", withStep0(func(s *taskerv1alpha1.StepSpec) {
 			s.Retry = &taskerv1alpha1.RetryPolicy{Backoff: &taskerv1alpha1.Backoff{Base: &metav1.Duration{Duration: 2 * time.Hour}}}
@@ -119,9 +118,9 @@ func TestAdmissionRejectsInvalidObjects(t *testing.T) {
 			s.Retry = &taskerv1alpha1.RetryPolicy{Backoff: &taskerv1alpha1.Backoff{
 				Base: &metav1.Duration{Duration: time.Minute}, Max: &metav1.Duration{Duration: time.Second}}}
 		}), []string{"spec.steps[0].retry.backoff.base", "base must not be greater than max"}},
-		{"timeout zero", withStep0(func(s *taskerv1alpha1.StepSpec) { s.TimeoutSeconds = ptr(int32(0)) }),
+		{"timeout zero", withStep0(func(s *taskerv1alpha1.StepSpec) { s.TimeoutSeconds = ptr.To(int32(0)) }),
 			[]string{"spec.steps[0].timeoutSeconds", "greater than or equal to 1"}},
-		{"timeout above a week", withStep0(func(s *taskerv1alpha1.StepSpec) { s.TimeoutSeconds = ptr(int32(604801)) }),
+		{"timeout above a week", withStep0(func(s *taskerv1alpha1.StepSpec) { s.TimeoutSeconds = ptr.To(int32(604801)) }),
 			[]string{"spec.steps[0].timeoutSeconds", "less than or equal to 604800"}},
 		{"task queue name", func() client.Object {
 			t := task(step("a", "echo"))
@@ -137,7 +136,7 @@ func TestAdmissionRejectsInvalidObjects(t *testing.T) {
 		{"workerpool queue name", pool(func(p *taskerv1alpha1.WorkerPool) { p.Spec.Queues = []string{"ok", "not ok"} }),
 			[]string{"spec.queues[1]", "should match"}},
 		{"workerpool minReplicas above maxReplicas", pool(func(p *taskerv1alpha1.WorkerPool) {
-			p.Spec.Scaling = taskerv1alpha1.ScalingSpec{MinReplicas: ptr(int32(5)), MaxReplicas: ptr(int32(2))}
+			p.Spec.Scaling = taskerv1alpha1.ScalingSpec{MinReplicas: ptr.To(int32(5)), MaxReplicas: ptr.To(int32(2))}
 		}), []string{"spec.scaling.minReplicas", "minReplicas must not be greater than maxReplicas"}},
 		{"workerpool without queues", pool(func(p *taskerv1alpha1.WorkerPool) { p.Spec.Queues = nil }),
 			[]string{"spec.queues", "Required value"}},

@@ -15,6 +15,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
@@ -260,7 +261,7 @@ func TestLargeTaskStatusIsBounded(t *testing.T) {
 	for i := range steps {
 		steps[i] = withInputs(step(fmt.Sprintf("s%04d", i), "fail"),
 			fmt.Sprintf(`{"permanent":true,"message":%q}`, strings.Repeat("a long error message ", 40)))
-		steps[i].Retry = &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr(int32(1))}
+		steps[i].Retry = &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr.To(int32(1))}
 	}
 	tk := newTask(ns, "huge", steps...)
 	create(t, tk)
@@ -278,8 +279,6 @@ func TestLargeTaskStatusIsBounded(t *testing.T) {
 	}
 	t.Logf("status of a 1,000-step Task: %d bytes", len(raw))
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // stepRows returns the database state of a Task's steps: name -> (state, attempts).
 func stepRows(t *testing.T, taskID int64) map[string][2]string {
@@ -379,7 +378,7 @@ func TestRetryViaAction(t *testing.T) {
 	// "flaky" fails permanently on its first attempt only (fail handler: failTimes counts retryable failures,
 	// so use maxAttempts 1 to make the first failure final).
 	flaky := withInputs(step("flaky", "fail", "first"), `{"failTimes":1}`)
-	flaky.Retry = &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr(int32(1))}
+	flaky.Retry = &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr.To(int32(1))}
 	tk := newTask(ns, "retry-me", step("first", "echo"), flaky, step("last", "echo", "flaky"))
 	tk.Spec.Queue = queue
 	create(t, tk)
@@ -452,7 +451,7 @@ func TestTTLDeletesFinishedTasks(t *testing.T) {
 	const queue = "ttl"
 	tk := newTask(ns, "short-lived", step("only", "echo"))
 	tk.Spec.Queue = queue
-	tk.Spec.TTLSecondsAfterFinished = ptr(int32(1))
+	tk.Spec.TTLSecondsAfterFinished = ptr.To(int32(1))
 	create(t, tk)
 	startWorkers(t, 1, queue)
 	waitFor(t, 30*time.Second, "the Task to be deleted after its TTL", func() (bool, error) {

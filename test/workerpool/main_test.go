@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -150,7 +151,7 @@ func newPool(t *testing.T, ns, name string, queues []string, s scalingOpts, muta
 				MinReplicas:                   &s.min,
 				MaxReplicas:                   &s.max,
 				TargetBacklogPerReplica:       &s.target,
-				PollingIntervalSeconds:        ptr(int32(1)),
+				PollingIntervalSeconds:        ptr.To(int32(1)),
 				ScaleDownStabilizationSeconds: &s.window,
 				CooldownSeconds:               &s.cooldown,
 				FallbackReplicas:              s.fallback,
@@ -167,8 +168,6 @@ func newPool(t *testing.T, ns, name string, queues []string, s scalingOpts, muta
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
 	return p
 }
-
-func ptr[T any](v T) *T { return &v }
 
 var waitFor = testenv.WaitFor
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/pgtest"
@@ -26,7 +27,7 @@ func TestDatabaseOutage(t *testing.T) {
 	qk, qf := newQueue(t, "keep"), newQueue(t, "fallback")
 	newPool(t, ns, "keep", []string{qk}, scalingOpts{min: 0, max: 5, target: 10, window: 1, cooldown: 1})
 	newPool(t, ns, "fallback", []string{qf}, scalingOpts{min: 0, max: 5, target: 10, window: 1, cooldown: 1,
-		fallback: ptr(int32(1)), failureThreshold: ptr(int32(2))})
+		fallback: ptr.To(int32(1)), failureThreshold: ptr.To(int32(2))})
 	send(t, qk, 30)
 	send(t, qf, 30)
 	waitReplicas(t, ns, "keep", 3, 30*time.Second)

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
@@ -141,7 +142,7 @@ func TestDeploymentFromTemplate(t *testing.T) {
 
 	// Someone scales the Deployment by hand: the operator, the only writer of replicas, puts its count back.
 	hand := dep.DeepCopy()
-	hand.Spec.Replicas = ptr(int32(7))
+	hand.Spec.Replicas = ptr.To(int32(7))
 	if err := env.Client.Patch(context.Background(), hand, client.MergeFrom(dep)); err != nil {
 		t.Fatal(err)
 	}
