@@ -193,21 +193,14 @@ func (c *completer) report(batch []completion, want int) []engine.ClaimedStep {
 	return taken
 }
 
-// retry makes a reporting call, again while the database is unavailable and the leases may still be valid.
+// retry makes a reporting call, again while the database is unavailable and the leases may still be valid (the
+// shortest lease a step can hold is the visibility timeout, counted from now).
 func (c *completer) retry(count int, call func(context.Context) error) error {
-	start := time.Now()
-	backoff := 50 * time.Millisecond
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := call(ctx)
-		cancel()
-		if err == nil || !errors.Is(err, engine.ErrUnavailable) || time.Since(start)+backoff > c.w.cfg.VisibilityTimeout {
-			return err
-		}
-		c.w.log.Warn("completing steps failed, retrying", "count", count, "err", err, "retryIn", backoff)
-		time.Sleep(backoff)
-		backoff = min(2*backoff, 2*time.Second)
-	}
+	deadline := time.Now().Add(c.w.cfg.VisibilityTimeout)
+	return defaultRetry.do(context.Background(), func() time.Time { return deadline },
+		func(err error, in time.Duration) {
+			c.w.log.Warn("completing steps failed, retrying", "count", count, "err", err, "retryIn", in)
+		}, call)
 }
 
 // outcomes records what the engine said of each reported success.

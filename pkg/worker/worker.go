@@ -639,23 +639,11 @@ func (w *Worker) release(j *job) {
 
 // retryDB runs a protocol call, retrying while the database is unavailable and the lease may still be valid.
 func (w *Worker) retryDB(j *job, call func(context.Context) error) error {
-	backoff := 50 * time.Millisecond
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := call(ctx)
-		cancel()
-		if err == nil || !errors.Is(err, engine.ErrUnavailable) {
-			return err
-		}
+	return defaultRetry.do(context.Background(), func() time.Time {
 		j.mu.Lock()
-		expires := j.expires
-		j.mu.Unlock()
-		if time.Now().Add(backoff).After(expires) {
-			return err
-		}
-		time.Sleep(backoff)
-		backoff = min(2*backoff, 2*time.Second)
-	}
+		defer j.mu.Unlock()
+		return j.expires
+	}, nil, call)
 }
 
 // startHeartbeats extends the lease every HeartbeatInterval while the handler runs.
