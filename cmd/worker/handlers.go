@@ -75,7 +75,7 @@ func failHandler(_ context.Context, s worker.Step) (worker.Result, error) {
 		return nil, worker.Permanent(errors.New(msg))
 	}
 	if s.Attempt <= in.FailTimes {
-		return nil, fmt.Errorf("%s (attempt %d of %d that fail)", msg, s.Attempt, in.FailTimes)
+		return nil, fmt.Errorf("%s (set to fail the first %d attempt(s); this was attempt %d)", msg, in.FailTimes, s.Attempt)
 	}
 	return map[string]int{"attempt": s.Attempt}, nil
 }

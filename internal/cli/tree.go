@@ -57,7 +57,7 @@ func Render(w io.Writer, v TaskView, opts RenderOptions) error {
 			notes = append(notes, "after "+strings.Join(l.alsoAfter, ", "))
 		}
 		if s.Error != "" {
-			notes = append(notes, "error: "+oneLine(s.Error))
+			notes = append(notes, errorNote(s))
 		}
 		if len(s.Result) > 0 && string(s.Result) != "null" {
 			notes = append(notes, "result: "+oneLine(string(s.Result)))
@@ -139,6 +139,28 @@ func treeLines(steps []StepView) []treeLine {
 		}
 	}
 	return out
+}
+
+// errorNote says which attempt the step's last error is from, and what came of the step since: the error stays
+// recorded after a later attempt succeeds, and "error: ..." on a succeeded step reads as if it had failed.
+func errorNote(s StepView) string {
+	msg := oneLine(s.Error)
+	switch {
+	case s.Attempts < 1:
+		return "error: " + msg
+	case s.State == "succeeded" && s.Attempts > 1:
+		return fmt.Sprintf("succeeded on attempt %d; attempt %d failed: %s", s.Attempts, s.Attempts-1, msg)
+	case s.State == "succeeded" || s.State == "resolved":
+		return fmt.Sprintf("%s; an earlier failure: %s", s.State, msg)
+	case s.State == "failed":
+		return fmt.Sprintf("attempt %d failed: %s", s.Attempts, msg)
+	case s.State == "retrying":
+		return fmt.Sprintf("attempt %d failed, retrying: %s", s.Attempts, msg)
+	case (s.State == "running" || s.State == "enqueued") && s.Attempts > 1:
+		return fmt.Sprintf("attempt %d failed: %s", s.Attempts-1, msg)
+	default:
+		return "error: " + msg
+	}
 }
 
 func attempts(n int) string {

@@ -30,7 +30,7 @@ func TestRenderDiamond(t *testing.T) {
 	}
 	want := `shop/order-1042  Succeeded  4/4 steps  3.0s  (task 7)
 validate-order        succeeded  1 attempt   0s
-├─ charge-payment     succeeded  2 attempts  1.0s    error: card processor timed out; result: {"ok":true}
+├─ charge-payment     succeeded  2 attempts  1.0s    succeeded on attempt 2; attempt 1 failed: card processor timed out; result: {"ok":true}
 └─ reserve-inventory  succeeded  1 attempt   1.0s
    └─ ship            running    1 attempt   2.0s    after charge-payment
 `
@@ -70,6 +70,28 @@ func TestFormatDuration(t *testing.T) {
 	} {
 		if got := FormatDuration(d); got != want {
 			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestErrorNoteSaysWhichAttemptFailed(t *testing.T) {
+	tests := []struct {
+		state    string
+		attempts int
+		want     string
+	}{
+		{"succeeded", 3, "succeeded on attempt 3; attempt 2 failed: boom"},
+		{"resolved", 1, "resolved; an earlier failure: boom"},
+		{"failed", 3, "attempt 3 failed: boom"},
+		{"retrying", 1, "attempt 1 failed, retrying: boom"},
+		{"running", 2, "attempt 1 failed: boom"},
+		{"enqueued", 2, "attempt 1 failed: boom"},
+		{"cancelled", 1, "error: boom"},
+		{"skipped", 0, "error: boom"},
+	}
+	for _, tt := range tests {
+		if got := errorNote(StepView{State: tt.state, Attempts: tt.attempts, Error: "boom"}); got != tt.want {
+			t.Errorf("%s after %d attempts: %q, want %q", tt.state, tt.attempts, got, tt.want)
 		}
 	}
 }
