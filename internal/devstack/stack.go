@@ -33,6 +33,7 @@ import (
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/operator"
 	"github.com/tasker-operator/tasker-operator/internal/pgcluster"
+	"github.com/tasker-operator/tasker-operator/internal/poolmetrics"
 	"github.com/tasker-operator/tasker-operator/internal/store"
 	"github.com/tasker-operator/tasker-operator/internal/testenv"
 )
@@ -179,8 +180,9 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 		for _, p := range wp.Items {
 			maxSeen = max(maxSeen, runner.Max(p.Namespace, p.Name))
 		}
+		drew := false
 		if cfg.Live || time.Since(lastLine) > 5*time.Second {
-			lastLine = time.Now()
+			lastLine, drew = time.Now(), true
 			draw(ctx, cfg, eng, list.Items, samples, wp.Items, runner, done, total)
 		}
 		switch phase {
@@ -190,6 +192,10 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 			}
 			if done == total {
 				res.Succeeded = done
+				if !drew { // the line that says so, with the backlog of that moment
+					lastLine = time.Now()
+					draw(ctx, cfg, eng, list.Items, samples, wp.Items, runner, done, total)
+				}
 				say("all sample tasks succeeded (%d Tasks: %d samples + %d burst) in %s", done, len(samples), burst,
 					cli.FormatDuration(time.Since(started)))
 				phase = "scaling-down"
@@ -402,8 +408,15 @@ func draw(ctx context.Context, cfg Config, eng *engine.Engine, tasks []taskerv1a
 	}
 	fmt.Fprintf(&b, "tasks: %d/%d succeeded (burst %d/%d)", done, total, burstDone, burstTotal)
 	for _, p := range pools {
-		fmt.Fprintf(&b, " | pool %s: backlog %d, desired %d, ready %d, workers %d (max %d)", p.Name, p.Status.Backlog,
-			p.Status.DesiredReplicas, p.Status.ReadyReplicas, runner.Running(), runner.Max(p.Namespace, p.Name))
+		// The backlog as it is now, from the database; the pool's status is the operator's last reading, which
+		// may be a polling interval old (a drained pool still showed its last backlog and desired replicas).
+		now := "backlog unknown"
+		if bl, err := poolmetrics.New(eng.Pool()).Backlog(ctx, p.Spec.Queues); err == nil {
+			now = fmt.Sprintf("backlog %d", bl.Total)
+		}
+		fmt.Fprintf(&b, " | pool %s: %s now (operator's last reading %d, desired %d), ready %d, workers %d (max %d)",
+			p.Name, now, p.Status.Backlog, p.Status.DesiredReplicas, p.Status.ReadyReplicas, runner.Running(),
+			runner.Max(p.Namespace, p.Name))
 	}
 	b.WriteString("\n")
 	fmt.Fprint(cfg.Out, b.String())

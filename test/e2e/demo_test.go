@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -202,6 +203,20 @@ func TestDemo(t *testing.T) {
 	waitFor(t, 5*time.Minute, "the pool to scale back down", func() bool { return out.has("back down to") })
 	if !out.has("scaled up to") {
 		t.Fatalf("the pool did not scale up during the burst:\n%s", out.all())
+	}
+	// A progress line that counts every Task succeeded shows the backlog as it is then: none.
+	allDone := regexp.MustCompile(`tasks: (\d+)/(\d+) succeeded`)
+	var finalLines int
+	for _, l := range strings.Split(out.all(), "\n") {
+		if m := allDone.FindStringSubmatch(l); m != nil && m[1] == m[2] {
+			finalLines++
+			if !strings.Contains(l, ": backlog 0 now") {
+				t.Errorf("progress line with every Task succeeded shows a backlog: %s", l)
+			}
+		}
+	}
+	if finalLines == 0 {
+		t.Errorf("no progress line with every Task succeeded:\n%s", out.all())
 	}
 	kubeconfig := filepath.Join(stateDir, "kubeconfig")
 	taskerctl := func(args ...string) (string, error) {
