@@ -38,17 +38,19 @@ const (
 )
 
 // Prometheus gauges per pool, registered with controller-runtime's registry (served on the manager's metrics
-// endpoint). Their series are deleted when the pool is.
+// endpoint). Their series are deleted when the pool is. The pool's namespace is label pool_namespace: a label
+// named namespace would clash with the target's own (the operator's namespace) when Prometheus scrapes the
+// manager, and come out renamed exported_namespace.
 var (
 	backlogGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tasker_workerpool_backlog",
 		Help: "Messages in the WorkerPool's queues (pgmq queue_length summed over its queues, in flight included), " +
 			"at the last successful reading.",
-	}, []string{"namespace", "pool"})
+	}, []string{"pool_namespace", "pool"})
 	desiredReplicasGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "tasker_workerpool_desired_replicas",
 		Help: "Replicas the operator wants for the WorkerPool's Deployment.",
-	}, []string{"namespace", "pool"})
+	}, []string{"pool_namespace", "pool"})
 )
 
 func init() {

@@ -360,7 +360,7 @@ func gauge(t *testing.T, name, ns, pool string) (float64, bool) {
 func labelsMatch(m *dto.Metric, ns, pool string) bool {
 	var okNS, okPool bool
 	for _, l := range m.GetLabel() {
-		okNS = okNS || (l.GetName() == "namespace" && l.GetValue() == ns)
+		okNS = okNS || (l.GetName() == "pool_namespace" && l.GetValue() == ns)
 		okPool = okPool || (l.GetName() == "pool" && l.GetValue() == pool)
 	}
 	return okNS && okPool
