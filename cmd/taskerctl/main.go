@@ -45,7 +45,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRoot().ExecuteContext(ctx); err != nil {
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -69,7 +69,7 @@ func newRoot() *cobra.Command {
 		"PostgreSQL URL of the tasker database (default $TASKER_DATABASE_URL): with it, describe shows every step with results.")
 	f.DurationVar(&g.timeout, "request-timeout", 30*time.Second, "Time limit of each request.")
 
-	root.AddCommand(getCmd(g), describeCmd(g), watchCmd(g), cancelCmd(g),
+	root.AddCommand(getCmd(g), describeCmd(g), watchCmd(g), waitCmd(g), cancelCmd(g),
 		actionCmd(g, taskerv1alpha1.ActionRetry), actionCmd(g, taskerv1alpha1.ActionResolve), actionCmd(g, taskerv1alpha1.ActionComplete), devCmd())
 	return root
 }
@@ -235,7 +235,7 @@ func watchCmd(g *globals) *cobra.Command {
 	var interval time.Duration
 	cmd := &cobra.Command{
 		Use:   "watch NAME",
-		Short: "Redraw a Task's tree until it finishes",
+		Short: "Redraw a Task's tree until it finishes (exit 1 when it failed or was cancelled)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ns, err := g.client()
@@ -260,8 +260,11 @@ func watchCmd(g *globals) *cobra.Command {
 					return err
 				}
 				switch tk.Status.Phase {
-				case taskerv1alpha1.TaskSucceeded, taskerv1alpha1.TaskFailed, taskerv1alpha1.TaskCancelled:
+				case taskerv1alpha1.TaskSucceeded:
 					return nil
+				case taskerv1alpha1.TaskFailed, taskerv1alpha1.TaskCancelled:
+					// Non-zero, so that a script can tell (the tree above says why).
+					return &exitError{code: exitOther, msg: fmt.Sprintf("task %s %s", args[0], strings.ToLower(string(tk.Status.Phase)))}
 				}
 				if !tty {
 					fmt.Fprintln(out)

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -271,17 +272,54 @@ spec:
 	if b, err := apply.CombinedOutput(); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, b)
 	}
-	waitFor(t, time.Minute, "broken-input to fail", func() bool {
-		s, _ := taskerctl("get", "broken-input", "-o", "json")
-		return strings.Contains(s, `"phase": "Failed"`)
-	})
+	// taskerctl wait's exit codes (argo wait's): 1 when the Task finishes in another phase, 0 when it reaches the
+	// phase, 2 at the timeout; watch exits 1 on a failed Task.
+	exitCode := func(err error) int {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			return -1
+		}
+		return 0
+	}
+	if s, err := taskerctl("wait", "broken-input", "--for=phase=Succeeded", "--timeout=1m"); exitCode(err) != 1 ||
+		!strings.Contains(s, "finished Failed") {
+		t.Fatalf("taskerctl wait for a Task that fails: exit %d, want 1\n%s", exitCode(err), s)
+	}
+	if s, err := taskerctl("watch", "broken-input"); exitCode(err) != 1 || !strings.Contains(s, "card number is invalid") {
+		t.Errorf("taskerctl watch of a failed Task: exit %d, want 1\n%s", exitCode(err), s)
+	}
 	if s, err := taskerctl("retry", "broken-input", "charge", "--inputs", `{"permanent":false}`); err != nil {
 		t.Fatalf("taskerctl retry: %v\n%s", err, s)
 	}
-	waitFor(t, time.Minute, "broken-input to succeed after the retry", func() bool {
-		s, _ := taskerctl("get", "broken-input", "-o", "json")
-		return strings.Contains(s, `"phase": "Succeeded"`)
-	})
+	if s, err := taskerctl("wait", "broken-input", "--for=phase=Succeeded", "--timeout=1m"); err != nil {
+		t.Fatalf("taskerctl wait for broken-input to succeed after the retry: exit %d\n%s", exitCode(err), s)
+	}
+	stuck := `apiVersion: tasker.dev/v1alpha1
+kind: Task
+metadata: {name: no-workers, namespace: demo}
+spec:
+  queue: nobody_serves_this
+  steps:
+    - {name: only, handler: echo}
+`
+	apply = exec.Command("kubectl", "--kubeconfig", kubeconfig, "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(stuck)
+	if b, err := apply.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, b)
+	}
+	if s, err := taskerctl("wait", "no-workers", "--for=phase=Succeeded", "--timeout=2s"); exitCode(err) != 2 ||
+		!strings.Contains(s, "timed out") {
+		t.Errorf("taskerctl wait for a Task nobody runs: exit %d, want 2\n%s", exitCode(err), s)
+	}
+	if s, err := taskerctl("cancel", "no-workers"); err != nil {
+		t.Fatalf("taskerctl cancel: %v\n%s", err, s)
+	}
+	if s, err := taskerctl("wait", "no-workers", "--for=phase=Cancelled", "--timeout=1m"); err != nil {
+		t.Errorf("taskerctl wait for the cancellation: exit %d\n%s", exitCode(err), s)
+	}
 
 	// Ctrl-C stops everything.
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
