@@ -69,7 +69,7 @@ func newRoot() *cobra.Command {
 		"PostgreSQL URL of the tasker database (default $TASKER_DATABASE_URL): with it, describe shows every step with results.")
 	f.DurationVar(&g.timeout, "request-timeout", 30*time.Second, "Time limit of each request.")
 
-	root.AddCommand(getCmd(g), describeCmd(g), watchCmd(g), waitCmd(g), cancelCmd(g),
+	root.AddCommand(getCmd(g), describeCmd(g), historyCmd(g), watchCmd(g), waitCmd(g), cancelCmd(g),
 		actionCmd(g, taskerv1alpha1.ActionRetry), actionCmd(g, taskerv1alpha1.ActionResolve), actionCmd(g, taskerv1alpha1.ActionComplete), devCmd())
 	return root
 }

@@ -95,3 +95,24 @@ func TestErrorNoteSaysWhichAttemptFailed(t *testing.T) {
 		}
 	}
 }
+
+func TestHistoryTable(t *testing.T) {
+	entries := []HistoryEntry{
+		{At: *at(0), Step: "charge", From: "enqueued", To: "running", Attempt: 1, Worker: "w-1", Reason: "claimed"},
+		{At: *at(1), Step: "charge", From: "running", To: "retrying", Attempt: 1, Worker: "w-1", Reason: "failed",
+			Error: "card processor\ntimed out"},
+		{At: *at(2), From: "running", To: "succeeded", Reason: "all steps finished"},
+	}
+	var b strings.Builder
+	if err := HistoryTable(&b, entries, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := `TIME                      STEP    TRANSITION            ATTEMPT  WORKER  REASON              ERROR
+2026-11-27T12:00:00.000Z  charge  enqueued -> running   1        w-1     claimed
+2026-11-27T12:00:01.000Z  charge  running -> retrying   1        w-1     failed              card processor timed out
+2026-11-27T12:00:02.000Z  (task)  running -> succeeded  -        -       all steps finished
+`
+	if got := b.String(); got != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+}

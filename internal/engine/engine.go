@@ -51,6 +51,7 @@ var (
 	sqlWorkerHeartbeat = mustSQL("worker_heartbeat")
 	sqlWorkerStopped   = mustSQL("worker_stopped")
 	sqlTaskChanges     = mustSQL("task_changes")
+	sqlHistory         = mustSQL("history")
 	sqlLatestChange    = mustSQL("latest_task_change")
 )
 

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -296,6 +297,30 @@ spec:
 	}
 	if s, err := taskerctl("wait", "broken-input", "--for=phase=Succeeded", "--timeout=1m"); err != nil {
 		t.Fatalf("taskerctl wait for broken-input to succeed after the retry: exit %d\n%s", exitCode(err), s)
+	}
+	// The history of the retried step, from the database (its URL is in the demo's Secret, as docs/local-stack.md
+	// shows).
+	secret, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "-n", "demo", "get", "secret", "tasker-db",
+		"-o", "jsonpath={.data.url}").Output()
+	if err != nil {
+		t.Fatalf("kubectl get secret: %v", err)
+	}
+	dbURL, err := base64.StdEncoding.DecodeString(string(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, err := taskerctl("history", "broken-input", "charge", "--database-url", string(dbURL))
+	if err != nil {
+		t.Fatalf("taskerctl history: %v\n%s", err, hist)
+	}
+	for _, want := range []string{"running -> failed", "card number is invalid", "failed -> enqueued",
+		"running -> succeeded"} {
+		if !strings.Contains(hist, want) {
+			t.Errorf("taskerctl history broken-input charge lacks %q:\n%s", want, hist)
+		}
+	}
+	if s, err := taskerctl("history", "broken-input"); err == nil || !strings.Contains(s, "--database-url") {
+		t.Errorf("taskerctl history without a database URL: %v\n%s", err, s)
 	}
 	stuck := `apiVersion: tasker.dev/v1alpha1
 kind: Task

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tasker-operator/tasker-operator/internal/cli"
+	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/store"
+)
+
+func historyCmd(g *globals) *cobra.Command {
+	var width int
+	cmd := &cobra.Command{
+		Use:   "history NAME [STEP]",
+		Short: "Show a Task's transitions from the database: attempts, workers, reasons, errors, times",
+		Long: "Show every recorded transition of a Task (and of its steps), oldest first, or of one step. The history " +
+			"is in the tasker database: give --database-url (or set TASKER_DATABASE_URL).",
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if g.databaseURL == "" {
+				return errors.New("history is read from the tasker database: give --database-url or set TASKER_DATABASE_URL")
+			}
+			c, ns, err := g.client()
+			if err != nil {
+				return err
+			}
+			tk, err := g.getTask(cmd.Context(), c, ns, args[0])
+			if err != nil {
+				return err
+			}
+			if tk.Status.TaskID == 0 {
+				return fmt.Errorf("task %s has not been admitted yet: it has no history", args[0])
+			}
+			step := ""
+			if len(args) == 2 {
+				step = args[1]
+			}
+			pool, err := store.Open(cmd.Context(), g.databaseURL, store.Options{MaxConns: 1, ApplicationName: "taskerctl"})
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			entries, err := engine.New(pool, engine.Options{QueryTimeout: g.timeout}).History(cmd.Context(), tk.Status.TaskID, step)
+			if err != nil {
+				return err
+			}
+			if g.output != "" {
+				return printStructured(cmd.OutOrStdout(), g.output, cli.FromHistory(entries))
+			}
+			return cli.HistoryTable(cmd.OutOrStdout(), cli.FromHistory(entries), width)
+		},
+	}
+	cmd.Flags().StringVarP(&g.output, "output", "o", "", "Output format: json or yaml.")
+	cmd.Flags().IntVar(&width, "width", 160, "Cut long errors to fit about this many columns (0: never).")
+	return cmd
+}
