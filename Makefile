@@ -165,9 +165,10 @@ demo: ## The local stack with the demo workflows (first run builds the control p
 	bin/taskerctl dev --assets "$$(hack/envtest-assets.sh)" $(DEMO_FLAGS)
 
 .PHONY: build-taskerctl
-build-taskerctl: ## Build bin/taskerctl and its kubectl plugin name bin/kubectl-tasker.
+build-taskerctl: ## Build bin/taskerctl, its kubectl plugin name bin/kubectl-tasker and the plugin's completion helper.
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/taskerctl ./cmd/taskerctl
 	ln -sf taskerctl bin/kubectl-tasker
+	cp hack/kubectl_complete-tasker bin/kubectl_complete-tasker
 
 ##@ Dependencies
 

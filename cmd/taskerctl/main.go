@@ -71,6 +71,17 @@ func newRoot() *cobra.Command {
 
 	root.AddCommand(getCmd(g), describeCmd(g), historyCmd(g), watchCmd(g), waitCmd(g), cancelCmd(g),
 		actionCmd(g, taskerv1alpha1.ActionRetry), actionCmd(g, taskerv1alpha1.ActionResolve), actionCmd(g, taskerv1alpha1.ActionComplete), devCmd())
+	// Shell completion (`taskerctl completion bash|zsh|fish|powershell`, cobra's) of Task and step names.
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "get":
+			c.ValidArgsFunction = g.completeArgs(true, false)
+		case "describe", "watch", "wait", "cancel":
+			c.ValidArgsFunction = g.completeArgs(false, false)
+		case "history", "retry", "resolve", "complete":
+			c.ValidArgsFunction = g.completeArgs(false, true)
+		}
+	}
 	return root
 }
 

@@ -322,6 +322,15 @@ spec:
 	if s, err := taskerctl("history", "broken-input"); err == nil || !strings.Contains(s, "--database-url") {
 		t.Errorf("taskerctl history without a database URL: %v\n%s", err, s)
 	}
+	// Shell completion reads Task and step names from the cluster.
+	if s, err := taskerctl("__complete", "describe", "linear"); err != nil || !strings.Contains(s, "linear-etl\n") ||
+		strings.Contains(s, "order-fulfillment") {
+		t.Errorf("completion of a Task name: %v\n%s", err, s)
+	}
+	if s, err := taskerctl("__complete", "retry", "broken-input", ""); err != nil ||
+		!strings.Contains(s, "charge\n") || !strings.Contains(s, "ship\n") {
+		t.Errorf("completion of a step name: %v\n%s", err, s)
+	}
 	stuck := `apiVersion: tasker.dev/v1alpha1
 kind: Task
 metadata: {name: no-workers, namespace: demo}
