@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -47,16 +46,17 @@ const (
 
 // WorkerPoolReconciler owns each WorkerPool's Deployment and scales it by the backlog of the pool's queues.
 //
-// Every pool is polled every pollingIntervalSeconds (RequeueAfter) through the one shared connection pool DB. The
-// scaler's memory (readings inside the stabilization window, recent scale events, consecutive failures) is
-// kept per pool in memory, keyed by the pool's UID, and dropped when the pool goes. The reconciler is the only
+// Every pool is polled every pollingIntervalSeconds (RequeueAfter) through Metrics (on the one connection pool
+// shared by every pool). The scaler's memory (readings inside the stabilization window, recent scale events,
+// consecutive failures) is kept per pool in memory, keyed by the pool's UID, and dropped when the pool goes. The reconciler is the only
 // writer of the Deployment's spec.replicas.
 type WorkerPoolReconciler struct {
 	client.Client
 	Scheme *runtime.Scheme
-	// DB is the connection pool shared by all WorkerPools, for backlog readings and worker records. Nil: no
-	// backlog can be read; pools keep their replica count and report MetricsAvailable=False.
-	DB *pgxpool.Pool
+	// Metrics reads the backlogs and the worker records from the database, through the connection pool shared by
+	// all WorkerPools (a *poolmetrics.Reader). Nil: no backlog can be read; pools keep their replica count and
+	// report MetricsAvailable=False.
+	Metrics PoolMetrics
 	// APIReader reads Pods (uncached) at scale-in. Default: the manager's API reader.
 	APIReader client.Reader
 	// Recorder emits the pools' Events. Default: the manager's recorder named "workerpool-controller".
@@ -67,9 +67,6 @@ type WorkerPoolReconciler struct {
 	WorkerStaleAfter time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
-
-	readerOnce sync.Once
-	rd         *poolmetrics.Reader
 
 	mu    sync.Mutex
 	pools map[types.UID]*poolState
@@ -238,7 +235,7 @@ func (r *WorkerPoolReconciler) read(ctx context.Context, pool *taskerv1alpha1.Wo
 	spec scaling.Spec, now time.Time, current int32) reading {
 	log := logf.FromContext(ctx)
 	var rd reading
-	reader := r.reader()
+	reader := r.Metrics
 	var err error
 	if reader == nil {
 		rd.failReason = reasonDatabaseNotConfigured
@@ -408,13 +405,12 @@ func (r *WorkerPoolReconciler) trackedPools() int {
 	return len(r.pools)
 }
 
-func (r *WorkerPoolReconciler) reader() *poolmetrics.Reader {
-	r.readerOnce.Do(func() {
-		if r.DB != nil {
-			r.rd = poolmetrics.New(r.DB)
-		}
-	})
-	return r.rd
+// PoolMetrics is what the WorkerPool controller reads from the database; *poolmetrics.Reader implements it.
+type PoolMetrics interface {
+	// Backlog is the summed queue length of queues.
+	Backlog(ctx context.Context, queues []string) (poolmetrics.Backlog, error)
+	// Workers returns the fresh records (younger than staleAfter) of the workers with those ids.
+	Workers(ctx context.Context, ids []string, staleAfter time.Duration) (map[string]poolmetrics.Worker, error)
 }
 
 func (r *WorkerPoolReconciler) now() time.Time {

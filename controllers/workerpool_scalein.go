@@ -32,7 +32,7 @@ func deletionCost(w poolmetrics.Worker, found bool) int {
 // records, right before the replicas are lowered, so the ReplicaSet removes idle workers and keeps busy ones.
 // Only annotations whose value changes are patched. It returns how many Pods were patched.
 func (r *WorkerPoolReconciler) markPodsForScaleIn(ctx context.Context, pool *taskerv1alpha1.WorkerPool) (int, error) {
-	reader := r.reader()
+	reader := r.Metrics
 	if reader == nil {
 		return 0, errors.New("no database configured")
 	}

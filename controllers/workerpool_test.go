@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -291,5 +293,78 @@ func TestDrainSeconds(t *testing.T) {
 		if got := drainSeconds(grace); got != want {
 			t.Errorf("drainSeconds(%d) = %d, want %d", grace, got, want)
 		}
+	}
+}
+
+// fakeMetrics answers backlog readings with a fixed total or error.
+type fakeMetrics struct {
+	total   int64
+	err     error
+	queues  [][]string
+	workers map[string]poolmetrics.Worker
+}
+
+func (f *fakeMetrics) Backlog(_ context.Context, queues []string) (poolmetrics.Backlog, error) {
+	f.queues = append(f.queues, queues)
+	if f.err != nil {
+		return poolmetrics.Backlog{}, f.err
+	}
+	return poolmetrics.Backlog{Total: f.total, PerQueue: map[string]int64{queues[0]: f.total}}, nil
+}
+
+func (f *fakeMetrics) Workers(context.Context, []string, time.Duration) (map[string]poolmetrics.Worker, error) {
+	return f.workers, f.err
+}
+
+// With a reading, the pool scales to the backlog (within its limits) and says so; a failed reading keeps the
+// replicas and reports the database as unavailable without its raw error.
+func TestReconcileScalesToTheBacklog(t *testing.T) {
+	pool := testPool()
+	pool.Spec.Scaling = taskerv1alpha1.ScalingSpec{MinReplicas: ptr.To(int32(0)), MaxReplicas: ptr.To(int32(3)),
+		TargetBacklogPerReplica: ptr.To(int32(10))}
+	r, c, _ := fakeReconciler(t, pool)
+	m := &fakeMetrics{total: 500}
+	r.Metrics = m
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	r.Now = func() time.Time { return now }
+	ctx := context.Background()
+	key := types.NamespacedName{Namespace: "ns", Name: "wp"}
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.queues) != 1 || fmt.Sprint(m.queues[0]) != "[a b]" {
+		t.Errorf("backlog read for queues %v, want [[a b]]", m.queues)
+	}
+	var dep appsv1.Deployment
+	if err := c.Get(ctx, key, &dep); err != nil {
+		t.Fatal(err)
+	}
+	var got taskerv1alpha1.WorkerPool
+	if err := c.Get(ctx, key, &got); err != nil {
+		t.Fatal(err)
+	}
+	if *dep.Spec.Replicas != 3 || got.Status.DesiredReplicas != 3 || got.Status.Backlog != 500 {
+		t.Errorf("replicas %d, status %+v; want 3 replicas for backlog 500", *dep.Spec.Replicas, got.Status)
+	}
+	if cond := meta.FindStatusCondition(got.Status.Conditions, taskerv1alpha1.WorkerPoolConditionMetricsAvailable); cond == nil ||
+		cond.Status != metav1.ConditionTrue || cond.Reason != reasonBacklogRead {
+		t.Errorf("MetricsAvailable = %+v", cond)
+	}
+
+	m.err = errors.New("dial tcp 10.0.0.5:5432: connection refused")
+	now = now.Add(time.Minute) // past the polling interval: the next reconcile reads again
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, key, &dep); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, key, &got); err != nil {
+		t.Fatal(err)
+	}
+	cond := meta.FindStatusCondition(got.Status.Conditions, taskerv1alpha1.WorkerPoolConditionMetricsAvailable)
+	if *dep.Spec.Replicas != 3 || cond == nil || cond.Status != metav1.ConditionFalse ||
+		cond.Reason != reasonDatabaseUnavailable || strings.Contains(cond.Message, "10.0.0.5") {
+		t.Errorf("after a failed reading: replicas %d, MetricsAvailable %+v", *dep.Spec.Replicas, cond)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/controllers"
+	"github.com/tasker-operator/tasker-operator/internal/poolmetrics"
 	"github.com/tasker-operator/tasker-operator/internal/webhook"
 )
 
@@ -89,7 +90,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Components, error) {
 	}
 	pools := &controllers.WorkerPoolReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme()}
 	if opts.Database != nil {
-		pools.DB = opts.Database.Pool // one connection pool shared by every WorkerPool's backlog readings
+		pools.Metrics = poolmetrics.New(opts.Database.Pool) // one connection pool shared by every WorkerPool's readings
 	}
 	if err := pools.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("workerpool controller: %w", err)
