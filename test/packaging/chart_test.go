@@ -481,7 +481,13 @@ func TestChartCopiesAreCurrent(t *testing.T) {
 // producing a broken install.
 func TestChartRejectsBadValues(t *testing.T) {
 	for name, tc := range map[string]struct{ values, message string }{
-		"certificate-mode": {"webhook: {certificate: {mode: letsencrypt}}", "webhook.certificate.mode must be"},
+		// values.schema.json: unknown keys (typos), wrong types and values outside a set fail before rendering.
+		"certificate-mode": {"webhook: {certificate: {mode: letsencrypt}}", "'/webhook/certificate/mode': value must be one of"},
+		"typo":             {"replicaCont: 2", "replicaCont"},
+		"nested-typo":      {"database: {existingSecretKy: url}", "existingSecretKy"},
+		"wrong-type":       {"replicaCount: two", "replicaCount"},
+		"log-level":        {"logLevel: verbose", "logLevel"},
+		"port-range":       {"metrics: {port: 70000}", "'/metrics/port': maximum"},
 		"no-database":      {"database: {existingSecret: ''}", "database.existingSecret or database.url is required"},
 		"no-sa-name":       {"serviceAccount: {create: false}", "serviceAccount.name is required"},
 	} {
