@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -497,5 +499,44 @@ func TestChartRejectsBadValues(t *testing.T) {
 				t.Fatalf("render error = %v, want one containing %q", err, tc.message)
 			}
 		})
+	}
+}
+
+// Every value a template reads is allowed by values.schema.json (its objects are closed: a value the schema does
+// not list would be refused at install, even though a template uses it).
+func TestChartSchemaAllowsEveryValueTheTemplatesRead(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(chartDir(), "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type node struct {
+		Properties map[string]*node `json:"properties"`
+	}
+	var schema node
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	templates, err := filepath.Glob(filepath.Join(chartDir(), "templates", "*"))
+	if err != nil || len(templates) == 0 {
+		t.Fatalf("templates: %v", err)
+	}
+	ref := regexp.MustCompile(`\.Values((?:\.[A-Za-z0-9_]+)+)`)
+	for _, f := range templates {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ref.FindAllStringSubmatch(string(b), -1) {
+			n := &schema
+			for _, key := range strings.Split(strings.TrimPrefix(m[1], "."), ".") {
+				if n.Properties == nil { // a free-form value: anything below it is allowed
+					break
+				}
+				if n = n.Properties[key]; n == nil {
+					t.Errorf("%s reads .Values%s, which values.schema.json does not allow", filepath.Base(f), m[1])
+					break
+				}
+			}
+		}
 	}
 }
