@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -88,6 +89,8 @@ type TaskReconciler struct {
 	// StatusInterval and ResyncInterval: see DefaultStatusInterval and DefaultResyncInterval.
 	StatusInterval time.Duration
 	ResyncInterval time.Duration
+	// Clock tells the time (status pacing, TTL after finishing, action records). Default: the real clock.
+	Clock clock.PassiveClock
 
 	writes  sync.Map // types.NamespacedName -> statusWrites: when the status may next be written
 	taskIDs sync.Map // engine task id (int64) -> types.NamespacedName, to route notifications
@@ -206,7 +209,7 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		}
 	} else if ttl := task.Spec.TTLSecondsAfterFinished; ttl != nil && status.CompletedAt != nil {
 		expiry := status.CompletedAt.Add(time.Duration(*ttl) * time.Second)
-		if wait := time.Until(expiry); wait > 0 {
+		if wait := expiry.Sub(r.now()); wait > 0 {
 			result.RequeueAfter = wait
 		} else {
 			log.Info("deleting finished Task after ttlSecondsAfterFinished", "ttl", *ttl)
@@ -259,7 +262,7 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 		if err == nil {
 			status.TaskID = adm.TaskID
 			// Admission opens the first write window: a Task that finishes within it is written once.
-			r.writes.LoadOrStore(types.NamespacedName{Namespace: task.Namespace, Name: task.Name}, &writeWindow{last: time.Now()})
+			r.writes.LoadOrStore(types.NamespacedName{Namespace: task.Namespace, Name: task.Name}, &writeWindow{last: r.now()})
 			msg := fmt.Sprintf("admitted as task %d with %d steps", adm.TaskID, len(spec.Steps))
 			if tmpl != nil {
 				msg += fmt.Sprintf(" from TaskTemplate %q (generation %d)", tmpl.Name, tmpl.Generation)
@@ -321,7 +324,7 @@ func (r *TaskReconciler) runActions(ctx context.Context, task *taskerv1alpha1.Ta
 		default:
 			err = fmt.Errorf("%w: unknown action type %q", engine.ErrInvalidArgument, a.Type)
 		}
-		record := taskerv1alpha1.ActionStatus{ID: a.ID, Outcome: "Done", Time: metav1.Now()}
+		record := taskerv1alpha1.ActionStatus{ID: a.ID, Outcome: "Done", Time: metav1.NewTime(r.now())}
 		switch {
 		case err == nil:
 			record.Message = fmt.Sprintf("%s of step %q done", a.Type, a.Step)
@@ -482,7 +485,7 @@ func (r *TaskReconciler) writeStatus(ctx context.Context, task *taskerv1alpha1.T
 	v, _ := r.writes.LoadOrStore(key, &writeWindow{})
 	w := v.(*writeWindow)
 	if !urgent && !w.last.IsZero() {
-		if wait := time.Until(w.last.Add(r.gapAfter(w.n))); wait > 0 {
+		if wait := w.last.Add(r.gapAfter(w.n)).Sub(r.now()); wait > 0 {
 			if result.RequeueAfter == 0 || wait < result.RequeueAfter {
 				result.RequeueAfter = wait
 			}
@@ -493,7 +496,7 @@ func (r *TaskReconciler) writeStatus(ctx context.Context, task *taskerv1alpha1.T
 		return ctrl.Result{}, err
 	}
 	statusWrites.Inc()
-	r.writes.Store(key, &writeWindow{last: time.Now(), n: w.n + 1})
+	r.writes.Store(key, &writeWindow{last: r.now(), n: w.n + 1})
 	return result, nil
 }
 
@@ -642,4 +645,11 @@ type deletionPredicate struct{ predicate.Funcs }
 
 func (deletionPredicate) Update(e event.UpdateEvent) bool {
 	return e.ObjectNew.GetDeletionTimestamp() != nil
+}
+
+func (r *TaskReconciler) now() time.Time {
+	if r.Clock != nil {
+		return r.Clock.Now()
+	}
+	return time.Now()
 }

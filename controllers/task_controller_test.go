@@ -6,7 +6,15 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 )
@@ -70,5 +78,58 @@ func TestAfterDatabaseErrorBackoff(t *testing.T) {
 	r.dbBackoff.Forget(a) // what a reconcile that reached the database does
 	if res, _ := r.afterDatabaseError(context.Background(), a, down, nil); res.RequeueAfter != time.Second {
 		t.Errorf("after a success the backoff restarts at %s, want 1s", res.RequeueAfter)
+	}
+}
+
+// Progress is written at once the first time, then at most once per gap (StatusInterval doubled with each write:
+// 2 s, 4 s, ...), measured on the reconciler's clock; an urgent change is written at once.
+func TestWriteStatusPacesProgress(t *testing.T) {
+	s := runtime.NewScheme()
+	utilruntime.Must(taskerv1alpha1.AddToScheme(s))
+	task := &taskerv1alpha1.Task{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "t"}}
+	c := fake.NewClientBuilder().WithScheme(s).WithStatusSubresource(&taskerv1alpha1.Task{}).WithObjects(task).Build()
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	r := &TaskReconciler{Client: c, Scheme: s, StatusInterval: time.Second, Clock: clk}
+	ctx := context.Background()
+	key := types.NamespacedName{Namespace: "ns", Name: "t"}
+	write := func(progress string, urgent bool) ctrl.Result {
+		t.Helper()
+		var cur taskerv1alpha1.Task
+		if err := c.Get(ctx, key, &cur); err != nil {
+			t.Fatal(err)
+		}
+		old := cur.Status.DeepCopy()
+		cur.Status.Progress = progress
+		res, err := r.writeStatus(ctx, &cur, old, ctrl.Result{}, urgent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	stored := func() string {
+		var cur taskerv1alpha1.Task
+		if err := c.Get(ctx, key, &cur); err != nil {
+			t.Fatal(err)
+		}
+		return cur.Status.Progress
+	}
+
+	if res := write("1/10", false); res.RequeueAfter != 0 || stored() != "1/10" {
+		t.Fatalf("first write: %+v, stored %q", res, stored())
+	}
+	clk.SetTime(clk.Now().Add(300 * time.Millisecond))
+	if res := write("2/10", false); res.RequeueAfter != 1700*time.Millisecond || stored() != "1/10" {
+		t.Fatalf("within the first gap (2 s): %+v, stored %q", res, stored())
+	}
+	clk.SetTime(clk.Now().Add(1700 * time.Millisecond))
+	if res := write("2/10", false); res.RequeueAfter != 0 || stored() != "2/10" {
+		t.Fatalf("after the gap: %+v, stored %q", res, stored())
+	}
+	clk.SetTime(clk.Now().Add(1500 * time.Millisecond))
+	if res := write("3/10", false); res.RequeueAfter != 2500*time.Millisecond || stored() != "2/10" {
+		t.Fatalf("within the second gap (4 s): %+v, stored %q", res, stored())
+	}
+	if res := write("10/10", true); res.RequeueAfter != 0 || stored() != "10/10" {
+		t.Fatalf("urgent: %+v, stored %q", res, stored())
 	}
 }

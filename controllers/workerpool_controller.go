@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -65,8 +66,8 @@ type WorkerPoolReconciler struct {
 	QueryTimeout time.Duration
 	// WorkerStaleAfter is the age after which a worker record is ignored. Default DefaultWorkerStaleAfter.
 	WorkerStaleAfter time.Duration
-	// Now is the clock. Default time.Now.
-	Now func() time.Time
+	// Clock tells the time (polling, stabilization windows, cooldowns). Default: the real clock.
+	Clock clock.PassiveClock
 
 	mu    sync.Mutex
 	pools map[types.UID]*poolState
@@ -414,8 +415,8 @@ type PoolMetrics interface {
 }
 
 func (r *WorkerPoolReconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
+	if r.Clock != nil {
+		return r.Clock.Now()
 	}
 	return time.Now()
 }

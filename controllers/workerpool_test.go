@@ -18,6 +18,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -325,8 +326,8 @@ func TestReconcileScalesToTheBacklog(t *testing.T) {
 	r, c, _ := fakeReconciler(t, pool)
 	m := &fakeMetrics{total: 500}
 	r.Metrics = m
-	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
-	r.Now = func() time.Time { return now }
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	r.Clock = clk
 	ctx := context.Background()
 	key := types.NamespacedName{Namespace: "ns", Name: "wp"}
 	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
@@ -352,7 +353,7 @@ func TestReconcileScalesToTheBacklog(t *testing.T) {
 	}
 
 	m.err = errors.New("dial tcp 10.0.0.5:5432: connection refused")
-	now = now.Add(time.Minute) // past the polling interval: the next reconcile reads again
+	clk.SetTime(clk.Now().Add(time.Minute)) // past the polling interval: the next reconcile reads again
 	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
 		t.Fatal(err)
 	}
