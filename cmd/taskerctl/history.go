@@ -7,8 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tasker-operator/tasker-operator/internal/cli"
-	"github.com/tasker-operator/tasker-operator/internal/engine"
-	"github.com/tasker-operator/tasker-operator/internal/store"
 )
 
 func historyCmd(g *globals) *cobra.Command {
@@ -38,12 +36,12 @@ func historyCmd(g *globals) *cobra.Command {
 			if len(args) == 2 {
 				step = args[1]
 			}
-			pool, err := store.Open(cmd.Context(), g.databaseURL, store.Options{MaxConns: 1, ApplicationName: "taskerctl"})
+			eng, closeDB, err := g.engine(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer pool.Close()
-			entries, err := engine.New(pool, engine.Options{QueryTimeout: g.timeout}).History(cmd.Context(), tk.Status.TaskID, step)
+			defer closeDB()
+			entries, err := eng.History(cmd.Context(), tk.Status.TaskID, step)
 			if err != nil {
 				return err
 			}

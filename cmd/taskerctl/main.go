@@ -119,16 +119,25 @@ func (g *globals) view(ctx context.Context, tk *taskerv1alpha1.Task) (cli.TaskVi
 	if g.databaseURL == "" || tk.Status.TaskID == 0 {
 		return cli.FromStatus(tk), nil
 	}
-	pool, err := store.Open(ctx, g.databaseURL, store.Options{MaxConns: 1, ApplicationName: "taskerctl"})
+	eng, closeDB, err := g.engine(ctx)
 	if err != nil {
 		return cli.TaskView{}, err
 	}
-	defer pool.Close()
-	st, err := engine.New(pool, engine.Options{QueryTimeout: g.timeout}).GetTask(ctx, tk.Status.TaskID)
+	defer closeDB()
+	st, err := eng.GetTask(ctx, tk.Status.TaskID)
 	if err != nil {
 		return cli.TaskView{}, err
 	}
 	return cli.FromEngine(tk, st), nil
+}
+
+// engine opens the database of --database-url (one connection) for reads; call closeDB when done.
+func (g *globals) engine(ctx context.Context) (eng *engine.Engine, closeDB func(), err error) {
+	pool, err := store.Open(ctx, g.databaseURL, store.Options{MaxConns: 1, ApplicationName: "taskerctl"})
+	if err != nil {
+		return nil, nil, err
+	}
+	return engine.New(pool, engine.Options{QueryTimeout: g.timeout}), pool.Close, nil
 }
 
 func printStructured(w io.Writer, format string, v any) error {
