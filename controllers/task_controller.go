@@ -372,6 +372,43 @@ func (r *TaskReconciler) setOutcomeConditions(task *taskerv1alpha1.Task, st *eng
 	set(taskerv1alpha1.TaskConditionCancelled, status.Phase == taskerv1alpha1.TaskCancelled, "Cancelled", "the Task was cancelled")
 }
 
+// setReadyConditions derives Ready and Stalled (kstatus's summary conditions) from the phase and the other
+// conditions, in the one place every status write goes through.
+func setReadyConditions(task *taskerv1alpha1.Task) {
+	status, gen := &task.Status, task.Generation
+	stalled := func(reason, msg string) {
+		conditions.False(&status.Conditions, gen, taskerv1alpha1.TaskConditionReady, reason, msg)
+		conditions.True(&status.Conditions, gen, taskerv1alpha1.TaskConditionStalled, reason, msg)
+	}
+	switch status.Phase {
+	case taskerv1alpha1.TaskSucceeded:
+		conditions.True(&status.Conditions, gen, taskerv1alpha1.TaskConditionReady, "Succeeded",
+			fmt.Sprintf("%s steps done", status.Progress))
+	case taskerv1alpha1.TaskFailed:
+		msg := "a step failed"
+		if c := findCondition(status.Conditions, taskerv1alpha1.TaskConditionFailed); c != nil && c.Message != "" {
+			msg = c.Message
+		}
+		stalled("Failed", msg)
+	case taskerv1alpha1.TaskCancelled:
+		stalled("Cancelled", "the Task was cancelled")
+	default:
+		reason, msg := "Running", fmt.Sprintf("%s steps done", status.Progress)
+		if status.Phase != taskerv1alpha1.TaskRunning {
+			reason, msg = "Pending", "waiting to be admitted and for its first step to start"
+		}
+		if c := findCondition(status.Conditions, taskerv1alpha1.TaskConditionAdmitted); c != nil &&
+			c.Status == metav1.ConditionFalse {
+			reason, msg = c.Reason, c.Message
+		}
+		conditions.False(&status.Conditions, gen, taskerv1alpha1.TaskConditionReady, reason, msg)
+		if findCondition(status.Conditions, taskerv1alpha1.TaskConditionStalled) != nil {
+			conditions.False(&status.Conditions, gen, taskerv1alpha1.TaskConditionStalled, "Resumed",
+				"the Task is running again")
+		}
+	}
+}
+
 func findCondition(conds []metav1.Condition, t string) *metav1.Condition {
 	for i := range conds {
 		if conds[i].Type == t {
@@ -478,6 +515,7 @@ func (r *TaskReconciler) afterDatabaseError(ctx context.Context, key types.Names
 // (see DefaultStatusInterval), asking to be called again then.
 func (r *TaskReconciler) writeStatus(ctx context.Context, task *taskerv1alpha1.Task, old *taskerv1alpha1.TaskStatus,
 	result ctrl.Result, urgent bool) (ctrl.Result, error) {
+	setReadyConditions(task)
 	if equality.Semantic.DeepEqual(old, &task.Status) {
 		return result, nil
 	}

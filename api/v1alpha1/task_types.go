@@ -145,6 +145,12 @@ const (
 	TaskConditionFailed            = "Failed"
 	TaskConditionCancelled         = "Cancelled"
 	TaskConditionDatabaseReachable = "DatabaseReachable"
+	// TaskConditionReady summarises the Task the way kstatus (Flux, kubectl wait, Argo CD) reads objects: True
+	// once it succeeded; False while it waits or runs (the reason says which) and when it failed or was cancelled.
+	TaskConditionReady = "Ready"
+	// TaskConditionStalled is True when the Task failed or was cancelled: it will not become Ready by itself
+	// (kstatus reads that as failed, rather than in progress).
+	TaskConditionStalled = "Stalled"
 )
 
 // MaxStepSummaries is how many steps status lists one by one; beyond it only counts are kept, so the status of

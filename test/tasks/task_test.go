@@ -111,6 +111,13 @@ func TestSamplesSucceed(t *testing.T) {
 			if c := condition(got, taskerv1alpha1.TaskConditionSucceeded); c == nil || c.Status != metav1.ConditionTrue {
 				t.Errorf("Succeeded condition: %+v", c)
 			}
+			if c := condition(got, taskerv1alpha1.TaskConditionReady); c == nil || c.Status != metav1.ConditionTrue ||
+				c.Reason != "Succeeded" {
+				t.Errorf("Ready condition: %+v", c)
+			}
+			if c := condition(got, taskerv1alpha1.TaskConditionStalled); c != nil {
+				t.Errorf("Stalled condition on a Task that never failed: %+v", c)
+			}
 			if c := condition(got, taskerv1alpha1.TaskConditionAdmitted); c == nil || c.Status != metav1.ConditionTrue {
 				t.Errorf("Admitted condition: %+v", c)
 			}
@@ -199,6 +206,14 @@ func TestPermanentFailure(t *testing.T) {
 	}
 	if c := condition(got, taskerv1alpha1.TaskConditionFailed); c == nil || !strings.Contains(c.Message, "card declined by issuer") {
 		t.Fatalf("Failed condition: %+v", c)
+	}
+	// kstatus reads a failed Task as failed (Stalled), not as in progress.
+	if c := condition(got, taskerv1alpha1.TaskConditionReady); c == nil || c.Status != metav1.ConditionFalse || c.Reason != "Failed" {
+		t.Errorf("Ready condition of a failed Task: %+v", c)
+	}
+	if c := condition(got, taskerv1alpha1.TaskConditionStalled); c == nil || c.Status != metav1.ConditionTrue ||
+		!strings.Contains(c.Message, "card declined by issuer") {
+		t.Errorf("Stalled condition of a failed Task: %+v", c)
 	}
 	if got.Status.StepCounts.Skipped != 1 {
 		t.Errorf("the step below the failure should be skipped: %+v", got.Status.StepCounts)
