@@ -21,11 +21,7 @@ func historyCmd(g *globals) *cobra.Command {
 			if g.databaseURL == "" {
 				return errors.New("history is read from the tasker database: give --database-url or set TASKER_DATABASE_URL")
 			}
-			c, ns, err := g.client()
-			if err != nil {
-				return err
-			}
-			tk, err := g.getTask(cmd.Context(), c, ns, args[0])
+			tk, err := g.fetchTask(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

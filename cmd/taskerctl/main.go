@@ -114,6 +114,15 @@ func (g *globals) getTask(ctx context.Context, c client.Client, ns, name string)
 	return &tk, nil
 }
 
+// fetchTask reads one Task of the selected namespace.
+func (g *globals) fetchTask(ctx context.Context, name string) (*taskerv1alpha1.Task, error) {
+	c, ns, err := g.client()
+	if err != nil {
+		return nil, err
+	}
+	return g.getTask(ctx, c, ns, name)
+}
+
 // view builds the Task's view, from the database when a URL was given.
 func (g *globals) view(ctx context.Context, tk *taskerv1alpha1.Task) (cli.TaskView, error) {
 	if g.databaseURL == "" || tk.Status.TaskID == 0 {
@@ -215,11 +224,7 @@ func describeCmd(g *globals) *cobra.Command {
 		Short: "Show a Task's DAG as a tree: states, attempts, durations, last errors, results",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns, err := g.client()
-			if err != nil {
-				return err
-			}
-			tk, err := g.getTask(cmd.Context(), c, ns, args[0])
+			tk, err := g.fetchTask(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
