@@ -155,3 +155,104 @@ func TestConcurrentUpkeep(t *testing.T) {
 		t.Errorf("timed out %d steps in all, want 20 (each once)", n)
 	}
 }
+
+// A retrying step whose message vanished (archived by hand) is repaired like any other: upkeep used to clear its
+// next_attempt_at, which a retrying step must have, and so failed on the steps table's CHECK on every run (issue 13).
+func TestUpkeepRepairsRetryingStepWithoutMessage(t *testing.T) {
+	b := setup(t)
+	id := b.admit(t, engine.TaskSpec{Queue: "qa", Steps: []engine.StepSpec{
+		{Name: "a", Handler: "h", Retry: engine.RetryPolicy{MaxAttempts: 3, BackoffBase: 10 * time.Minute,
+			BackoffMax: 10 * time.Minute, Jitter: engine.NoJitter}},
+	}})
+	c := b.claimOne(t, "qa", time.Minute, 0)
+	if r, err := b.engine.Fail(b.ctx, c.Lease, engine.Failure{Message: "boom"}); err != nil || !r.Retrying {
+		t.Fatalf("fail = %+v, %v", r, err)
+	}
+	if _, err := b.pool.Exec(b.ctx, `SELECT pgmq.archive('qa', (SELECT msg_id FROM tasker.steps WHERE task_id = $1))`, id); err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.engine.Upkeep(b.ctx, time.Now().Add(time.Hour))
+	if err != nil || r.Repaired != 1 {
+		t.Fatalf("upkeep = %+v, %v", r, err)
+	}
+	st := b.task(t, id)
+	wantPhase(t, st, engine.TaskRunning, map[string]engine.StepPhase{"a": engine.StepRetrying})
+	if n := b.queueLength(t, "qa"); n != 1 {
+		t.Fatalf("queue qa has %d messages after the repair, want 1", n)
+	}
+	// The repaired message is due at once (the backoff was over at as_of); the step runs as attempt 2.
+	if got := b.drainOnce(t, "qa"); len(got) != 1 || got[0].Attempt != 2 {
+		t.Fatalf("claimed after repair: %+v", got)
+	}
+	wantPhase(t, b.task(t, id), engine.TaskSucceeded, nil)
+}
+
+// Upkeep takes its locks as one set in the order of locks.sql. It used to lock the tasks of timed-out steps, then
+// the tasks of steps that lost their message: with a timed-out step of task B and a lost message of task A, a
+// completion locking A's then B's steps (ascending, as complete_many does) deadlocked with it (issue 13).
+func TestUpkeepLocksInOneOrder(t *testing.T) {
+	b := setup(t)
+	taskA := b.admit(t, engine.TaskSpec{Queue: "dla", Steps: []engine.StepSpec{{Name: "a", Handler: "h"}}})
+	taskB := b.admit(t, engine.TaskSpec{Queue: "dlb", Steps: []engine.StepSpec{{Name: "b", Handler: "h", Timeout: time.Second}}})
+	if _, err := b.pool.Exec(b.ctx, `SELECT pgmq.purge_queue('dla')`); err != nil { // A's step loses its message
+		t.Fatal(err)
+	}
+	b.claimOne(t, "dlb", time.Hour, time.Second) // B's step runs, and will be past its timeout
+	var stepA, stepB int64
+	if err := b.pool.QueryRow(b.ctx, `SELECT (SELECT id FROM tasker.steps WHERE task_id = $1),
+		(SELECT id FROM tasker.steps WHERE task_id = $2)`, taskA, taskB).Scan(&stepA, &stepB); err != nil {
+		t.Fatal(err)
+	}
+	if stepA >= stepB {
+		t.Fatalf("step ids %d, %d: the test needs A's below B's", stepA, stepB)
+	}
+
+	// A completion of A's and B's steps, caught between its two step locks.
+	tx, err := b.pool.Begin(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(b.ctx) }()
+	if _, err := tx.Exec(b.ctx, `SET LOCAL lock_timeout = '20s'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(b.ctx, `SELECT 1 FROM tasker.steps WHERE id = $1 FOR NO KEY UPDATE`, stepA); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		r   engine.UpkeepReport
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := b.engine.Upkeep(b.ctx, time.Now().Add(time.Minute))
+		done <- result{r, err}
+	}()
+	// Upkeep waits for A's step, which the completion holds.
+	for {
+		var waiting bool
+		if err := b.pool.QueryRow(b.ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%tasker.upkeep%')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case res := <-done:
+			t.Fatalf("upkeep did not wait for the completion's lock: %+v, %v", res.r, res.err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// The completion's second lock: upkeep must not hold it.
+	if _, err := tx.Exec(b.ctx, `SELECT 1 FROM tasker.steps WHERE id = $1 FOR NO KEY UPDATE`, stepB); err != nil {
+		t.Fatalf("completion's lock of B's step: %v", err)
+	}
+	if err := tx.Commit(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil || res.r.TimedOut != 1 || res.r.Repaired != 1 {
+		t.Fatalf("upkeep = %+v, %v", res.r, res.err)
+	}
+}

@@ -18,8 +18,8 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
     v_now       timestamptz := coalesce(upkeep.as_of, clock_timestamp());
     v_ids       bigint[];
-    v_tasks     bigint[];
-    v_id        bigint;
+    v_timeouts  bigint[];
+    v_lost      bigint[] := '{}';
     v_timed_out integer := 0;
     v_repaired  integer := 0;
     v_deleted   integer := 0;
@@ -34,36 +34,20 @@ BEGIN
         RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = '22023';
     END IF;
 
-    -- 1. Timeouts.
-    SELECT array_agg(x.id), array_agg(DISTINCT x.task_id) INTO v_ids, v_tasks
-    FROM (SELECT s.id, s.task_id
+    -- 1 and 2. What to fix, read unlocked: running steps past their timeout, and steps that should have a message
+    --    but whose message is gone.
+    SELECT coalesce(array_agg(x.id), '{}') INTO v_timeouts
+    FROM (SELECT s.id
           FROM tasker.tasks AS t JOIN tasker.steps AS s ON s.task_id = t.id
           WHERE t.completed_at IS NULL AND s.state = 'running' AND s.timeout_seconds > 0
             AND s.started_at + s.timeout_seconds * interval '1 second' <= v_now
           ORDER BY s.started_at LIMIT upkeep.batch_size) AS x;
-    IF v_ids IS NOT NULL THEN
-        PERFORM tasker._lock_tasks(v_tasks);
-        FOR s IN SELECT * FROM tasker.steps AS x WHERE x.id = ANY (v_ids) ORDER BY x.id LOOP
-            -- Re-read: the failure of an earlier step may have cancelled this one.
-            IF EXISTS (SELECT 1 FROM tasker.steps AS x
-                       WHERE x.id = s.id AND x.state = 'running'
-                         AND x.started_at + x.timeout_seconds * interval '1 second' <= v_now) THEN
-                PERFORM tasker._fail_running(s.id,
-                    jsonb_build_object('message', format('step timed out after %s seconds', s.timeout_seconds),
-                                       'timeout', true),
-                    true, NULL, 'timed out');
-                v_timed_out := v_timed_out + 1;
-            END IF;
-        END LOOP;
-    END IF;
-
-    -- 2. Steps whose message is gone.
     FOR v_queue IN SELECT q.name FROM tasker.queues AS q ORDER BY q.name LOOP
-        EXIT WHEN v_repaired >= upkeep.batch_size;
+        EXIT WHEN cardinality(v_lost) >= upkeep.batch_size;
         CONTINUE WHEN NOT tasker._queue_exists(v_queue);
         EXECUTE format($sql$
-            SELECT array_agg(x.id), array_agg(DISTINCT x.task_id)
-            FROM (SELECT s.id, s.task_id
+            SELECT coalesce(array_agg(x.id), '{}')
+            FROM (SELECT s.id
                   FROM tasker.tasks AS t JOIN tasker.steps AS s ON s.task_id = t.id
                   WHERE t.completed_at IS NULL AND s.queue = $1
                     AND ((s.state = 'running' AND s.lease_expires_at < $2)
@@ -72,20 +56,42 @@ BEGIN
                     AND NOT EXISTS (SELECT 1 FROM pgmq.%I AS m WHERE m.msg_id = s.msg_id)
                   LIMIT $3) AS x
             $sql$, 'q_' || v_queue)
-            INTO v_ids, v_tasks
+            INTO v_ids
             USING v_queue, v_now - upkeep.lease_grace_seconds * interval '1 second',
-                  upkeep.batch_size - v_repaired;
-        CONTINUE WHEN v_ids IS NULL;
-        PERFORM tasker._lock_tasks(v_tasks);
-        FOR s IN SELECT * FROM tasker.steps AS x WHERE x.id = ANY (v_ids) ORDER BY x.id LOOP
+                  upkeep.batch_size - cardinality(v_lost);
+        v_lost := v_lost || v_ids;
+    END LOOP;
+    IF cardinality(v_timeouts) + cardinality(v_lost) > 0 THEN
+        -- One lock set, taken at once in the order of locks.sql (every step of the tasks concerned, ascending, then
+        -- the tasks), so that upkeep never holds one task while it waits for another that a completion holds.
+        PERFORM tasker._lock_tasks(ARRAY(SELECT DISTINCT x.task_id FROM tasker.steps AS x
+                                         WHERE x.id = ANY (v_timeouts || v_lost)));
+
+        -- 1. Timeouts, re-checked under the lock: the failure of an earlier step may have cancelled this one.
+        FOR s IN SELECT * FROM tasker.steps AS x WHERE x.id = ANY (v_timeouts) ORDER BY x.id LOOP
+            CONTINUE WHEN NOT EXISTS (SELECT 1 FROM tasker.steps AS x
+                                      WHERE x.id = s.id AND x.state = 'running'
+                                        AND x.started_at + x.timeout_seconds * interval '1 second' <= v_now);
+            PERFORM tasker._fail_running(s.id,
+                jsonb_build_object('message', format('step timed out after %s seconds', s.timeout_seconds),
+                                   'timeout', true),
+                true, NULL, 'timed out');
+            v_timed_out := v_timed_out + 1;
+        END LOOP;
+
+        -- 2. Lost messages, re-checked under the lock (a timeout above may have re-sent or finished the step). A
+        --    retrying step keeps the time of its next attempt (it is due: it was before v_now minus the grace).
+        FOR s IN SELECT * FROM tasker.steps AS x WHERE x.id = ANY (v_lost) ORDER BY x.id LOOP
             CONTINUE WHEN s.state NOT IN ('running', 'enqueued', 'retrying')
                        OR tasker._message_exists(s.queue, s.msg_id);
             v_msg := (tasker._send(s.queue, ARRAY[s.task_id], ARRAY[s.id], ARRAY[s.attempts + 1]))[1];
-            UPDATE tasker.steps AS x SET msg_id = v_msg, next_attempt_at = NULL, updated_at = clock_timestamp()
+            UPDATE tasker.steps AS x
+            SET msg_id = v_msg, next_attempt_at = CASE WHEN x.state = 'retrying' THEN x.next_attempt_at END,
+                updated_at = clock_timestamp()
             WHERE x.id = s.id;
             v_repaired := v_repaired + 1;
         END LOOP;
-    END LOOP;
+    END IF;
 
     -- 3. Retention. Tasks first, then their history (the history guard allows deleting rows of deleted tasks).
     WITH d AS (
