@@ -246,3 +246,105 @@ func TestCompleteManyWithDuplicateLeases(t *testing.T) {
 		t.Errorf("%d succeeded transitions", succeeded)
 	}
 }
+
+// expireLease makes the lease of a running step look expired now, as if its visibility timeout had passed: the
+// step's lease and its message's visibility end a moment ago.
+func (b *testBundle) expireLease(t testing.TB, queue string, stepID int64) {
+	t.Helper()
+	if _, err := b.pool.Exec(b.ctx, `WITH s AS (
+			UPDATE tasker.steps SET lease_expires_at = clock_timestamp() - interval '1 millisecond'
+			WHERE id = $1 AND state = 'running' RETURNING msg_id)
+		UPDATE pgmq.q_`+queue+` AS q SET vt = clock_timestamp() - interval '1 millisecond' FROM s WHERE q.msg_id = s.msg_id`,
+		stepID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An expired lease is not extended, even before anyone claims the step again: otherwise a claim that already read
+// the step as expired takes it over while the old holder was told it still holds it (issue 13).
+func TestHeartbeatDoesNotExtendAnExpiredLease(t *testing.T) {
+	b := setup(t)
+	b.admit(t, engine.TaskSpec{Queue: "hbexp", Steps: []engine.StepSpec{{Name: "s", Handler: "h"}}})
+	first := b.claimOne(t, "hbexp", time.Minute, 0)
+	b.expireLease(t, "hbexp", first.StepID)
+	hb, err := b.engine.Heartbeat(b.ctx, first.Lease, 10*time.Minute)
+	if err != nil || hb.OK || hb.Cancelled {
+		t.Fatalf("heartbeat of an expired lease = %+v, %v", hb, err)
+	}
+	second := b.claimOne(t, "hbexp", time.Minute, 0)
+	if second.StepID != first.StepID || second.Attempt != 2 {
+		t.Fatalf("re-claim: %+v", second)
+	}
+}
+
+// A claim that read a running step as expired does not take it over when a heartbeat extended the lease before it
+// expired and committed after the claim read the step: the claim waits for the step's row lock and re-checks the
+// expiry (issue 13).
+func TestReclaimSkipsALeaseExtendedMeanwhile(t *testing.T) {
+	b := setup(t)
+	b.admit(t, engine.TaskSpec{Queue: "hbrace", Steps: []engine.StepSpec{{Name: "s", Handler: "h"}}})
+	c := b.claimOne(t, "hbrace", time.Minute, 0)
+	// The lease ends in a moment; the heartbeat below extends it before that, and commits only after it ended.
+	if _, err := b.pool.Exec(b.ctx, `UPDATE tasker.steps SET lease_expires_at = clock_timestamp() + interval '200 milliseconds'
+		WHERE id = $1`, c.StepID); err != nil {
+		t.Fatal(err)
+	}
+
+	tx, err := b.pool.Begin(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(b.ctx) }()
+	var ok bool
+	if err := tx.QueryRow(b.ctx, `SELECT ok FROM tasker.heartbeat($1, 600)`, c.Lease.String()).Scan(&ok); err != nil || !ok {
+		t.Fatalf("heartbeat = %v, %v", ok, err)
+	}
+	for { // the committed lease has expired: what a claim reads now
+		var expired bool
+		if err := b.pool.QueryRow(b.ctx, `SELECT lease_expires_at <= clock_timestamp() FROM tasker.steps WHERE id = $1`,
+			c.StepID).Scan(&expired); err != nil {
+			t.Fatal(err)
+		}
+		if expired {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The claim's step update, for the step it read as running under an expired lease; it waits for the heartbeat.
+	type result struct {
+		ids []int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var ids []int64
+		err := b.pool.QueryRow(b.ctx, `SELECT tasker._start_attempts(ARRAY[$1::bigint],
+			ARRAY[clock_timestamp() + interval '1 minute'], ARRAY['running'], 'second-worker')`, c.StepID).Scan(&ids)
+		done <- result{ids, err}
+	}()
+	for {
+		var waiting bool
+		if err := b.pool.QueryRow(b.ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%tasker._start_attempts%')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case res := <-done:
+			t.Fatalf("the step update did not wait for the heartbeat's row lock: %v, %v", res.ids, res.err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := tx.Commit(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil || len(res.ids) != 0 {
+		t.Fatalf("started %v, %v: the extended lease was taken over", res.ids, res.err)
+	}
+	if hb, err := b.engine.Heartbeat(b.ctx, c.Lease, time.Minute); err != nil || !hb.OK {
+		t.Fatalf("the holder lost its lease: %+v, %v", hb, err)
+	}
+}

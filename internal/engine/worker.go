@@ -398,7 +398,7 @@ func (e *Engine) Fail(ctx context.Context, lease Lease, f Failure) (FailResult, 
 
 // HeartbeatResult is the answer to a heartbeat.
 type HeartbeatResult struct {
-	// OK: the lease is valid and now lasts until LeaseExpiresAt.
+	// OK: the lease is valid and now lasts until LeaseExpiresAt. A lease that has expired is never extended.
 	OK             bool
 	LeaseExpiresAt time.Time
 	// Cancelled: the lease is not valid because the step was stopped (its task was cancelled or failed, or an

@@ -135,7 +135,9 @@ BEGIN
     -- Claim: the messages read go (those of the steps to claim, and stale ones) and each step to claim gets a new
     -- one, invisible until its lease expires; then each moves to running if it is still in the state it was
     -- classified in (the update waits for a step someone else holds, e.g. a cancellation freezing its task, and
-    -- then re-checks). The new messages of steps that changed meanwhile go too.
+    -- then re-checks). The new messages of steps that changed meanwhile go too. (One of those may be a running
+    -- step whose lease a heartbeat extended in time: it runs on without a message, and if its worker dies, upkeep
+    -- re-sends one once the lease has expired for lease_grace_seconds.)
     v_new_msgs := tasker._resend(claim.queue_name, coalesce(v_drop, '{}') || v_claim_msgs, v_claim_msgs, v_until);
     v_ids := tasker._start_attempts(v_claim, array_fill(v_until, ARRAY[cardinality(v_claim)]), v_claim_from,
                                     claim.worker_id, v_new_msgs);
@@ -207,6 +209,9 @@ BEGIN
             next_attempt_at = NULL, updated_at = clock_timestamp()
         FROM c
         WHERE s.id = c.id AND s.state = c.from_state
+          -- A running step is taken over only while its lease is still expired: a heartbeat that extended it
+          -- before expiry may have committed since the caller read the step (re-checked under the row lock).
+          AND (c.from_state <> 'running' OR s.lease_expires_at <= clock_timestamp())
         RETURNING s.id, s.task_id, s.attempts, c.from_state, c.ord
     ), tr AS (
         INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, worker_id, reason)

@@ -1,5 +1,5 @@
 -- Extends a valid lease (and the message's visibility) to now + extend_seconds. ok = false when the lease is not
--- valid any more; cancelled = true when that is because the step was stopped (task cancelled or failed, step
+-- valid any more (expired, re-claimed or finished); cancelled = true when that is because the step was stopped (task cancelled or failed, step
 -- completed or resolved by an operator): the handler should stop.
 CREATE OR REPLACE FUNCTION tasker_internal.heartbeat(lease uuid, extend_seconds integer)
 RETURNS TABLE (ok boolean, cancelled boolean, lease_expires_at timestamptz)
@@ -20,7 +20,10 @@ BEGIN
     END IF;
     UPDATE tasker.steps AS s
     SET lease_expires_at = clock_timestamp() + heartbeat.extend_seconds * interval '1 second'
-    WHERE s.id = v_id AND s.lease = heartbeat.lease AND s.state = 'running'
+    -- An expired lease is not extended, even when nobody has claimed the step again yet: a claim that read the
+    -- step as expired may be about to (it re-checks the expiry under the row lock, claim.sql), and the holder must
+    -- not believe it still holds the step when a second worker starts it.
+    WHERE s.id = v_id AND s.lease = heartbeat.lease AND s.state = 'running' AND s.lease_expires_at > clock_timestamp()
     RETURNING s.queue, s.msg_id, s.lease_expires_at INTO v_queue, v_msg, v_expires;
     IF FOUND THEN
         -- Not waiting: a claim holding the message (it became visible) will restore the visibility from the step.
