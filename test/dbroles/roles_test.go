@@ -74,8 +74,8 @@ func taskPhases(t *testing.T, in *install, id int64) (engine.TaskPhase, map[stri
 }
 
 // TestWorkerRoleWorksItsQueuesOnly: a worker role for queue orders claims and completes the steps of orders (the
-// children its completions make ready included), and gets "permission denied for queue billing" for everything
-// about billing's steps, which stay as they were.
+// children its completions make ready included), and gets "permission denied" for everything about billing's
+// steps, which stay as they were (for a billing lease, without naming the queue: the caller did not name it).
 func TestWorkerRoleWorksItsQueuesOnly(t *testing.T) {
 	in := setup(t)
 	_, orders := in.addWorker(t, "orders", nil)
@@ -128,7 +128,10 @@ func TestWorkerRoleWorksItsQueuesOnly(t *testing.T) {
 		"release":   `SELECT * FROM tasker.release($1::uuid)`,
 	} {
 		_, err := orders.Exec(ctx, sql, lease)
-		wantDenied(t, what+" of a billing lease as the orders worker", err, "permission denied for queue billing")
+		wantDenied(t, what+" of a billing lease as the orders worker", err, "permission denied for a lease")
+		if err != nil && strings.Contains(err.Error(), "billing") {
+			t.Errorf("%s of a billing lease as the orders worker names the lease's queue: %v", what, err)
+		}
 	}
 
 	phase, steps := taskPhases(t, in, id)
@@ -141,6 +144,38 @@ func TestWorkerRoleWorksItsQueuesOnly(t *testing.T) {
 	}
 	if phase, _ := taskPhases(t, in, id); phase != engine.TaskSucceeded {
 		t.Errorf("task %s, want succeeded", phase)
+	}
+}
+
+// TestWorkerRoleCannotTouchOtherPoolsWorkers: a worker of queue orders can neither rewrite nor delete the record
+// of a worker of queue billing (those records decide which Pods a scale-in removes), even under the same id.
+func TestWorkerRoleCannotTouchOtherPoolsWorkers(t *testing.T) {
+	in := setup(t)
+	_, orders := in.addWorker(t, "orders", nil)
+	_, billing := in.addWorker(t, "billing", nil)
+	ctx := ctxT(t)
+	if _, err := billing.Exec(ctx, `SELECT tasker.worker_heartbeat('w-billing', ARRAY['billing'], 8, 3)`); err != nil {
+		t.Fatalf("the billing worker reports itself: %v", err)
+	}
+	_, err := orders.Exec(ctx, `SELECT tasker.worker_heartbeat('w-billing', ARRAY['orders'], 0, 0)`)
+	wantDenied(t, "the orders worker rewrites the billing worker's record", err, "permission denied for worker w-billing")
+	_, err = orders.Exec(ctx, `SELECT tasker.worker_stopped('w-billing')`)
+	wantDenied(t, "the orders worker deletes the billing worker's record", err, "permission denied for worker w-billing")
+	if err != nil && strings.Contains(err.Error(), "billing'") {
+		t.Errorf("the denial names the other worker's queue: %v", err)
+	}
+	var queues []string
+	var slots, inFlight int
+	if err := in.operator.QueryRow(ctx, `SELECT queues, slots, in_flight FROM tasker.workers WHERE id = 'w-billing'`).
+		Scan(&queues, &slots, &inFlight); err != nil || !slices.Equal(queues, []string{"billing"}) || slots != 8 || inFlight != 3 {
+		t.Fatalf("billing worker's record = %v %d %d, %v; want it unchanged", queues, slots, inFlight, err)
+	}
+	// Its own records stay its own business, and the record's owner may still stop.
+	if _, err := billing.Exec(ctx, `SELECT tasker.worker_stopped('w-billing')`); err != nil {
+		t.Errorf("the billing worker stops: %v", err)
+	}
+	if _, err := orders.Exec(ctx, `SELECT tasker.worker_heartbeat('w-billing', ARRAY['orders'], 2, 0)`); err != nil {
+		t.Errorf("the orders worker reports under a free id: %v", err)
 	}
 }
 

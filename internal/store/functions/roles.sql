@@ -7,8 +7,9 @@
 -- grant a NOLOGIN group role and make login roles its members, or grant the login role directly. A denied call
 -- raises SQLSTATE 42501 (insufficient_privilege) "permission denied for queue <q>" and changes nothing.
 -- claim checks its queue; complete, complete_many, complete_and_claim, fail, heartbeat and release check the
--- queue of the step each lease belongs to (a lease is unguessable, so this is defence in depth); worker_heartbeat checks the queues it
--- reports.
+-- queue of the step each lease belongs to (a lease is unguessable, so this is defence in depth; the message then
+-- names no queue); worker_heartbeat checks the queues it reports, and it and worker_stopped the queues the
+-- record they change reported so far.
 --
 -- A worker function is changed in tasker_internal.<name>; its entry point tasker.<name> (in the same file) checks
 -- the grant and calls it. A CREATE OR REPLACE of tasker.<name> without the check would fail closed: it would run
@@ -25,24 +26,32 @@ BEGIN
 END;
 $fn$;
 
--- Raises insufficient_privilege unless session_user may work every one of the queues. Malformed names are left to
+-- The first of p_queues that session_user may not work (NULL: it may work them all). Malformed names are left to
 -- the protocol function's own validation (it reports them as invalid parameters).
+CREATE OR REPLACE FUNCTION tasker._denied_queue(p_queues text[]) RETURNS text
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    IF tasker._unrestricted() THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT q.name
+            FROM unnest(p_queues) AS q (name)
+            WHERE q.name ~ '^[a-z0-9_]{1,40}$'
+              AND NOT EXISTS (SELECT FROM tasker.queue_grants AS g
+                              JOIN pg_catalog.pg_roles AS r ON r.rolname = g.role_name
+                              WHERE g.queue IN (q.name, '*')
+                                AND pg_catalog.pg_has_role(session_user, r.oid, 'USAGE'))
+            LIMIT 1);
+END;
+$fn$;
+
+-- Raises insufficient_privilege unless session_user may work every one of the queues (which the caller named:
+-- the message names the queue).
 CREATE OR REPLACE FUNCTION tasker._authorize_queues(p_queues text[]) RETURNS void
 LANGUAGE plpgsql STABLE AS $fn$
 DECLARE
-    v_denied text;
+    v_denied text := tasker._denied_queue(p_queues);
 BEGIN
-    IF tasker._unrestricted() THEN
-        RETURN;
-    END IF;
-    SELECT q.name INTO v_denied
-    FROM unnest(p_queues) AS q (name)
-    WHERE q.name ~ '^[a-z0-9_]{1,40}$'
-      AND NOT EXISTS (SELECT FROM tasker.queue_grants AS g
-                      JOIN pg_catalog.pg_roles AS r ON r.rolname = g.role_name
-                      WHERE g.queue IN (q.name, '*')
-                        AND pg_catalog.pg_has_role(session_user, r.oid, 'USAGE'))
-    LIMIT 1;
     IF v_denied IS NOT NULL THEN
         RAISE EXCEPTION 'permission denied for queue %', v_denied
             USING ERRCODE = '42501',
@@ -53,15 +62,43 @@ END;
 $fn$;
 
 -- The same for the queues of the steps the leases were issued for (unknown leases are the protocol's business).
+-- The caller did not name those queues, so the message does not either: a lease of a queue one may not work says
+-- nothing about that queue.
 CREATE OR REPLACE FUNCTION tasker._authorize_leases(p_leases uuid[]) RETURNS void
 LANGUAGE plpgsql STABLE AS $fn$
 BEGIN
     IF tasker._unrestricted() THEN
         RETURN;
     END IF;
-    PERFORM tasker._authorize_queues(ARRAY(
+    IF tasker._denied_queue(ARRAY(
         SELECT DISTINCT s.queue FROM tasker.steps AS s
-        WHERE s.id = ANY (ARRAY(SELECT tasker.lease_step_id(l.lease) FROM unnest(p_leases) AS l (lease)))));
+        WHERE s.id = ANY (ARRAY(SELECT tasker.lease_step_id(l.lease) FROM unnest(p_leases) AS l (lease))))) IS NOT NULL
+    THEN
+        RAISE EXCEPTION 'permission denied for a lease of a queue this role may not work'
+            USING ERRCODE = '42501',
+                  DETAIL = format('Role %s has no grant in tasker.queue_grants for the queue of a step a lease was issued for.',
+                                  session_user),
+                  HINT = 'Report a lease with the credentials of a worker of its queue.';
+    END IF;
+END;
+$fn$;
+
+-- Raises insufficient_privilege unless session_user may work every queue the worker record worker_id (if any)
+-- reports: a worker role may rewrite or delete only the records of workers of its own queues (those records
+-- decide which Pods a scale-in removes).
+CREATE OR REPLACE FUNCTION tasker._authorize_worker_record(p_worker_id text) RETURNS void
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    IF tasker._unrestricted() THEN
+        RETURN;
+    END IF;
+    IF tasker._denied_queue((SELECT w.queues FROM tasker.workers AS w WHERE w.id = p_worker_id)) IS NOT NULL THEN
+        RAISE EXCEPTION 'permission denied for worker %: it reports queues this role may not work', p_worker_id
+            USING ERRCODE = '42501',
+                  DETAIL = format('Role %s has no grant in tasker.queue_grants for a queue of worker %s.',
+                                  session_user, p_worker_id),
+                  HINT = 'Worker ids must be unique across pools (the SDK uses the Pod name).';
+    END IF;
 END;
 $fn$;
 
