@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -54,5 +55,26 @@ func TestDatabaseErrorsAreGeneric(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "cancel_task") || !strings.Contains(errors.Unwrap(err).Error(), "cancel_task") {
 		t.Errorf("message %q / cause %q", err, errors.Unwrap(err))
+	}
+}
+
+func TestCheckResult(t *testing.T) {
+	for _, tc := range []struct {
+		name, result, want string
+	}{
+		{"empty", ``, ""},
+		{"object", `{"a":[1,"b"]}`, ""},
+		{"escaped backslash before u0000 is text", `"\\u0000"`, ""},
+		{"NUL in a string", `{"a":"x\u0000y"}`, "U+0000"},
+		{"NUL in a key", `{"\u0000":1}`, "U+0000"},
+		{"invalid", `{"a":`, "not valid JSON"},
+		{"too large", `"` + strings.Repeat("x", engine.MaxResultSize) + `"`, "more than the limit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := engine.CheckResult(json.RawMessage(tc.result))
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("CheckResult(%.40s) = %v, want %q", tc.result, err, tc.want)
+			}
+		})
 	}
 }

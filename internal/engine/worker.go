@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -166,6 +167,9 @@ func (c *claimedRow) step() (ClaimedStep, error) {
 // transaction its ready children are enqueued, its message deleted, and its task finished when nothing is left.
 // A lease that is no longer valid gives ErrStaleLease and changes nothing.
 func (e *Engine) Complete(ctx context.Context, lease Lease, result json.RawMessage) error {
+	if err := CheckResult(result); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
 	res, ok := jsonValue(result)
 	if !ok {
 		return fmt.Errorf("%w: result is not valid JSON", ErrInvalidArgument)
@@ -299,6 +303,9 @@ func completionArgs(completions []Completion) ([]pgtype.UUID, []json.RawMessage,
 	results := make([]json.RawMessage, len(completions))
 	for i, c := range completions {
 		leases[i] = c.Lease.uuid()
+		if err := CheckResult(c.Result); err != nil {
+			return nil, nil, fmt.Errorf("%w: result %d: %v", ErrInvalidArgument, i, err)
+		}
 		res, ok := jsonValue(c.Result)
 		if !ok {
 			return nil, nil, fmt.Errorf("%w: result %d is not valid JSON", ErrInvalidArgument, i)
@@ -358,11 +365,16 @@ type FailResult struct {
 // steps below it are skipped and every other unfinished step is cancelled. A lease that is no longer valid gives
 // ErrStaleLease and changes nothing.
 func (e *Engine) Fail(ctx context.Context, lease Lease, f Failure) (FailResult, error) {
-	errDoc := map[string]any{"message": f.Message}
+	// A failure is recorded whatever it holds: U+0000, which jsonb cannot store, becomes U+FFFD.
+	errDoc := map[string]any{"message": strings.ReplaceAll(f.Message, "\x00", "\uFFFD")}
 	if len(f.Details) > 0 {
 		d, ok := jsonValue(f.Details)
 		if !ok {
 			return FailResult{}, fmt.Errorf("%w: failure details are not valid JSON", ErrInvalidArgument)
+		}
+		d, err := withoutNUL(d)
+		if err != nil {
+			return FailResult{}, fmt.Errorf("%w: failure details: %v", ErrInvalidArgument, err)
 		}
 		errDoc["details"] = d
 	}

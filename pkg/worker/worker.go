@@ -574,11 +574,17 @@ func encodeResult(res Result) (json.RawMessage, error) {
 		if len(r) > 0 && !json.Valid(r) {
 			return nil, errors.New("handler returned a json.RawMessage that is not valid JSON")
 		}
+		if err := engine.CheckResult(r); err != nil {
+			return nil, fmt.Errorf("the handler's result cannot be recorded: %w", err)
+		}
 		return r, nil
 	}
 	raw, err := json.Marshal(res)
 	if err != nil {
 		return nil, fmt.Errorf("encode the handler's result: %w", err)
+	}
+	if err := engine.CheckResult(raw); err != nil {
+		return nil, fmt.Errorf("the handler's result cannot be recorded: %w", err)
 	}
 	return raw, nil
 }

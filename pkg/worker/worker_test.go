@@ -671,3 +671,45 @@ func TestOpen(t *testing.T) {
 		t.Error("Open of an unreachable database succeeded")
 	}
 }
+
+// A result jsonb cannot store (U+0000 in a string) or larger than engine.MaxResultSize fails its own step, with the
+// reason recorded, while steps claimed with it are not affected; an error message holding U+0000 is recorded
+// too. (Before, such a result made the report fail on every retry and the step failed as "lease expired", its real
+// error lost: issue 13.)
+func TestUnrecordableResultsFailTheirStepOnly(t *testing.T) {
+	tb := setup(t)
+	w := tb.newWorker(t, tb.config("w1"))
+	w.Handle("nul", func(context.Context, worker.Step) (worker.Result, error) {
+		return map[string]string{"text": "a\x00b"}, nil
+	})
+	w.Handle("huge", func(context.Context, worker.Step) (worker.Result, error) {
+		return strings.Repeat("x", engine.MaxResultSize), nil
+	})
+	w.Handle("nulerror", func(context.Context, worker.Step) (worker.Result, error) {
+		return nil, worker.Permanent(errors.New("bad byte \x00 in input"))
+	})
+	w.Handle("echo", echo)
+	tb.start(t, w)
+
+	nul := tb.admit(t, "nul", engine.StepSpec{Name: "s", Handler: "nul"})
+	fine := tb.admit(t, "fine", engine.StepSpec{Name: "ok", Handler: "echo", Inputs: json.RawMessage(`"fine"`)})
+	huge := tb.admit(t, "huge", engine.StepSpec{Name: "s", Handler: "huge"})
+	nulErr := tb.admit(t, "nulerror", engine.StepSpec{Name: "s", Handler: "nulerror"})
+
+	ts := tb.waitTask(t, nul, 10*time.Second)
+	if ts.Phase != engine.TaskFailed || ts.Step("s").Attempts != 1 ||
+		!strings.Contains(ts.Step("s").LastErrorMessage, "U+0000") {
+		t.Errorf("nul: task %s, step %+v", ts.Phase, ts.Step("s"))
+	}
+	if ts := tb.waitTask(t, fine, 10*time.Second); ts.Phase != engine.TaskSucceeded || string(ts.Step("ok").Result) != `"fine"` {
+		t.Errorf("a task claimed with it: %s %+v", ts.Phase, ts.Step("ok"))
+	}
+	ts = tb.waitTask(t, huge, 10*time.Second)
+	if msg := ts.Step("s").LastErrorMessage; ts.Phase != engine.TaskFailed || !strings.Contains(msg, "more than the limit of 1048576") {
+		t.Errorf("huge: task %s, error %q", ts.Phase, msg)
+	}
+	ts = tb.waitTask(t, nulErr, 10*time.Second)
+	if msg := ts.Step("s").LastErrorMessage; ts.Phase != engine.TaskFailed || msg != "bad byte \uFFFD in input" {
+		t.Errorf("nulerror: task %s, error %q", ts.Phase, msg)
+	}
+}
