@@ -3,8 +3,11 @@ package engine_test
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 )
@@ -210,5 +213,46 @@ func TestAttemptsExhausted(t *testing.T) {
 	trs := b.stepTransitions(t, id)
 	if last := trs[len(trs)-1]; last.To != "failed" || last.Reason != "failed (attempts exhausted)" || last.Attempt != 2 {
 		t.Errorf("last transition = %+v", last)
+	}
+}
+
+// retry_after_seconds must be finite: NaN compares greater than every number in PostgreSQL and used to become a
+// one-year delay (issue 13).
+func TestFailRefusesNonFiniteRetryAfter(t *testing.T) {
+	b := setup(t)
+	id := b.admit(t, engine.TaskSpec{Queue: "nan", Steps: []engine.StepSpec{{Name: "s", Handler: "h"}}})
+	c := b.claimOne(t, "nan", time.Minute, 0)
+	for _, v := range []string{"NaN", "Infinity", "-Infinity"} {
+		_, err := b.pool.Exec(b.ctx, `SELECT * FROM tasker.fail($1::uuid, '{"message":"x"}'::jsonb, true, $2::double precision)`,
+			c.Lease.String(), v)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "22023" || !strings.Contains(pgErr.Message, "retry_after_seconds") {
+			t.Errorf("fail with retry_after_seconds %s = %v, want 22023 naming retry_after_seconds", v, err)
+		}
+	}
+	if st := b.task(t, id); st.Step("s").Phase != engine.StepRunning {
+		t.Errorf("step %s after refused failures, want running", st.Step("s").Phase)
+	}
+}
+
+// A message names a step only on that step's queue (message ids are per queue): a message of another queue that
+// happens to carry the id of a step is dropped, not claimed (issue 13).
+func TestClaimIgnoresAMessageForAStepOfAnotherQueue(t *testing.T) {
+	b := setup(t)
+	b.admit(t, engine.TaskSpec{Queue: "qone", Steps: []engine.StepSpec{{Name: "s", Handler: "h"}}})
+	b.admit(t, engine.TaskSpec{Queue: "qtwo", Steps: []engine.StepSpec{{Name: "t", Handler: "h"}}})
+	// qtwo's only message now names qone's step, whose msg_id in qone happens to be the same (both are 1).
+	if _, err := b.pool.Exec(b.ctx, `UPDATE pgmq.q_qtwo SET message = jsonb_set(message, '{step_id}',
+		to_jsonb((SELECT id FROM tasker.steps WHERE queue = 'qone')))`); err != nil {
+		t.Fatal(err)
+	}
+	var same bool
+	if err := b.pool.QueryRow(b.ctx, `SELECT (SELECT msg_id FROM tasker.steps WHERE queue = 'qone') = (SELECT msg_id FROM pgmq.q_qtwo)`).
+		Scan(&same); err != nil || !same {
+		t.Fatalf("the test needs equal message ids: %v %v", same, err)
+	}
+	b.claimNone(t, "qtwo")
+	if got := b.claimOne(t, "qone", time.Minute, 0); got.StepName != "s" {
+		t.Fatalf("claimed %+v from qone", got)
 	}
 }

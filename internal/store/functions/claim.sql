@@ -96,7 +96,8 @@ BEGIN
     FROM (
         SELECT m.pos, m.msg_id, m.step_id, s.state, s.lease_expires_at, s.task_id, t.state AS task_state,
                CASE
-                   WHEN s.id IS NULL OR s.msg_id IS DISTINCT FROM m.msg_id THEN 'drop'
+                   -- Message ids are per queue: a message names a step only if the step is on this queue.
+                   WHEN s.id IS NULL OR s.msg_id IS DISTINCT FROM m.msg_id OR s.queue <> claim.queue_name THEN 'drop'
                    WHEN s.state IN ('enqueued', 'retrying') THEN 'claim'
                    WHEN s.state = 'running' AND s.lease_expires_at <= clock_timestamp() THEN
                        CASE WHEN s.attempts - s.retry_base >= s.max_attempts THEN 'expired' ELSE 'claim' END

@@ -18,6 +18,11 @@ DECLARE
     v_deleted bigint[];
     v_final   boolean;
 BEGIN
+    -- NaN compares greater than every number in PostgreSQL: it would become the longest delay (a year).
+    IF fail.retry_after_seconds IS NOT NULL AND fail.retry_after_seconds IN ('NaN', 'Infinity', '-Infinity') THEN
+        RAISE EXCEPTION 'retry_after_seconds must be a finite number of seconds, not %', fail.retry_after_seconds
+            USING ERRCODE = '22023';
+    END IF;
     SELECT s.task_id, s.queue, s.msg_id,
            NOT coalesce(fail.retryable, true) OR s.attempts - s.retry_base >= s.max_attempts
     INTO v_task, v_queue, v_msg, v_final
