@@ -140,6 +140,9 @@ func TestAdmissionRejectsInvalidObjects(t *testing.T) {
 		}), []string{"spec.scaling.minReplicas", "minReplicas must not be greater than maxReplicas"}},
 		{"workerpool without queues", pool(func(p *taskerv1alpha1.WorkerPool) { p.Spec.Queues = nil }),
 			[]string{"spec.queues", "Required value"}},
+		{"workerpool name longer than a label value", pool(func(p *taskerv1alpha1.WorkerPool) {
+			p.GenerateName, p.Name = "", strings.Repeat("w", 64)
+		}), []string{"metadata.name: must be at most 63 characters"}},
 		{"template cycle", &taskerv1alpha1.TaskTemplate{
 			ObjectMeta: metav1.ObjectMeta{GenerateName: "tkt-"},
 			Spec:       taskerv1alpha1.TaskTemplateSpec{Steps: []taskerv1alpha1.StepSpec{step("x", "echo", "y"), step("y", "echo", "x")}},
