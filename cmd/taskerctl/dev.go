@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -46,6 +48,10 @@ done (or on Ctrl-C). 'make demo' builds what is missing and runs it.`,
 			default:
 				return errors.New("--live takes auto, true or false")
 			}
+			// Stopping must not depend on stdout: with 'make demo | tee demo.log', Ctrl-C ends tee first, and the
+			// first write of the stop sequence would kill this process by SIGPIPE before it stopped etcd,
+			// kube-apiserver and PostgreSQL. Ignored, such a write fails (and is dropped) instead.
+			signal.Ignore(syscall.SIGPIPE)
 			cfg.Out = cmd.OutOrStdout()
 			res, err := devstack.Run(cmd.Context(), cfg)
 			if err != nil {

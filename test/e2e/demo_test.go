@@ -355,7 +355,11 @@ spec:
 		t.Errorf("taskerctl wait for the cancellation: exit %d\n%s", exitCode(err), s)
 	}
 
-	// Ctrl-C stops everything.
+	// Ctrl-C stops everything, even when its output went to a pipe that is gone by then (as with
+	// 'make demo | tee demo.log': Ctrl-C ends tee too).
+	if err := stdout.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
