@@ -206,6 +206,8 @@ func TestInstallInCallerTransaction(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A failure below must not leave the transaction open: the pool could not close.
+		defer func() { _ = tx.Rollback(ctx) }()
 		mode, err := pgmq.Install(ctx, tx)
 		if err != nil || mode != pgmq.ModeCompat {
 			t.Fatalf("Install in tx = %q, %v", mode, err)

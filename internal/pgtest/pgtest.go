@@ -186,6 +186,26 @@ func NewPool(t testing.TB) *pgxpool.Pool {
 	if err != nil {
 		t.Fatalf("pgtest: pool: %v", err)
 	}
-	t.Cleanup(pool.Close) // registered after the drop, so it runs first
+	t.Cleanup(func() { closePool(t, pool, poolCloseWait) }) // registered after the drop, so it runs first
 	return pool
+}
+
+// poolCloseWait is how long closePool waits for a test's connections to come back.
+const poolCloseWait = 10 * time.Second
+
+// closePool closes a test's pool. pgxpool.Pool.Close waits for every checked-out connection, so a test that failed
+// with a transaction open (its connection never released) would hang the package until go test's timeout: after
+// wait the test fails instead, and the database's forced drop ends the connection.
+func closePool(t testing.TB, pool *pgxpool.Pool, wait time.Duration) {
+	closed := make(chan struct{})
+	go func() {
+		pool.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		t.Errorf("pgtest: %d connection(s) of the test's pool still checked out after %s (a transaction or rows left open?)",
+			pool.Stat().AcquiredConns(), wait)
+	}
 }
