@@ -149,10 +149,27 @@ func TestAdmitValidation(t *testing.T) {
 func TestAdmitFunctionValidates(t *testing.T) {
 	b := setup(t)
 	for doc, want := range map[string]string{
-		`{"external_key":"k","queue":"q","steps":[]}`:                                                                                            "spec.steps: at least one step",
-		`{"queue":"q","steps":[{"name":"a","handler":"h"}]}`:                                                                                     "spec.external_key: required",
-		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","depends_on":["x"]}]}`:                                               "spec.steps[0].dependsOn: unknown step 'x'",
-		`{"external_key":"k","steps":[{"name":"a","handler":"h"}]}`:                                                                              "spec.steps[0].queue",
+		`{"external_key":"k","queue":"q","steps":[]}`:                                              "spec.steps: at least one step",
+		`{"queue":"q","steps":[{"name":"a","handler":"h"}]}`:                                       "spec.external_key: required",
+		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","depends_on":["x"]}]}`: "spec.steps[0].depends_on: unknown step 'x'",
+		`{"external_key":"k","steps":[{"name":"a","handler":"h"}]}`:                                "spec.steps[0].queue: the step names no queue and the task has none (spec.queue)",
+		// The document is strict (issue 13): unknown keys, with the key meant where it is a known one spelt
+		// otherwise, and wrong types are refused with 22023 naming the field.
+		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h"},{"name":"b","handler":"h","dependsOn":["a"]}]}`: "spec.steps[1].dependsOn: unknown field (did you mean depends_on?)",
+		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","max_attempt":5}]}`:                              "spec.steps[0].max_attempt: unknown field (did you mean max_attempts?)",
+		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","timeout":5}]}`:                                  "spec.steps[0].timeout: unknown field (did you mean timeout_seconds?)",
+		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","color":"red"}]}`:                                "spec.steps[0].color: unknown field (the fields are name, handler,",
+		`{"externalKey":"k","queue":"q","steps":[{"name":"a","handler":"h"}]}`:                                               "spec.externalKey: unknown field (did you mean external_key?)",
+		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","max_attempts":"5"}]}`:                           "spec.steps[0].max_attempts: must be a number, not string",
+		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","max_attempts":1e20}]}`:                          "spec.steps[0].max_attempts: must be a whole number",
+		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","timeout_seconds":1.5}]}`:                        "spec.steps[0].timeout_seconds: must be a whole number",
+		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","depends_on":"b"}]}`:                             "spec.steps[0].depends_on: must be an array of strings",
+		`{"external_key":"k","queue":"q","priority":"high","steps":[{"name":"a","handler":"h"}]}`:                            "spec.priority: must be a number, not string",
+		`{"external_key":"k","queue":"q","retention_seconds":-1,"steps":[{"name":"a","handler":"h"}]}`:                       "spec.retention_seconds: must be 0 to 315360000 seconds",
+		`{"external_key":"k","queue":"q","steps":{"name":"a"}}`:                                                              "spec.steps: must be an array, not object",
+		`{"external_key":"k","queue":"q","steps":["a"]}`:                                                                     "spec.steps[0]: must be a JSON object, not string",
+		`{"external_key":7,"queue":"q","steps":[{"name":"a","handler":"h"}]}`:                                                "spec.external_key: must be a string, not number",
+		`[]`: "spec: must be a JSON object, not array",
 		`{"external_key":"k","queue":"q","steps":[{"name":"a","handler":"h","depends_on":["b"]},{"name":"b","handler":"h","depends_on":["a"]}]}`: "spec.steps: dependency cycle: a -> b -> a",
 	} {
 		_, err := b.pool.Exec(b.ctx, `SELECT * FROM tasker.admit($1::jsonb)`, doc)

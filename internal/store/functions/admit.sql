@@ -19,7 +19,13 @@ DECLARE
     v_queue   text;
     v_roots   bigint[];
 BEGIN
-    IF jsonb_typeof(spec -> 'steps') IS DISTINCT FROM 'array' OR jsonb_array_length(spec -> 'steps') = 0 THEN
+    -- The document's shape first: every key known, every value of its type (a misspelt key would silently
+    -- become a default: a dependency lost, a step run at once).
+    v_problem := tasker._admit_document_problem(spec);
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_array_length(spec -> 'steps') = 0 THEN
         RAISE EXCEPTION 'spec.steps: at least one step is required' USING ERRCODE = '22023';
     END IF;
     IF coalesce(spec ->> 'external_key', '') = '' OR length(spec ->> 'external_key') > 255 THEN
@@ -51,17 +57,20 @@ BEGIN
         SELECT s.i, 3, format('spec.steps[%s].handler: required', s.i)
         FROM s WHERE coalesce(s.handler, '') = '' OR length(s.handler) > 253
         UNION ALL
-        SELECT s.i, 4, format('spec.steps[%s].queue: %s is not a valid queue name', s.i, quote_nullable(s.queue))
-        FROM s WHERE s.queue IS NULL OR s.queue !~ '^[a-z0-9_]{1,40}$'
+        SELECT s.i, 4, format('spec.steps[%s].queue: the step names no queue and the task has none (spec.queue)', s.i)
+        FROM s WHERE s.queue IS NULL
         UNION ALL
-        SELECT s.i, 5, format('spec.steps[%s].retry: maxAttempts must be 1 to 1000, backoff 0 <= base <= max '
-                              '<= 86400000 ms, jitter 0 to 1; timeoutSeconds >= 0', s.i)
+        SELECT s.i, 4, format('spec.steps[%s].queue: %s is not a valid queue name', s.i, quote_nullable(s.queue))
+        FROM s WHERE s.queue !~ '^[a-z0-9_]{1,40}$'
+        UNION ALL
+        SELECT s.i, 5, format('spec.steps[%s]: max_attempts must be 1 to 1000, 0 <= backoff_base_ms <= '
+                              'backoff_max_ms <= 86400000, backoff_jitter 0 to 1, timeout_seconds >= 0', s.i)
         FROM s WHERE NOT (coalesce(s.max_attempts, 3) BETWEEN 1 AND 1000
                           AND coalesce(s.base_ms, 1000) >= 0
                           AND coalesce(s.max_ms, 300000) BETWEEN coalesce(s.base_ms, 1000) AND 86400000
                           AND coalesce(s.jitter, 0.2) BETWEEN 0 AND 1 AND coalesce(s.timeout, 0) >= 0)
         UNION ALL
-        SELECT s.i, 6, format('spec.steps[%s].dependsOn: unknown step %s', s.i, quote_nullable(d.name))
+        SELECT s.i, 6, format('spec.steps[%s].depends_on: unknown step %s', s.i, quote_nullable(d.name))
         FROM s CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(s.deps, '[]')) AS d (name)
         WHERE NOT EXISTS (SELECT 1 FROM s AS s2 WHERE s2.name = d.name) OR d.name = s.name
     ) AS p ORDER BY p.i, p.k LIMIT 1;
@@ -200,5 +209,124 @@ BEGIN
     END IF;
     RETURN (SELECT string_agg(v_names[s.i], ' -> ' ORDER BY s.ord)
             FROM unnest(v_path || v_c) WITH ORDINALITY AS s (i, ord));
+END;
+$fn$;
+
+-- The first problem with the shape of an admission document (NULL: none), as a message naming the field: not an
+-- object, an unknown key (with the key meant, when it looks like a known one spelt otherwise: dependsOn,
+-- max_attempt, timeout), or a value of the wrong JSON type or out of its column's range. The values' meaning
+-- (names, references, ranges of the retry policy, cycles) is admit's to check. One statement for the task and
+-- its steps (admission's cost grows with them): a helper runs only to word a problem found.
+CREATE OR REPLACE FUNCTION tasker._admit_document_problem(spec jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+    -- The keys of the task and of a step, and their kinds as _json_type_problem takes them ('any': free JSON).
+    c_task_keys  CONSTANT text[] := ARRAY['external_key', 'namespace', 'name', 'queue', 'priority', 'context',
+                                          'retention_seconds', 'steps'];
+    c_task_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'string', 'integer', 'any',
+                                          'seconds', 'array'];
+    c_step_keys  CONSTANT text[] := ARRAY['name', 'handler', 'queue', 'depends_on', 'inputs', 'max_attempts',
+                                          'backoff_base_ms', 'backoff_max_ms', 'backoff_jitter', 'timeout_seconds'];
+    c_step_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'strings', 'any', 'integer',
+                                          'integer', 'integer', 'number', 'integer'];
+    v_problem text;
+BEGIN
+    IF jsonb_typeof(spec) IS DISTINCT FROM 'object' THEN
+        RETURN format('spec: must be a JSON object, not %s', coalesce(jsonb_typeof(spec), 'NULL'));
+    END IF;
+    WITH objs AS (
+        SELECT -1::bigint AS i, 'spec' AS path, spec AS o, c_task_keys AS keys, c_task_kinds AS kinds
+        UNION ALL
+        SELECT x.ord - 1, format('spec.steps[%s]', x.ord - 1), x.s, c_step_keys, c_step_kinds
+        FROM jsonb_array_elements(CASE WHEN jsonb_typeof(spec -> 'steps') = 'array' THEN spec -> 'steps' END)
+             WITH ORDINALITY AS x (s, ord)
+    )
+    SELECT p.msg INTO v_problem FROM (
+        SELECT ob.i, 0 AS k, ''::text AS key, format('%s: must be a JSON object, not %s', ob.path, jsonb_typeof(ob.o)) AS msg
+        FROM objs AS ob WHERE jsonb_typeof(ob.o) <> 'object'
+        UNION ALL
+        SELECT ob.i, 1, e.key,
+               CASE WHEN t.kind IS NULL THEN tasker._unknown_key(ob.o, ob.keys, ob.path)
+                    ELSE tasker._json_type_problem(ob.o, ob.path, e.key, t.kind) END
+        FROM objs AS ob
+        CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(ob.o) = 'object' THEN ob.o END) AS e (key, value)
+        LEFT JOIN LATERAL unnest(ob.keys, ob.kinds) AS t (key, kind) ON t.key = e.key
+        WHERE t.kind IS NULL
+           OR (t.kind <> 'any' AND jsonb_typeof(e.value) <> 'null' AND CASE
+                   WHEN t.kind = 'string' THEN jsonb_typeof(e.value) <> 'string'
+                   WHEN t.kind = 'array' THEN jsonb_typeof(e.value) <> 'array'
+                   WHEN t.kind = 'strings' THEN jsonb_typeof(e.value) <> 'array'
+                                                OR jsonb_path_exists(e.value, '$[*] ? (@.type() != "string")')
+                   WHEN jsonb_typeof(e.value) <> 'number' THEN true
+                   WHEN t.kind = 'integer' THEN e.value::numeric <> trunc(e.value::numeric)
+                                                OR abs(e.value::numeric) > 2147483647
+                   WHEN t.kind = 'seconds' THEN e.value::numeric NOT BETWEEN 0 AND 315360000
+                   ELSE false
+               END)
+    ) AS p ORDER BY p.i, p.k, p.key LIMIT 1;
+    IF v_problem IS NULL AND jsonb_typeof(spec -> 'steps') IS DISTINCT FROM 'array' THEN
+        v_problem := 'spec.steps: required, an array of steps';
+    END IF;
+    RETURN v_problem;
+END;
+$fn$;
+
+-- 'path.key: unknown field' for the first key of p_obj (in key order) that is not one of p_known, with the known
+-- key it most likely meant: the same in snake_case (dependsOn), or a known key that extends it (max_attempt,
+-- timeout). NULL when every key is known.
+CREATE OR REPLACE FUNCTION tasker._unknown_key(p_obj jsonb, p_known text[], p_path text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+    v_key   text;
+    v_snake text;
+    v_meant text;
+BEGIN
+    SELECT k INTO v_key FROM jsonb_object_keys(p_obj) AS k WHERE NOT k = ANY (p_known) ORDER BY k LIMIT 1;
+    IF v_key IS NULL THEN
+        RETURN NULL;
+    END IF;
+    v_snake := lower(regexp_replace(v_key, '([a-z0-9])([A-Z])', '\1_\2', 'g'));
+    SELECT k INTO v_meant FROM unnest(p_known) AS k
+    WHERE k = v_snake OR (length(v_snake) >= 4 AND k LIKE v_snake || '%')
+    ORDER BY k <> v_snake, length(k) LIMIT 1;
+    RETURN format('%s.%s: unknown field%s', p_path, v_key,
+                  CASE WHEN v_meant IS NULL THEN format(' (the fields are %s)', array_to_string(p_known, ', '))
+                       ELSE format(' (did you mean %s?)', v_meant) END);
+END;
+$fn$;
+
+-- 'path.key: must be ...' when p_obj's key is present, not null, and not of p_type: 'string', 'number',
+-- 'integer' (a whole number within PostgreSQL's integer), 'seconds' (a number of seconds, 0 to 10 years),
+-- 'array', 'strings' (an array of strings). NULL when it is.
+CREATE OR REPLACE FUNCTION tasker._json_type_problem(p_obj jsonb, p_path text, p_key text, p_type text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+    v   jsonb := p_obj -> p_key;
+    v_t text := jsonb_typeof(p_obj -> p_key);
+    v_n numeric;
+BEGIN
+    IF v IS NULL OR v_t = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF p_type = 'string' AND v_t <> 'string' THEN
+        RETURN format('%s.%s: must be a string, not %s', p_path, p_key, v_t);
+    ELSIF p_type = 'array' AND v_t <> 'array' THEN
+        RETURN format('%s.%s: must be an array, not %s', p_path, p_key, v_t);
+    ELSIF p_type = 'strings' AND (v_t <> 'array' OR EXISTS (SELECT FROM jsonb_array_elements(v) AS e
+                                                            WHERE jsonb_typeof(e) <> 'string')) THEN
+        RETURN format('%s.%s: must be an array of strings', p_path, p_key);
+    ELSIF p_type IN ('number', 'integer', 'seconds') THEN
+        IF v_t <> 'number' THEN
+            RETURN format('%s.%s: must be a number, not %s', p_path, p_key, v_t);
+        END IF;
+        v_n := v::numeric;
+        IF p_type = 'integer' AND (v_n <> trunc(v_n) OR v_n NOT BETWEEN -2147483648 AND 2147483647) THEN
+            RETURN format('%s.%s: must be a whole number between -2147483648 and 2147483647, not %s', p_path, p_key, v);
+        END IF;
+        IF p_type = 'seconds' AND v_n NOT BETWEEN 0 AND 315360000 THEN
+            RETURN format('%s.%s: must be 0 to 315360000 seconds (10 years), not %s', p_path, p_key, v);
+        END IF;
+    END IF;
+    RETURN NULL;
 END;
 $fn$;
