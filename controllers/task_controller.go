@@ -94,6 +94,7 @@ type TaskReconciler struct {
 
 	writes  sync.Map // types.NamespacedName -> statusWrites: when the status may next be written
 	taskIDs sync.Map // engine task id (int64) -> types.NamespacedName, to route notifications
+	ids     sync.Map // types.NamespacedName -> ownTask: the engine task found under the Task's UID
 	// dbBackoff spaces the reconciles of a Task while PostgreSQL is unreachable (see afterDatabaseError).
 	dbBackoff workqueue.TypedRateLimiter[types.NamespacedName]
 	changes   chan event.GenericEvent
@@ -118,6 +119,7 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err := r.Get(ctx, req.NamespacedName, &task); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.writes.Delete(req.NamespacedName)
+			r.ids.Delete(req.NamespacedName)
 			r.dbBackoff.Forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -143,6 +145,38 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err := r.gateError(); err != nil {
 		conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, ReasonNotReady, err.Error())
 		return r.writeStatus(ctx, &task, old, ctrl.Result{RequeueAfter: 2 * time.Second}, true)
+	}
+
+	// Which engine task is this Task's: the one admitted under its UID. status.taskID only records it (whoever may
+	// write tasks/status could point it at another namespace's workflow), so it is never trusted, and corrected.
+	id, err := r.engineTaskID(ctx, &task)
+	if err != nil {
+		r.databaseDown(&task, err)
+		_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
+		return r.afterDatabaseError(ctx, req.NamespacedName, err, werr)
+	}
+	switch {
+	case status.TaskID == 0 || status.TaskID == id:
+		// Not recorded yet (admission below finds the task again if there is one, and says so), or recorded right.
+	case id == 0:
+		// Nothing under the UID although the status names a task: this Task's, deleted by retention while the CR
+		// lives on (then no task has that id any more: nothing left to report, and nothing to admit again), or
+		// another Task's (then this Task is admitted as if the status were empty).
+		_, err := r.Engine.GetTask(ctx, status.TaskID)
+		switch {
+		case errors.Is(err, engine.ErrTaskNotFound):
+			log.V(1).Info("task no longer in the database", "taskID", status.TaskID)
+			return ctrl.Result{}, nil
+		case err != nil:
+			r.databaseDown(&task, err)
+			_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
+			return r.afterDatabaseError(ctx, req.NamespacedName, err, werr)
+		}
+		log.Info("status.taskID named another Task's engine task: ignored", "statusTaskID", status.TaskID)
+		status.TaskID = 0
+	default:
+		log.Info("status.taskID named another Task's engine task: corrected", "statusTaskID", status.TaskID, "taskID", id)
+		status.TaskID = id
 	}
 
 	// Admission: once, keyed by the UID, so repeats (resyncs, restarts, a lost status write) find the same task.
@@ -261,6 +295,7 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 		adm, err = r.Engine.Admit(ctx, spec)
 		if err == nil {
 			status.TaskID = adm.TaskID
+			r.ids.Store(client.ObjectKeyFromObject(task), ownTask{uid: task.UID, id: adm.TaskID})
 			// Admission opens the first write window: a Task that finishes within it is written once.
 			r.writes.LoadOrStore(types.NamespacedName{Namespace: task.Namespace, Name: task.Name}, &writeWindow{last: r.now()})
 			msg := fmt.Sprintf("admitted as task %d with %d steps", adm.TaskID, len(spec.Steps))
@@ -546,15 +581,11 @@ func (r *TaskReconciler) finalize(ctx context.Context, task *taskerv1alpha1.Task
 	if err := r.gateError(); err != nil {
 		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
 	}
-	taskID := task.Status.TaskID
-	if taskID == 0 { // admitted but the status write was lost, or never admitted
-		st, err := r.Engine.TaskByKey(ctx, string(task.UID))
-		switch {
-		case err == nil:
-			taskID = st.ID
-		case !errors.Is(err, engine.ErrTaskNotFound):
-			return r.afterDatabaseError(ctx, client.ObjectKeyFromObject(task), err, nil)
-		}
+	// The engine task under the Task's UID, whatever status.taskID says (admitted but the status write was lost,
+	// never admitted, or a status pointing elsewhere).
+	taskID, err := r.engineTaskID(ctx, task)
+	if err != nil {
+		return r.afterDatabaseError(ctx, client.ObjectKeyFromObject(task), err, nil)
 	}
 	if taskID != 0 {
 		if err := r.Engine.Cancel(ctx, taskID, "Task deleted"); err != nil && !errors.Is(err, engine.ErrTaskNotFound) {
@@ -568,8 +599,34 @@ func (r *TaskReconciler) finalize(ctx context.Context, task *taskerv1alpha1.Task
 	}
 	r.writes.Delete(types.NamespacedName{Namespace: task.Namespace, Name: task.Name})
 	r.dbBackoff.Forget(types.NamespacedName{Namespace: task.Namespace, Name: task.Name})
+	r.ids.Delete(types.NamespacedName{Namespace: task.Namespace, Name: task.Name})
 	r.taskIDs.Delete(taskID)
 	return ctrl.Result{}, nil
+}
+
+// ownTask is the engine task found under a Task's UID.
+type ownTask struct {
+	uid types.UID
+	id  int64
+}
+
+// engineTaskID returns the id of the engine task admitted for task (0: not admitted), found by the Task's UID,
+// which is the engine task's external key: status.taskID is never trusted for it. It is looked up once per Task
+// (and UID: a Task deleted and created again under the same name is another Task) and remembered.
+func (r *TaskReconciler) engineTaskID(ctx context.Context, task *taskerv1alpha1.Task) (int64, error) {
+	key := client.ObjectKeyFromObject(task)
+	if v, ok := r.ids.Load(key); ok && v.(ownTask).uid == task.UID {
+		return v.(ownTask).id, nil
+	}
+	id, err := r.Engine.TaskIDByKey(ctx, string(task.UID))
+	switch {
+	case errors.Is(err, engine.ErrTaskNotFound):
+		return 0, nil // not admitted yet: not remembered, admission will
+	case err != nil:
+		return 0, err
+	}
+	r.ids.Store(key, ownTask{uid: task.UID, id: id})
+	return id, nil
 }
 
 // gapAfter is the shortest time between a Task's n-th progress write and the next one.

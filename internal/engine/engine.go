@@ -45,6 +45,7 @@ var (
 	sqlCompleteStep    = mustSQL("complete_step")
 	sqlTaskByID        = mustSQL("task_by_id")
 	sqlTaskByKey       = mustSQL("task_by_key")
+	sqlTaskIDByKey     = mustSQL("task_id_by_key")
 	sqlStepsByTaskID   = mustSQL("steps_by_task_id")
 	sqlStepsByTaskKey  = mustSQL("steps_by_task_key")
 	sqlUpkeep          = mustSQL("upkeep")

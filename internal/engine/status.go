@@ -136,6 +136,21 @@ func (e *Engine) TaskByKey(ctx context.Context, externalKey string) (*TaskState,
 		fmt.Sprintf("no task with external key %q", externalKey))
 }
 
+// TaskIDByKey returns the id of the task admitted with that external key, or ErrTaskNotFound: one key lookup,
+// for callers that need to know which task is theirs without its state.
+func (e *Engine) TaskIDByKey(ctx context.Context, externalKey string) (int64, error) {
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	var id int64
+	if err := e.pool.QueryRow(cctx, sqlTaskIDByKey, externalKey).Scan(&id); err != nil {
+		if isNoRows(err) {
+			return 0, fmt.Errorf("%w: no task with external key %q", ErrTaskNotFound, externalKey)
+		}
+		return 0, dbError(ctx, "task id", err)
+	}
+	return id, nil
+}
+
 func (e *Engine) readTask(ctx context.Context, taskSQL, stepsSQL string, arg any, notFound string) (*TaskState, error) {
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()

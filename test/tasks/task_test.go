@@ -20,6 +20,7 @@ import (
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/controllers"
+	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/testenv"
 )
 
@@ -473,4 +474,50 @@ func TestTTLDeletesFinishedTasks(t *testing.T) {
 		err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(tk), &taskerv1alpha1.Task{})
 		return isNotFound(err), err
 	})
+}
+
+// TestStatusTaskIDIsNotTrusted: whoever may write tasks/status in one namespace cannot reach another namespace's
+// workflow by pointing status.taskID at it. The controller finds a Task's engine task by its UID, corrects the
+// status, and acts on its own task only (issue 13).
+func TestStatusTaskIDIsNotTrusted(t *testing.T) {
+	nsA, nsB := newNamespace(t), newNamespace(t)
+	a := newTask(nsA, "intruder", step("s", "echo"))
+	a.Spec.Queue = "tenancy_a" // no workers: both Tasks wait
+	b := newTask(nsB, "victim", step("s", "echo"))
+	b.Spec.Queue = "tenancy_b"
+	create(t, a)
+	create(t, b)
+	var idA, idB int64
+	waitFor(t, 20*time.Second, "both Tasks admitted", func() (bool, error) {
+		idA, idB = getTask(t, nsA, a.Name).Status.TaskID, getTask(t, nsB, b.Name).Status.TaskID
+		return idA != 0 && idB != 0, fmt.Errorf("task ids %d, %d", idA, idB)
+	})
+
+	// The intruder's status now names the victim's engine task; then it cancels "itself".
+	cur := getTask(t, nsA, a.Name)
+	patch := client.MergeFrom(cur.DeepCopy())
+	cur.Status.TaskID = idB
+	if err := env.Client.Status().Patch(context.Background(), cur, patch); err != nil {
+		t.Fatal(err)
+	}
+	cur = getTask(t, nsA, a.Name)
+	patch = client.MergeFrom(cur.DeepCopy())
+	cur.Spec.Cancel = true
+	if err := env.Client.Patch(context.Background(), cur, patch); err != nil {
+		t.Fatal(err)
+	}
+	got := waitPhase(t, nsA, a.Name, taskerv1alpha1.TaskCancelled, 20*time.Second)
+	if got.Status.TaskID != idA {
+		t.Errorf("intruder's status.taskID = %d, want its own %d (corrected)", got.Status.TaskID, idA)
+	}
+	st, err := engine.New(dbPool, engine.Options{}).GetTask(ctxFor(t, 10*time.Second), idB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase != engine.TaskPending {
+		t.Errorf("victim's engine task is %s, want it untouched (pending)", st.Phase)
+	}
+	if p := getTask(t, nsB, b.Name).Status.Phase; p == taskerv1alpha1.TaskCancelled {
+		t.Errorf("victim's Task is %s", p)
+	}
 }
