@@ -34,6 +34,14 @@
 --                      role's previous queues. Required with worker_role.
 --   worker_revoke      on: take the worker role's grants and queues away instead (the role is kept; DROP ROLE it
 --                      yourself after `REASSIGN OWNED`/`DROP OWNED` if you want it gone).
+--   worker_connection_limit          connections the worker role may hold at once (default 200: a pool of 50
+--                      worker Pods with the SDK's default pool of 4). -1: no limit.
+--   worker_statement_timeout         server-side bound on one statement of the worker role (default 30s; every
+--                      protocol call takes milliseconds).
+--   worker_idle_in_transaction_timeout  how long a worker session may sit idle inside a transaction before the
+--                      server ends it (default 10s): the protocol never needs one, and a session that calls claim
+--                      inside BEGIN and idles would hold its steps' locks. These three apply to the login role
+--                      (for a NOLOGIN group role, set them on its member login roles: ALTER ROLE ... SET).
 
 \set ON_ERROR_STOP on
 \if :{?operator_role}
@@ -51,6 +59,18 @@
 \if :{?worker_revoke}
 \else
   \set worker_revoke off
+\endif
+\if :{?worker_connection_limit}
+\else
+  \set worker_connection_limit 200
+\endif
+\if :{?worker_statement_timeout}
+\else
+  \set worker_statement_timeout 30s
+\endif
+\if :{?worker_idle_in_transaction_timeout}
+\else
+  \set worker_idle_in_transaction_timeout 10s
 \endif
 
 -- ---------------------------------------------------------------------------------------------------------------
@@ -108,6 +128,11 @@ REVOKE CREATE ON SCHEMA public FROM PUBLIC;
     \if :{?worker_password}
       ALTER ROLE :"worker_role" WITH PASSWORD :'worker_password';
     \endif
+    -- Server-side bounds, so that a worker (in any language) cannot hold connections or locks without end.
+    ALTER ROLE :"worker_role" CONNECTION LIMIT :worker_connection_limit;
+    ALTER ROLE :"worker_role" IN DATABASE :"DBNAME" SET statement_timeout = :'worker_statement_timeout';
+    ALTER ROLE :"worker_role" IN DATABASE :"DBNAME"
+      SET idle_in_transaction_session_timeout = :'worker_idle_in_transaction_timeout';
     GRANT CONNECT ON DATABASE :"DBNAME" TO :"worker_role";
     -- USAGE on schema tasker, EXECUTE on the worker functions, and the queues (tasker.queue_grants).
     SELECT tasker.grant_worker(:'worker_role', string_to_array(replace(:'worker_queues', ' ', ''), ','));

@@ -377,3 +377,49 @@ func TestSDKWorkerWithWorkerRole(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestWorkerRoleServerSideBounds: a worker role has a connection limit, a statement timeout and an idle-in-
+// transaction timeout set by the server, so a worker that calls claim inside BEGIN and idles cannot hold the
+// steps' locks for ever (issue 13).
+func TestWorkerRoleServerSideBounds(t *testing.T) {
+	in := setup(t)
+	role, _ := in.addWorker(t, "orders", map[string]string{"worker_idle_in_transaction_timeout": "1s"})
+	ctx := ctxT(t)
+	// A plain connection, as a worker in another language opens it (store.Open sets its own client-side bounds).
+	w, err := pgx.Connect(ctx, withUser(t, in.adminURL, role, "worker-pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Close(context.Background()) }()
+	var limit int
+	if err := in.operator.QueryRow(ctx, `SELECT rolconnlimit FROM pg_roles WHERE rolname = $1`, role).Scan(&limit); err != nil || limit != 200 {
+		t.Errorf("connection limit %d, %v; want 200", limit, err)
+	}
+	var stmt, idle string
+	if err := w.QueryRow(ctx, `SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')`).
+		Scan(&stmt, &idle); err != nil || stmt != "30s" || idle != "1s" {
+		t.Errorf("worker session: statement_timeout %q, idle_in_transaction_session_timeout %q, %v", stmt, idle, err)
+	}
+
+	admit(t, in, "idle-in-tx", engine.StepSpec{Name: "a", Handler: "echo"})
+	tx, err := w.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT * FROM tasker.claim('orders', 1, 30)`); err != nil {
+		t.Fatal(err)
+	}
+	// The server ends the idle transaction (and its session); the next statement says so.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := tx.Exec(ctx, `SELECT 1`)
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the worker's idle transaction was never ended by the server")
+		}
+		time.Sleep(1500 * time.Millisecond)
+	}
+}
