@@ -120,6 +120,7 @@ func SchemaSQL() string {
 	var b strings.Builder
 	b.WriteString("-- tasker-operator schema version " + strconv.Itoa(LatestVersion()) + ", as Migrate applies it.\n")
 	b.WriteString("-- Needs pgmq first: CREATE EXTENSION pgmq, or pgmq's SQL file. Apply in one transaction (psql -1).\n")
+	b.WriteString(lockTableSQL[1:] + ";\n")
 	b.WriteString(bootstrapSQL[1:] + "\n")
 	for _, m := range Migrations() {
 		fmt.Fprintf(&b, "\n-- migrations/%04d_%s.sql\n%s", m.Version, m.Name, m.SQL)

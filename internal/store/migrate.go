@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -10,8 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tasker-operator/tasker-operator/internal/pgmq"
@@ -31,10 +34,21 @@ type Migration struct {
 	SQL     string
 }
 
-// MigrateLockKey is the session-level advisory lock Migrate holds while it works, so that processes migrating at
-// the same time (several replicas starting together) take turns; the later ones find everything applied.
-// ('tasker' in ASCII, then 0x01 for "migrate".)
+// MigrateLockKey is the session-level advisory lock that releases before this one held while migrating. Any
+// role that may connect can take an advisory lock, so it no longer guards anything (see Migrate): Migrate still
+// takes it when it can, for older binaries migrating during a rolling upgrade, but waits at most
+// migrateAdvisoryWait for it. ('tasker' in ASCII, then 0x01 for "migrate".)
 const MigrateLockKey int64 = 0x7461736b657201
+
+// migrateAdvisoryWait bounds Migrate's wait for MigrateLockKey.
+const migrateAdvisoryWait = 5 * time.Second
+
+// lockTableSQL creates what the migration lock locks: an empty table of tasker's owner, which no other role (but
+// superusers) may lock. Concurrent first runs may collide on the catalogs' unique indexes: Migrate retries.
+const lockTableSQL = `
+CREATE SCHEMA IF NOT EXISTS tasker;
+CREATE TABLE IF NOT EXISTS tasker.migration_lock ();
+COMMENT ON TABLE tasker.migration_lock IS 'locked by the migrating process (store.Migrate); never has rows'`
 
 var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
 
@@ -99,11 +113,13 @@ CREATE TABLE IF NOT EXISTS tasker.schema_functions (
 // tasker.schema_migrations, each in its own transaction together with its record, then the function files whose
 // content differs from what tasker.schema_functions recorded (see ApplyFunctions).
 //
-// It works on a dedicated connection holding the advisory lock MigrateLockKey for the whole run, so concurrent
-// Migrate calls from any number of processes are safe: they run one after the other and the later ones apply
-// nothing. The connection is closed afterwards (it never returns to the pool), which also releases the lock if
-// anything went wrong. The session's statement_timeout is lifted for the run (waiting for another migrator, or
-// a long migration, is normal); ctx bounds it instead.
+// Concurrent Migrate calls from any number of processes are safe: they run one after the other and the later
+// ones apply nothing. The turn is a lock on table tasker.migration_lock, held in an open transaction on a second
+// connection for the whole run: unlike an advisory lock, which any role that may connect can take (and so stall
+// every operator start), only tasker's owner and superusers may lock that table. Both connections are closed
+// afterwards (they never return to the pool), which also releases the lock if anything went wrong. Their
+// statement and idle-in-transaction timeouts are lifted for the run (waiting for another migrator, or a long
+// migration, is normal); ctx bounds it instead.
 //
 // Versions recorded in the database but unknown to this binary (a newer release migrated already) are left
 // alone: migrations are additive, so an older binary keeps working during a rolling upgrade.
@@ -112,18 +128,22 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
-	pc, err := pool.Acquire(ctx)
+	lock, err := dedicatedConn(ctx, pool)
 	if err != nil {
-		return fmt.Errorf("store: migrate: acquire connection: %w", err)
+		return err
 	}
-	conn := pc.Hijack()
-	defer conn.Close(context.WithoutCancel(ctx))
-
-	if _, err := conn.Exec(ctx, `SET statement_timeout = 0`); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1::bigint)`, MigrateLockKey); err != nil {
+	defer lock.Close(context.WithoutCancel(ctx))
+	if err := takeMigrationLock(ctx, lock); err != nil {
 		return fmt.Errorf("store: migrate: take the migration lock: %w", err)
+	}
+	conn, err := dedicatedConn(ctx, pool)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	advisory, err := tryAdvisoryLock(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
 	}
 	if _, err := pgmq.Install(ctx, conn); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
@@ -146,10 +166,78 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := applyFunctions(ctx, conn); err != nil {
 		return fmt.Errorf("store: migrate: %w", err)
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1::bigint)`, MigrateLockKey); err != nil {
-		return fmt.Errorf("store: migrate: release the migration lock: %w", err)
+	if advisory {
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1::bigint)`, MigrateLockKey); err != nil {
+			return fmt.Errorf("store: migrate: release the advisory lock: %w", err)
+		}
 	}
 	return nil
+}
+
+// dedicatedConn takes a connection out of the pool for good (Migrate closes it), without the session's statement
+// and idle-in-transaction timeouts.
+func dedicatedConn(ctx context.Context, pool *pgxpool.Pool) (*pgx.Conn, error) {
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: migrate: acquire connection: %w", err)
+	}
+	conn := pc.Hijack()
+	if _, err := conn.Exec(ctx, `SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0`); err != nil {
+		_ = conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("store: migrate: %w", err)
+	}
+	return conn, nil
+}
+
+// takeMigrationLock creates tasker.migration_lock if need be, then locks it in a transaction left open on conn:
+// the migration lock, held until conn is closed.
+func takeMigrationLock(ctx context.Context, conn *pgx.Conn) error {
+	for attempt := 1; ; attempt++ {
+		_, err := conn.Exec(ctx, lockTableSQL)
+		if err == nil {
+			break
+		}
+		// Two first runs creating the schema or table at once: one of them fails on a catalog's unique index.
+		if code := pgErrorCode(err); attempt < 5 && (code == "23505" || code == "42P06" || code == "42P07") {
+			continue
+		}
+		return err
+	}
+	if _, err := conn.Exec(ctx, `BEGIN`); err != nil {
+		return err
+	}
+	_, err := conn.Exec(ctx, `LOCK TABLE tasker.migration_lock IN ACCESS EXCLUSIVE MODE`)
+	return err
+}
+
+// pgErrorCode is err's SQLSTATE, or "" when it is not a PostgreSQL error.
+func pgErrorCode(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+// tryAdvisoryLock takes MigrateLockKey on conn if it becomes free within migrateAdvisoryWait (older binaries take
+// turns by it) and says whether it did. Whoever holds it longer is not a migrator that matters: the table lock
+// already keeps this release's migrators apart.
+func tryAdvisoryLock(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	deadline := time.Now().Add(migrateAdvisoryWait)
+	for {
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1::bigint)`, MigrateLockKey).Scan(&got); err != nil {
+			return false, err
+		}
+		if got || time.Now().After(deadline) {
+			return got, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func apply(ctx context.Context, conn *pgx.Conn, m Migration) error {
