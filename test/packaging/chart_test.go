@@ -455,6 +455,7 @@ func TestChartCopiesAreCurrent(t *testing.T) {
 	pairs := map[string]string{
 		"files/manager-role.yaml":      "config/rbac/role.yaml",
 		"files/webhook-manifests.yaml": "config/webhook/manifests.yaml",
+		"files/aggregate-roles.yaml":   "config/rbac/aggregate_roles.yaml",
 	}
 	for _, b := range bases {
 		pairs["crds/"+filepath.Base(b)] = "config/crd/bases/" + filepath.Base(b)
