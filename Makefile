@@ -29,6 +29,8 @@ CHART_DIR := charts/tasker-operator
 # Go test flags; TEST_TIMEOUT bounds one package.
 GO_TEST_FLAGS ?=
 TEST_TIMEOUT ?= 20m
+# Fuzzing time of each fuzz target in make test (make fuzz runs them longer with FUZZTIME).
+TEST_FUZZTIME ?= 10s
 
 .PHONY: all
 all: build
@@ -85,8 +87,9 @@ verify-fmt: ## Fail if gofmt would change a file.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: test
-test: envtest-assets kustomize python-deps verify-generated verify-fmt vet ## Everything CI runs: provisioning, generated-file check, vet, unit + envtest + PostgreSQL tests.
+test: envtest-assets kustomize python-deps verify-generated verify-fmt vet ## Everything CI runs: provisioning, generated-file check, vet, unit + envtest + PostgreSQL tests, a short fuzzing run.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" KUSTOMIZE="$(KUSTOMIZE)" go test -count=1 -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 .PHONY: bench
 bench: ## Worker benchmarks on a durable PostgreSQL cluster (stage latency, throughput vs raw pgmq and River); ends with BENCH lines.
@@ -103,8 +106,10 @@ test-unit: ## Only the pure unit tests (no PostgreSQL, no apiserver).
 	go test -count=1 ./internal/dag/... ./api/...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the graph validation for FUZZTIME (default 30s).
+fuzz: ## Fuzz the graph validation, the Task webhook and the SQL protocol, each for FUZZTIME (default 30s).
 	go test ./internal/dag -run '^$$' -fuzz FuzzValidate -fuzztime $${FUZZTIME:-30s}
+	go test ./internal/webhook -run '^$$' -fuzz FuzzTaskValidation -fuzztime $${FUZZTIME:-30s}
+	go test ./internal/engine -run '^$$' -fuzz FuzzProtocol -fuzztime $${FUZZTIME:-30s}
 
 ##@ Build
 
