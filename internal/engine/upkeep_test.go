@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -254,5 +255,30 @@ func TestUpkeepLocksInOneOrder(t *testing.T) {
 	res := <-done
 	if res.err != nil || res.r.TimedOut != 1 || res.r.Repaired != 1 {
 		t.Fatalf("upkeep = %+v, %v", res.r, res.err)
+	}
+}
+
+// A task deleted by hand takes its history with it, as one deleted by retention does: the histories have no
+// foreign key, and used to grow for ever with such deletions (issue 13).
+func TestHistoryGoesWithItsTask(t *testing.T) {
+	b := setup(t)
+	id := b.admit(t, engine.TaskSpec{Queue: "hist", Steps: []engine.StepSpec{{Name: "a", Handler: "h"}}})
+	keep := b.admit(t, engine.TaskSpec{Queue: "hist", Steps: []engine.StepSpec{{Name: "a", Handler: "h"}}})
+	b.drain(t, "hist", id, func(engine.ClaimedStep) (json.RawMessage, error) { return nil, nil })
+	if _, err := b.pool.Exec(b.ctx, `DELETE FROM tasker.tasks WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	count := func(task int64) (n int) {
+		if err := b.pool.QueryRow(b.ctx, `SELECT (SELECT count(*) FROM tasker.step_transitions WHERE task_id = $1)
+			+ (SELECT count(*) FROM tasker.task_transitions WHERE task_id = $1)`, task).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(id); n != 0 {
+		t.Errorf("%d history rows left of the deleted task", n)
+	}
+	if n := count(keep); n == 0 {
+		t.Error("the other task's history went too")
 	}
 }

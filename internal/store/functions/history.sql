@@ -27,3 +27,17 @@ CREATE OR REPLACE TRIGGER task_transitions_no_update BEFORE UPDATE OR TRUNCATE O
     FOR EACH STATEMENT EXECUTE FUNCTION tasker._history_no_change();
 CREATE OR REPLACE TRIGGER task_transitions_delete_guard AFTER DELETE ON tasker.task_transitions
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION tasker._history_delete_guard();
+
+-- A task's history goes with it, however the task is deleted: by upkeep's retention, or by hand (DELETE FROM
+-- tasker.tasks), which would otherwise leave its history behind for ever (the histories have no foreign key).
+CREATE OR REPLACE FUNCTION tasker._delete_task_history() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    DELETE FROM tasker.step_transitions AS x WHERE x.task_id IN (SELECT o.id FROM old_rows AS o);
+    DELETE FROM tasker.task_transitions AS x WHERE x.task_id IN (SELECT o.id FROM old_rows AS o);
+    RETURN NULL;
+END;
+$fn$;
+
+CREATE OR REPLACE TRIGGER tasks_delete_history AFTER DELETE ON tasker.tasks
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION tasker._delete_task_history();

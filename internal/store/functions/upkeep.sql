@@ -93,7 +93,7 @@ BEGIN
         END LOOP;
     END IF;
 
-    -- 3. Retention. Tasks first, then their history (the history guard allows deleting rows of deleted tasks).
+    -- 3. Retention. The tasks' history goes with them (trigger tasks_delete_history, functions/history.sql).
     WITH d AS (
         DELETE FROM tasker.tasks AS t
         WHERE t.id IN (SELECT x.id FROM tasker.tasks AS x
@@ -102,11 +102,7 @@ BEGIN
         RETURNING t.id
     )
     SELECT array_agg(d.id) INTO v_ids FROM d;
-    IF v_ids IS NOT NULL THEN
-        v_deleted := cardinality(v_ids);
-        DELETE FROM tasker.step_transitions AS x WHERE x.task_id = ANY (v_ids);
-        DELETE FROM tasker.task_transitions AS x WHERE x.task_id = ANY (v_ids);
-    END IF;
+    v_deleted := coalesce(cardinality(v_ids), 0);
 
     -- 4. Archives of tasker's queues (tasker deletes messages rather than archiving them, so these are normally
     --    empty; someone may archive by hand).
