@@ -105,6 +105,11 @@ bench-operator: envtest-assets ## Operator benchmarks: Task admission rate and t
 test-unit: ## Only the pure unit tests (no PostgreSQL, no apiserver).
 	go test -count=1 ./internal/dag/... ./api/...
 
+.PHONY: chaos
+chaos: envtest-assets ## The chaos run with 1,000 Tasks (TASKER_CHAOS_TASKS, TASKER_CHAOS_SEED); figures into docs/reliability.md.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" TASKER_CHAOS_TASKS=$${TASKER_CHAOS_TASKS:-1000} \
+		TASKER_CHAOS_REPORT=$(CURDIR)/docs/reliability.md go test -count=1 -v -run TestChaos -timeout 90m ./test/chaos
+
 .PHONY: fuzz
 fuzz: ## Fuzz the graph validation, the Task webhook and the SQL protocol, each for FUZZTIME (default 30s).
 	go test ./internal/dag -run '^$$' -fuzz FuzzValidate -fuzztime $${FUZZTIME:-30s}

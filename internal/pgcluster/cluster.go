@@ -231,6 +231,26 @@ func (c *Cluster) Pause() {
 	}
 }
 
+// Crash stops the server as a crash would (immediate shutdown: every process quits at once, nothing is
+// checkpointed), keeping its files: Resume then runs crash recovery from the WAL. Chaos tests use it.
+func (c *Cluster) Crash() {
+	c.mu.Lock()
+	cmd := c.cmd
+	c.cmd = nil
+	c.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	for deadline := time.Now().Add(30 * time.Second); processAlive(cmd.Process.Pid); {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Resume starts a paused server again on the same port.
 func (c *Cluster) Resume(ctx context.Context) error {
 	return c.start(ctx, c.settings)
