@@ -123,6 +123,7 @@ metrics:
 				if b.RoleRef.Name != fullname+"-metrics-reader" || len(b.Subjects) != 1 {
 					t.Errorf("metrics-reader binding: %+v", b)
 				}
+				checkScraper(t, objs, sm, fullname+"-metrics-scraper", fullname+"-metrics-reader")
 			}
 		}),
 		with(base, func(c *chartCase) {

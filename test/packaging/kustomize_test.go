@@ -114,6 +114,8 @@ func TestKustomizeOptionalOverlays(t *testing.T) {
 			selects(sel, def.One(t, "Service", "tasker-webhook-service").GetLabels()) {
 			t.Errorf("ServiceMonitor %s/%s selector %v must select the metrics Service only", sm.GetNamespace(), sm.GetName(), sel)
 		}
+		def.One(t, "ClusterRole", "tasker-metrics-reader")
+		checkScraper(t, objs, sm, "tasker-metrics-scraper", "tasker-metrics-reader")
 	})
 	t.Run("network-policy", func(t *testing.T) {
 		objs := kustomizeBuild(t, "config/network-policy")
