@@ -82,7 +82,7 @@ type DatabaseGate interface {
 type TaskReconciler struct {
 	client.Client
 	Scheme   *runtime.Scheme
-	Engine   *engine.Engine
+	Engine   TaskEngine
 	Gate     DatabaseGate
 	Recorder events.EventRecorder
 
@@ -690,12 +690,15 @@ func (r *TaskReconciler) ResyncActive(ctx context.Context) {
 
 // SetupIndexes registers the cache indexes the controllers query (once per manager).
 func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(ctx, &taskerv1alpha1.Task{}, templateNameIndex, func(o client.Object) []string {
-		if ref := o.(*taskerv1alpha1.Task).Spec.TemplateRef; ref != nil {
-			return []string{ref.Name}
-		}
-		return nil
-	})
+	return mgr.GetFieldIndexer().IndexField(ctx, &taskerv1alpha1.Task{}, templateNameIndex, templateNameOf)
+}
+
+// templateNameOf is the templateNameIndex of a Task: the TaskTemplate it references, if any.
+func templateNameOf(o client.Object) []string {
+	if ref := o.(*taskerv1alpha1.Task).Spec.TemplateRef; ref != nil {
+		return []string{ref.Name}
+	}
+	return nil
 }
 
 // SetupWithManager registers the reconciler and the channel fed by engine notifications. SetupIndexes must have

@@ -11,9 +11,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -367,5 +369,72 @@ func TestReconcileScalesToTheBacklog(t *testing.T) {
 	if *dep.Spec.Replicas != 3 || cond == nil || cond.Status != metav1.ConditionFalse ||
 		cond.Reason != reasonDatabaseUnavailable || strings.Contains(cond.Message, "10.0.0.5") {
 		t.Errorf("after a failed reading: replicas %d, MetricsAvailable %+v", *dep.Spec.Replicas, cond)
+	}
+}
+
+// Before lowering the replicas, the pool's Pods are ranked for the ReplicaSet by their workers' records: a Pod
+// without a fresh record first (-1), then idle ones (0), busy ones last (their steps in flight).
+func TestReconcileMarksPodsBeforeScaleIn(t *testing.T) {
+	pool := testPool()
+	pool.Spec.Scaling = taskerv1alpha1.ScalingSpec{MinReplicas: ptr.To(int32(0)), MaxReplicas: ptr.To(int32(3)),
+		TargetBacklogPerReplica: ptr.To(int32(10))}
+	var objs []client.Object
+	for _, name := range []string{"wp-busy", "wp-idle", "wp-silent"} {
+		objs = append(objs, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns",
+			Labels: map[string]string{LabelWorkerPool: "wp"}}})
+	}
+	r, c, _ := fakeReconciler(t, append(objs, pool)...)
+	m := &fakeMetrics{total: 500, workers: map[string]poolmetrics.Worker{
+		"wp-busy": {InFlight: 7, Fresh: true}, "wp-idle": {InFlight: 0, Fresh: true}}}
+	r.Metrics = m
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	r.Clock = clk
+	ctx := context.Background()
+	key := types.NamespacedName{Namespace: "ns", Name: "wp"}
+	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	// The backlog is gone; after the scale-down delay the pool goes down to one replica.
+	m.total = 5
+	for range 30 {
+		clk.SetTime(clk.Now().Add(time.Minute))
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var dep appsv1.Deployment
+	if err := c.Get(ctx, key, &dep); err != nil {
+		t.Fatal(err)
+	}
+	if *dep.Spec.Replicas >= 3 {
+		t.Fatalf("replicas %d: the pool did not scale in", *dep.Spec.Replicas)
+	}
+	want := map[string]string{"wp-busy": "7", "wp-idle": "0", "wp-silent": "-1"}
+	for name, cost := range want {
+		var p corev1.Pod
+		if err := c.Get(ctx, types.NamespacedName{Namespace: "ns", Name: name}, &p); err != nil {
+			t.Fatal(err)
+		}
+		if got := p.Annotations[AnnotationPodDeletionCost]; got != cost {
+			t.Errorf("pod %s: deletion cost %q, want %q", name, got, cost)
+		}
+	}
+}
+
+func TestAPIErrorMessage(t *testing.T) {
+	status := apierrors.NewForbidden(schema.GroupResource{Resource: "deployments"}, "wp", errors.New("quota exceeded"))
+	if got := apiErrorMessage(fmt.Errorf("apply: %w", status)); !strings.Contains(got, "quota exceeded") {
+		t.Errorf("apiserver error: %q", got)
+	}
+	if got := apiErrorMessage(errors.New("dial tcp 10.0.0.5:5432")); got != "see the operator's logs" {
+		t.Errorf("other error: %q (must not be shown raw)", got)
+	}
+	r := &WorkerPoolReconciler{}
+	if r.workerStaleAfter() != DefaultWorkerStaleAfter || r.queryTimeout() != DefaultQueryTimeout {
+		t.Error("defaults")
+	}
+	r.WorkerStaleAfter, r.QueryTimeout = time.Minute, time.Second
+	if r.workerStaleAfter() != time.Minute || r.queryTimeout() != time.Second {
+		t.Error("overrides")
 	}
 }

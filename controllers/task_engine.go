@@ -1,0 +1,29 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/tasker-operator/tasker-operator/internal/engine"
+)
+
+// TaskEngine is what the Task controller asks of the workflow engine: admission, the state of a task, and the
+// operator's actions. *engine.Engine implements it against PostgreSQL; the controller's unit tests use a fake.
+// Every method returns engine's sentinel errors (engine.ErrTaskNotFound, engine.ErrDatabase, ...) as documented
+// there.
+type TaskEngine interface {
+	// Admit admits a task, idempotently on spec.ExternalKey (the Task's UID).
+	Admit(ctx context.Context, spec engine.TaskSpec) (engine.Admission, error)
+	// TaskIDByKey finds the task admitted under an external key.
+	TaskIDByKey(ctx context.Context, externalKey string) (int64, error)
+	// GetTask reads a task's state with its steps.
+	GetTask(ctx context.Context, taskID int64) (*engine.TaskState, error)
+	// Cancel stops a task.
+	Cancel(ctx context.Context, taskID int64, reason string) error
+	// RetryStepWith, ResolveStep and CompleteStep are the actions of a Task's spec.actions.
+	RetryStepWith(ctx context.Context, taskID int64, step string, r engine.Retry) error
+	ResolveStep(ctx context.Context, taskID int64, step, reason string) error
+	CompleteStep(ctx context.Context, taskID int64, step string, result json.RawMessage) error
+}
+
+var _ TaskEngine = (*engine.Engine)(nil)
