@@ -1,0 +1,98 @@
+// Admission of a Task into the engine, and which engine task is a Task's.
+
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/conditions"
+	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/webhook"
+)
+
+// admit resolves the steps (inline or from the template) and admits the task. done is false when admission
+// cannot proceed yet (a condition says why) and result says when to look again.
+func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (ctrl.Result, bool, error) {
+	status := &task.Status
+	var tmpl *taskerv1alpha1.TaskTemplate
+	if ref := task.Spec.TemplateRef; ref != nil {
+		tmpl = &taskerv1alpha1.TaskTemplate{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: task.Namespace, Name: ref.Name}, tmpl); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, false, err
+			}
+			conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonTemplateNotFound,
+				fmt.Sprintf("TaskTemplate %q not found in namespace %q; the Task is admitted when it appears", ref.Name, task.Namespace))
+			return ctrl.Result{RequeueAfter: templateRetryInterval}, false, nil
+		}
+		if errs := webhook.ValidateTaskTemplate(tmpl); len(errs) > 0 {
+			conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonInvalidTemplate,
+				fmt.Sprintf("TaskTemplate %q is invalid: %s", ref.Name, errs.ToAggregate().Error()))
+			return ctrl.Result{RequeueAfter: templateRetryInterval}, false, nil
+		}
+	}
+	spec, err := engineTaskSpec(task, tmpl)
+	if err == nil {
+		var adm engine.Admission
+		adm, err = r.Engine.Admit(ctx, spec)
+		if err == nil {
+			status.TaskID = adm.TaskID
+			r.ids.Store(client.ObjectKeyFromObject(task), ownTask{uid: task.UID, id: adm.TaskID})
+			// Admission opens the first write window: a Task that finishes within it is written once.
+			r.writes.LoadOrStore(types.NamespacedName{Namespace: task.Namespace, Name: task.Name}, &writeWindow{last: r.now()})
+			msg := fmt.Sprintf("admitted as task %d with %d steps", adm.TaskID, len(spec.Steps))
+			if tmpl != nil {
+				msg += fmt.Sprintf(" from TaskTemplate %q (generation %d)", tmpl.Name, tmpl.Generation)
+			}
+			conditions.True(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonAdmitted, msg)
+			conditions.True(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, ReasonReachable, "")
+			if adm.Created {
+				observeAdmission(task.CreationTimestamp.Time)
+				r.event(task, corev1.EventTypeNormal, "Admitted", "Admit", "%s", msg)
+			}
+			return ctrl.Result{}, true, nil
+		}
+	}
+	if errors.Is(err, engine.ErrInvalidSpec) || errors.Is(err, engine.ErrInvalidArgument) {
+		// The webhook checks the same rules, so this is a template edited into something the engine refuses, or a
+		// Task created while the webhook was off. Nothing will change it: report and stop.
+		conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonInvalidSpec, err.Error())
+		status.Phase = taskerv1alpha1.TaskFailed
+		return ctrl.Result{}, false, nil
+	}
+	return ctrl.Result{}, false, err
+}
+
+// ownTask is the engine task found under a Task's UID.
+type ownTask struct {
+	uid types.UID
+	id  int64
+}
+
+// engineTaskID returns the id of the engine task admitted for task (0: not admitted), found by the Task's UID,
+// which is the engine task's external key: status.taskID is never trusted for it. It is looked up once per Task
+// (and UID: a Task deleted and created again under the same name is another Task) and remembered.
+func (r *TaskReconciler) engineTaskID(ctx context.Context, task *taskerv1alpha1.Task) (int64, error) {
+	key := client.ObjectKeyFromObject(task)
+	if v, ok := r.ids.Load(key); ok && v.(ownTask).uid == task.UID {
+		return v.(ownTask).id, nil
+	}
+	id, err := r.Engine.TaskIDByKey(ctx, string(task.UID))
+	switch {
+	case errors.Is(err, engine.ErrTaskNotFound):
+		return 0, nil // not admitted yet: not remembered, admission will
+	case err != nil:
+		return 0, err
+	}
+	r.ids.Store(key, ownTask{uid: task.UID, id: id})
+	return id, nil
+}
