@@ -48,6 +48,7 @@ func ValidateTask(task *taskerv1alpha1.Task) field.ErrorList {
 		if a.Result != nil && len(a.Result.Raw) > taskerv1alpha1.MaxContextBytes {
 			errs = append(errs, field.TooLong(spec.Child("actions").Index(i).Child("result"), "", taskerv1alpha1.MaxContextBytes))
 		}
+		// Not CEL: result and inputs are free JSON (schemaless), which CEL rules cannot refer to ("undefined field").
 		if a.Result != nil && a.Type != taskerv1alpha1.ActionComplete {
 			errs = append(errs, field.Forbidden(spec.Child("actions").Index(i).Child("result"), "result is only allowed with type Complete"))
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -140,6 +141,19 @@ func TestAdmissionRejectsInvalidObjects(t *testing.T) {
 		}), []string{"spec.scaling.minReplicas", "minReplicas must not be greater than maxReplicas"}},
 		{"workerpool without queues", pool(func(p *taskerv1alpha1.WorkerPool) { p.Spec.Queues = nil }),
 			[]string{"spec.queues", "Required value"}},
+		// CEL in the CRD, so they hold with the webhook off.
+		{"action result on a retry", func() client.Object {
+			tk := task(step("a", "echo"))
+			tk.Spec.Actions = []taskerv1alpha1.TaskAction{{ID: "1", Type: taskerv1alpha1.ActionRetry, Step: "a",
+				Result: &apiextensionsv1.JSON{Raw: []byte(`{}`)}}}
+			return tk
+		}(), []string{"spec.actions[0].result", "result is only allowed with type Complete"}},
+		{"action inputs on a resolve", func() client.Object {
+			tk := task(step("a", "echo"))
+			tk.Spec.Actions = []taskerv1alpha1.TaskAction{{ID: "1", Type: taskerv1alpha1.ActionResolve, Step: "a",
+				Inputs: &apiextensionsv1.JSON{Raw: []byte(`{}`)}}}
+			return tk
+		}(), []string{"spec.actions[0].inputs", "inputs are only allowed with type Retry"}},
 		{"workerpool name longer than a label value", pool(func(p *taskerv1alpha1.WorkerPool) {
 			p.GenerateName, p.Name = "", strings.Repeat("w", 64)
 		}), []string{"metadata.name: must be at most 63 characters"}},
