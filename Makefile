@@ -16,8 +16,10 @@ TOOLS_BIN := $(TASKER_CACHE)/bin
 ## Tool versions (pinned).
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.8.2
+GOLANGCI_LINT_VERSION ?= v2.15.0
 CONTROLLER_GEN ?= $(TOOLS_BIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE ?= $(TOOLS_BIN)/kustomize-$(KUSTOMIZE_VERSION)
+GOLANGCI_LINT ?= $(TOOLS_BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 ## Images (no registry is reachable from CI; these are the names the manifests and the chart refer to).
 IMG ?= ghcr.io/tasker-operator/tasker-operator:latest
@@ -76,6 +78,10 @@ fmt: ## Run go fmt.
 vet: ## Run go vet.
 	go vet ./...
 
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint (pinned; config in .golangci.yml).
+	$(GOLANGCI_LINT) run ./...
+
 .PHONY: verify-generated
 verify-generated: manifests generate helm-docs ## Fail if generated files differ from what is committed.
 	@if [ -n "$$(git status --porcelain -- api config $(CHART_DIR))" ]; then \
@@ -87,7 +93,7 @@ verify-fmt: ## Fail if gofmt would change a file.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: test
-test: envtest-assets kustomize python-deps verify-generated verify-fmt vet ## Everything CI runs: provisioning, generated-file check, vet, unit + envtest + PostgreSQL tests, a short fuzzing run.
+test: envtest-assets kustomize python-deps verify-generated verify-fmt vet lint ## Everything CI runs: provisioning, generated-file check, vet, unit + envtest + PostgreSQL tests, a short fuzzing run.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" KUSTOMIZE="$(KUSTOMIZE)" go test -count=1 -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
@@ -196,6 +202,12 @@ controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into the cache.
 $(CONTROLLER_GEN):
 	@mkdir -p $(TOOLS_BIN)
 	hack/go-install.sh $@ sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into the cache (first run ~4 min).
+$(GOLANGCI_LINT):
+	@mkdir -p $(TOOLS_BIN)
+	hack/go-install.sh $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint $(GOLANGCI_LINT_VERSION)
 
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE) ## Install kustomize into the cache.

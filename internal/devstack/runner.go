@@ -205,13 +205,13 @@ func (r *Runner) start(ctx context.Context, d *appsv1.Deployment) (string, error
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the stack
 	if err := cmd.Start(); err != nil {
-		logFile.Close()
+		_ = logFile.Close()
 		return "", err
 	}
 	p := &workerProc{deployment: d.Name, namespace: d.Namespace, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
-		logFile.Close()
+		_ = logFile.Close()
 		close(p.done)
 		r.mu.Lock()
 		delete(r.procs, name)

@@ -214,7 +214,7 @@ func TestTaskStartSkipsALockedTaskRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(b.ctx)
+	defer func() { _ = tx.Rollback(b.ctx) }()
 	if _, err := tx.Exec(b.ctx, `SELECT 1 FROM tasker.tasks WHERE id = $1 FOR NO KEY UPDATE`, id); err != nil {
 		t.Fatal(err)
 	}

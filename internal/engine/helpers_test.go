@@ -69,8 +69,6 @@ type testFailure struct{ f engine.Failure }
 
 func (f *testFailure) Error() string { return f.f.Message }
 
-func failWith(f engine.Failure) error { return &testFailure{f} }
-
 // drain claims from queue and runs h until task is finished (or the deadline), completing or failing each step.
 // It returns the claimed steps in order.
 func (b *testBundle) drain(t testing.TB, queue string, taskID int64, h handler) []engine.ClaimedStep {

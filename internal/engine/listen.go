@@ -71,7 +71,7 @@ func (e *Engine) listenOnce(ctx context.Context, n Notifications) (connected boo
 	if err != nil {
 		return false, err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 
 	setupCtx, cancel := context.WithTimeout(ctx, e.opts.QueryTimeout)
 	_, err = conn.Exec(setupCtx, "LISTEN "+ChannelTask+"; LISTEN "+ChannelQueue)

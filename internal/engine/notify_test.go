@@ -23,7 +23,7 @@ func TestNotificationsOnlyForWakeUpsAndTaskChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.WithoutCancel(b.ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(b.ctx)) }()
 	if _, err := conn.Exec(b.ctx, `LISTEN tasker_task; LISTEN tasker_queue; LISTEN marker`); err != nil {
 		t.Fatal(err)
 	}

@@ -163,7 +163,7 @@ func (c *Cluster) start(ctx context.Context, settings map[string]string) error {
 	if err != nil {
 		return err
 	}
-	defer logFile.Close()
+	defer func() { _ = logFile.Close() }()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
@@ -181,7 +181,7 @@ func (c *Cluster) start(ctx context.Context, settings map[string]string) error {
 			c.mu.Lock()
 			c.cmd = cmd
 			c.mu.Unlock()
-			go func() { <-exited }() // reap
+			go func() { _ = <-exited }() // reap
 			return nil
 		}
 		select {
@@ -324,7 +324,7 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 

@@ -201,7 +201,7 @@ func TestTransactions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer tx.Rollback(b.ctx)
+		defer func() { _ = tx.Rollback(b.ctx) }()
 		id, err := pgmq.New(tx).Send(b.ctx, "q", json.RawMessage(`{"tx":2}`), 0)
 		if err != nil {
 			t.Fatal(err)
@@ -250,7 +250,7 @@ func TestTransactions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer tx.Rollback(b.ctx)
+		defer func() { _ = tx.Rollback(b.ctx) }()
 		held, err := pgmq.New(tx).Read(b.ctx, "q", 0, 1) // vt 0: only the row lock hides it
 		if err != nil || len(held) != 1 || held[0].ID != sent[0] {
 			t.Fatalf("tx read = %v, %v", msgIDs(held), err)

@@ -163,7 +163,7 @@ func TestInstallConcurrent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close(context.Background())
+		defer func() { _ = c.Close(context.Background()) }()
 		conns[i] = c
 	}
 	var (

@@ -197,14 +197,6 @@ func pgErr(t testing.TB, err error, code, message string) {
 	}
 }
 
-func ids(from, to int64) []int64 {
-	var out []int64
-	for i := from; i <= to; i++ {
-		out = append(out, i)
-	}
-	return out
-}
-
 func msgIDs(msgs []pgmq.Message) []int64 {
 	out := make([]int64, len(msgs))
 	for i, m := range msgs {

@@ -219,7 +219,7 @@ func Decide(spec Spec, in Input) Decision {
 	d.Active = d.Backlog > s.ActivationBacklog || (cur > 0 && d.Backlog > 0)
 	d.Proposal = proposal(d.Backlog, s.TargetBacklogPerReplica)
 
-	desired := cur
+	var desired int32
 	switch {
 	case cur == 0 && d.Active:
 		desired, d.Reason = max(d.Proposal, 1), ReasonActivated

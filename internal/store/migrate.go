@@ -132,7 +132,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
-	defer lock.Close(context.WithoutCancel(ctx))
+	defer func() { _ = lock.Close(context.WithoutCancel(ctx)) }()
 	if err := takeMigrationLock(ctx, lock); err != nil {
 		return fmt.Errorf("store: migrate: take the migration lock: %w", err)
 	}
@@ -140,7 +140,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	advisory, err := tryAdvisoryLock(ctx, conn)
 	if err != nil {
 		return fmt.Errorf("store: migrate: %w", err)

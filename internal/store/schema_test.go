@@ -106,7 +106,7 @@ func TestHistoryIsAppendOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(b.ctx)
+	defer func() { _ = tx.Rollback(b.ctx) }()
 	for _, sql := range []string{
 		`DELETE FROM tasker.tasks WHERE id = $1`,
 		`DELETE FROM tasker.step_transitions WHERE task_id = $1`,

@@ -29,7 +29,7 @@ func restoreV5(ctx context.Context, t *testing.T, pool *pgxpool.Pool) {
 		t.Fatal(err)
 	}
 	conn := c.Hijack() // the dump changes session settings (search_path): never give this one back
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	if _, err := pgmq.Install(ctx, conn); err != nil {
 		t.Fatal(err)
 	}

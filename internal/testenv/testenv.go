@@ -184,7 +184,7 @@ func (e *Env) Stop() {
 	if e.cancel != nil {
 		e.cancel()
 		select {
-		case <-e.done:
+		case _ = <-e.done:
 		case <-time.After(30 * time.Second):
 		}
 	}

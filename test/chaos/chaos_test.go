@@ -410,7 +410,7 @@ func createDatabase(t *testing.T, ctx context.Context, adminURL, name string) st
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +445,7 @@ func freePort(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
 }
 
@@ -471,7 +471,7 @@ func (p *processes) startOperator(ctx context.Context, name string) *operatorPro
 	if err := o.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	go func() { _ = o.cmd.Wait(); log.Close(); close(o.exited) }()
+	go func() { _ = o.cmd.Wait(); _ = log.Close(); close(o.exited) }()
 	p.mu.Lock()
 	p.operators = append(p.operators, o)
 	p.mu.Unlock()
@@ -496,7 +496,7 @@ func leaderOf(t *testing.T, ops []*operatorProc) *operatorProc {
 			for sc.Scan() {
 				b.WriteString(sc.Text() + "\n")
 			}
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if re.MatchString(b.String()) {
 				return o
 			}
@@ -520,7 +520,7 @@ func (p *processes) startWorker() {
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	go func() { _ = cmd.Wait(); log.Close() }()
+	go func() { _ = cmd.Wait(); _ = log.Close() }()
 	p.mu.Lock()
 	p.workers = append(p.workers, cmd)
 	p.mu.Unlock()

@@ -85,7 +85,7 @@ func dropRolesAtCleanup(t *testing.T, dbURL string, roles ...string) {
 		if err != nil {
 			return
 		}
-		defer conn.Close(ctx)
+		defer func() { _ = conn.Close(ctx) }()
 		for _, r := range roles {
 			ident := pgx.Identifier{r}.Sanitize()
 			_, _ = conn.Exec(ctx, "DROP OWNED BY "+ident+" CASCADE")

@@ -364,7 +364,7 @@ spec:
 		t.Fatal(err)
 	}
 	select {
-	case <-exited:
+	case _ = <-exited:
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the demo did not stop within 2 minutes of Ctrl-C")
 	}

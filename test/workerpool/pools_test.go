@@ -94,7 +94,7 @@ func TestDeploymentFromTemplate(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t)
 	q1, q2 := newQueue(t, "tmpl"), newQueue(t, "tmpl")
-	pool := newPool(t, ns, "custom", []string{q1, q2}, scalingOpts{min: 1, max: 4, target: 10, window: 1, cooldown: 1},
+	newPool(t, ns, "custom", []string{q1, q2}, scalingOpts{min: 1, max: 4, target: 10, window: 1, cooldown: 1},
 		func(p *taskerv1alpha1.WorkerPool) {
 			p.Spec.Slots = 8
 			p.Spec.TerminationGracePeriodSeconds = 42
@@ -152,7 +152,7 @@ func TestDeploymentFromTemplate(t *testing.T) {
 	send(t, q1, 20) // 2 replicas
 	waitReplicas(t, ns, "custom", 2, 30*time.Second)
 	oldHash := mustDeployment(t, ns, "custom").Annotations[controllers.AnnotationTemplateHash]
-	pool = getPool(t, ns, "custom")
+	pool := getPool(t, ns, "custom")
 	base := pool.DeepCopy()
 	pool.Spec.Template.Spec.Containers[0].Image = "worker:v2"
 	// A merge patch: the operator writes the status concurrently, so an Update could conflict.
