@@ -178,8 +178,12 @@ undeploy: kustomize ## Remove the operator (and the CRDs) from the cluster.
 demo: ## The local stack with the demo workflows (first run builds the control plane: ~12 min; later ~1 min). DEMO_FLAGS=--keep keeps it up.
 	@if [ ! -f "$$(hack/envtest-assets.sh --print-dir)/.complete" ]; then \
 		echo "First run: building kube-apiserver and etcd from source (about 12 minutes on 2 cores), then the binaries (about 1 minute)."; fi
-	@$(MAKE) --no-print-directory envtest-assets build build-worker build-taskerctl
-	bin/taskerctl dev --assets "$$(hack/envtest-assets.sh)" $(DEMO_FLAGS)
+	@$(MAKE) --no-print-directory envtest-assets build build-worker build-taskerctl build-dev
+	bin/tasker-dev --assets "$$(hack/envtest-assets.sh)" $(DEMO_FLAGS)
+
+.PHONY: build-dev
+build-dev: ## Build bin/tasker-dev, the local stack (kept out of taskerctl, which is also the kubectl plugin).
+	go build -o bin/tasker-dev ./cmd/tasker-dev
 
 .PHONY: build-taskerctl
 build-taskerctl: ## Build bin/taskerctl, its kubectl plugin name bin/kubectl-tasker and the plugin's completion helper.

@@ -70,7 +70,7 @@ func newRoot() *cobra.Command {
 	f.DurationVar(&g.timeout, "request-timeout", 30*time.Second, "Time limit of each request.")
 
 	root.AddCommand(getCmd(g), describeCmd(g), historyCmd(g), watchCmd(g), waitCmd(g), cancelCmd(g),
-		actionCmd(g, taskerv1alpha1.ActionRetry), actionCmd(g, taskerv1alpha1.ActionResolve), actionCmd(g, taskerv1alpha1.ActionComplete), devCmd())
+		actionCmd(g, taskerv1alpha1.ActionRetry), actionCmd(g, taskerv1alpha1.ActionResolve), actionCmd(g, taskerv1alpha1.ActionComplete))
 	// Shell completion (`taskerctl completion bash|zsh|fish|powershell`, cobra's) of Task and step names.
 	for _, c := range root.Commands() {
 		switch c.Name() {

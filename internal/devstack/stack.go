@@ -1,4 +1,4 @@
-// Package devstack runs tasker's local stack on loopback (taskerctl dev, make demo): a PostgreSQL cluster kept
+// Package devstack runs tasker's local stack on loopback (cmd/tasker-dev, make demo): a PostgreSQL cluster kept
 // in a project-local folder, etcd + kube-apiserver from the hack/ cache (through envtest), the CRDs and webhooks,
 // the operator (the manager binary), and a Runner that plays kubelet for WorkerPool Deployments by running
 // reference-worker processes. It then applies the samples and a burst of small Tasks and shows their progress.

@@ -1,7 +1,7 @@
 // Package pgcluster runs a PostgreSQL server from the machine's binaries (/usr/lib/postgresql/*/bin): as the
 // postgres user when the caller is root (the server refuses to run as root), on a loopback port, dying with the
 // process that started it (parent-death signal). The test harness (internal/pgtest) and the local stack
-// (taskerctl dev) use it.
+// (tasker-dev) use it.
 package pgcluster
 
 import (

@@ -1,4 +1,4 @@
-// Package e2e runs the local stack (taskerctl dev, what `make demo` runs) as a user would: the binaries built
+// Package e2e runs the local stack (tasker-dev, what `make demo` runs) as a user would: the binaries built
 // from this checkout, driven from outside through kubectl and taskerctl.
 package e2e
 
@@ -27,7 +27,8 @@ import (
 // build compiles the binaries the demo runs into dir.
 func build(t *testing.T, root, dir string) {
 	t.Helper()
-	for name, pkg := range map[string]string{"manager": "./cmd/manager", "worker": "./cmd/worker", "taskerctl": "./cmd/taskerctl"} {
+	for name, pkg := range map[string]string{"manager": "./cmd/manager", "worker": "./cmd/worker", "taskerctl": "./cmd/taskerctl",
+		"tasker-dev": "./cmd/tasker-dev"} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -128,7 +129,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// TestDemo runs `taskerctl dev --keep` non-interactively, checks the demo's claims from the outside (kubectl and
+// TestDemo runs `tasker-dev --keep` non-interactively, checks the demo's claims from the outside (kubectl and
 // taskerctl agree; a failed Task is brought back with taskerctl retry), then interrupts it and checks that no
 // process it started is left.
 func TestDemo(t *testing.T) {
@@ -156,7 +157,7 @@ func TestDemo(t *testing.T) {
 	}
 	stateDir := filepath.Join(stateParent, "demo")
 
-	cmd := exec.Command(filepath.Join(bin, "taskerctl"), "dev", "--keep", "--live=false", "--dir", stateDir, "--repo", root,
+	cmd := exec.Command(filepath.Join(bin, "tasker-dev"), "--keep", "--live=false", "--dir", stateDir, "--repo", root,
 		"--assets", assets, "--manager-bin", filepath.Join(bin, "manager"), "--worker-bin", filepath.Join(bin, "worker"))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,8 +1,14 @@
+// Command tasker-dev runs tasker's local stack with the demo workflows (what `make demo` runs): PostgreSQL, etcd
+// and kube-apiserver, the operator and worker processes, all on loopback. It is its own binary so that taskerctl,
+// which doubles as the kubectl plugin users install, does not link the local-stack machinery (envtest, the
+// PostgreSQL cluster harness).
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,17 +21,27 @@ import (
 	"github.com/tasker-operator/tasker-operator/internal/devstack"
 )
 
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := devCmd().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "tasker-dev:", err)
+		os.Exit(1)
+	}
+}
+
 func devCmd() *cobra.Command {
 	cfg := devstack.Config{}
 	var live string
 	cmd := &cobra.Command{
-		Use:   "dev",
+		Use:   "tasker-dev",
 		Short: "Run the local stack (PostgreSQL, kube-apiserver, operator, workers) with the demo workflows",
 		Long: `dev starts, all on loopback: a PostgreSQL cluster (data under --dir, kept across runs), etcd and
 kube-apiserver from the hack/ cache, the CRDs and webhooks, the operator, and a runner that keeps as many
 reference-worker processes alive as each WorkerPool's Deployment asks for (it stands in for kubelet). It applies
 config/samples and a burst of small Tasks, shows their progress, and stops everything it started when the demo is
 done (or on Ctrl-C). 'make demo' builds what is missing and runs it.`,
+		SilenceUsage: true, SilenceErrors: true,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.AssetsDir == "" {
@@ -72,4 +88,14 @@ done (or on Ctrl-C). 'make demo' builds what is missing and runs it.`,
 	f.BoolVar(&cfg.Keep, "keep", false, "Keep the stack up after the demo finished, until Ctrl-C.")
 	f.StringVar(&live, "live", "auto", "Redraw the progress in place: auto (when stdout is a terminal), true or false.")
 	return cmd
+}
+
+// isTerminal reports whether w is a terminal (the progress is then redrawn in place).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
