@@ -3,6 +3,7 @@ package engine_test
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -347,4 +348,35 @@ func TestReclaimSkipsALeaseExtendedMeanwhile(t *testing.T) {
 	if hb, err := b.engine.Heartbeat(b.ctx, c.Lease, time.Minute); err != nil || !hb.OK {
 		t.Fatalf("the holder lost its lease: %+v, %v", hb, err)
 	}
+}
+
+// A step given back over and over (its workers always stopped before it finishes) does not cycle for ever: past
+// tasker.max_releases() a release counts as a failed attempt (issue 13).
+func TestReleasesAreBounded(t *testing.T) {
+	b := setup(t)
+	id := b.admit(t, engine.TaskSpec{Queue: "rel", Steps: []engine.StepSpec{{Name: "s", Handler: "h",
+		Retry: engine.RetryPolicy{MaxAttempts: 2, BackoffBase: 10 * time.Millisecond, Jitter: engine.NoJitter}}}})
+	c := b.claimOne(t, "rel", time.Minute, 0)
+	if err := b.engine.Release(b.ctx, c.Lease); err != nil {
+		t.Fatalf("a first release: %v", err)
+	}
+	if _, err := b.pool.Exec(b.ctx, `UPDATE tasker.steps SET releases = tasker.max_releases() WHERE task_id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	c = b.claimOne(t, "rel", time.Minute, 0)
+	if c.Attempt != 1 {
+		t.Fatalf("attempt %d after a free release, want 1", c.Attempt)
+	}
+	if err := b.engine.Release(b.ctx, c.Lease); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	st := b.task(t, id)
+	if s := st.Step("s"); s.Phase != engine.StepRetrying || !strings.Contains(s.LastErrorMessage, "released 100 times") {
+		t.Fatalf("step after the release past the bound: %s %q", s.Phase, s.LastErrorMessage)
+	}
+	c = b.claimOne(t, "rel", time.Minute, 5*time.Second)
+	if err := b.engine.Release(b.ctx, c.Lease); err != nil { // the last attempt: the step and its task fail
+		t.Fatal(err)
+	}
+	wantPhase(t, b.task(t, id), engine.TaskFailed, map[string]engine.StepPhase{"s": engine.StepFailed})
 }

@@ -1,5 +1,10 @@
+-- How many times a step may be given back without its attempt counting (tasker_internal.release).
+CREATE OR REPLACE FUNCTION tasker.max_releases() RETURNS integer LANGUAGE sql IMMUTABLE AS $fn$ SELECT 100 $fn$;
+
 -- Gives a claimed step back (graceful shutdown): it is enqueued again and its message visible at once; the
--- attempt does not count. status 'released' or 'stale_lease'.
+-- attempt does not count. status 'released' or 'stale_lease'. A step given back tasker.max_releases() times
+-- already (a handler that never finishes before its workers are stopped) is not given back for free any more: the
+-- release is recorded as a retryable failure, status 'retrying' or 'failed' as from fail.
 CREATE OR REPLACE FUNCTION tasker_internal.release(lease uuid) RETURNS TABLE (ok boolean, status text)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
@@ -11,9 +16,16 @@ DECLARE
     s      tasker.steps%ROWTYPE;
     v_msg  bigint;
 BEGIN
+    IF (SELECT x.releases FROM tasker.steps AS x WHERE x.id = v_id AND x.lease = release.lease) >= tasker.max_releases() THEN
+        RETURN QUERY SELECT f.ok, f.status FROM tasker_internal.fail(release.lease,
+            jsonb_build_object('message', format('released %s times without finishing: this release counts as a failed attempt',
+                                                 tasker.max_releases())), true, NULL) AS f;
+        RETURN;
+    END IF;
     -- The step's own lock (taken by the update) is all a release needs: its task does not change.
     UPDATE tasker.steps AS x
-    SET state = 'enqueued', attempts = x.attempts - 1, lease_expires_at = NULL, updated_at = clock_timestamp()
+    SET state = 'enqueued', attempts = x.attempts - 1, releases = x.releases + 1, lease_expires_at = NULL,
+        updated_at = clock_timestamp()
     WHERE x.id = v_id AND x.lease = release.lease AND x.state = 'running'
     RETURNING x.* INTO s;
     IF NOT FOUND THEN
