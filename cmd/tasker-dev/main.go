@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/tasker-operator/tasker-operator/internal/devstack"
 )
@@ -93,9 +94,5 @@ done (or on Ctrl-C). 'make demo' builds what is missing and runs it.`,
 // isTerminal reports whether w is a terminal (the progress is then redrawn in place).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }

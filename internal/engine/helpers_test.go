@@ -191,3 +191,20 @@ func wantPhase(t testing.TB, st *engine.TaskState, task engine.TaskPhase, steps 
 		}
 	}
 }
+
+// waitForLockWait waits until a backend running a statement that contains queryPart waits for a lock (the
+// interleaving a concurrency test sets up), and fails the test if none does within 30 s.
+func (b *testBundle) waitForLockWait(t testing.TB, queryPart string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var waiting bool
+		if err := b.pool.QueryRow(b.ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid())`, queryPart).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+	}
+	t.Fatalf("no statement containing %q waited for a lock", queryPart)
+}

@@ -323,21 +323,7 @@ func TestReclaimSkipsALeaseExtendedMeanwhile(t *testing.T) {
 			ARRAY[clock_timestamp() + interval '1 minute'], ARRAY['running'], 'second-worker')`, c.StepID).Scan(&ids)
 		done <- result{ids, err}
 	}()
-	for {
-		var waiting bool
-		if err := b.pool.QueryRow(b.ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%tasker._start_attempts%')`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			break
-		}
-		select {
-		case res := <-done:
-			t.Fatalf("the step update did not wait for the heartbeat's row lock: %v, %v", res.ids, res.err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	b.waitForLockWait(t, "tasker._start_attempts")
 	if err := tx.Commit(b.ctx); err != nil {
 		t.Fatal(err)
 	}

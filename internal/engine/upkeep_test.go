@@ -230,21 +230,7 @@ func TestUpkeepLocksInOneOrder(t *testing.T) {
 		done <- result{r, err}
 	}()
 	// Upkeep waits for A's step, which the completion holds.
-	for {
-		var waiting bool
-		if err := b.pool.QueryRow(b.ctx, `SELECT EXISTS (SELECT FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%tasker.upkeep%')`).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			break
-		}
-		select {
-		case res := <-done:
-			t.Fatalf("upkeep did not wait for the completion's lock: %+v, %v", res.r, res.err)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	b.waitForLockWait(t, "tasker.upkeep")
 	// The completion's second lock: upkeep must not hold it.
 	if _, err := tx.Exec(b.ctx, `SELECT 1 FROM tasker.steps WHERE id = $1 FOR NO KEY UPDATE`, stepB); err != nil {
 		t.Fatalf("completion's lock of B's step: %v", err)

@@ -208,32 +208,15 @@ func (c *Cluster) Stop() {
 
 // Pause stops the server but keeps its files, so Resume can start it again on the same port: tests of database
 // outages use it.
-func (c *Cluster) Pause() {
-	c.mu.Lock()
-	cmd := c.cmd
-	c.cmd = nil
-	c.mu.Unlock()
-	if cmd == nil || cmd.Process == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGINT) // fast shutdown: disconnect clients, checkpoint, exit
-	done := make(chan struct{})
-	go func() {
-		for processAlive(cmd.Process.Pid) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-	}
-}
+func (c *Cluster) Pause() { c.shutdown(syscall.SIGINT) } // fast shutdown: disconnect clients, checkpoint, exit
 
 // Crash stops the server as a crash would (immediate shutdown: every process quits at once, nothing is
 // checkpointed), keeping its files: Resume then runs crash recovery from the WAL. Chaos tests use it.
-func (c *Cluster) Crash() {
+func (c *Cluster) Crash() { c.shutdown(syscall.SIGQUIT) }
+
+// shutdown sends the postmaster sig (PostgreSQL's shutdown modes are signals) and waits up to 30 s for it to
+// exit, then kills it.
+func (c *Cluster) shutdown(sig syscall.Signal) {
 	c.mu.Lock()
 	cmd := c.cmd
 	c.cmd = nil
@@ -241,11 +224,11 @@ func (c *Cluster) Crash() {
 	if cmd == nil || cmd.Process == nil {
 		return
 	}
-	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	_ = cmd.Process.Signal(sig)
 	for deadline := time.Now().Add(30 * time.Second); processAlive(cmd.Process.Pid); {
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
-			break
+			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
