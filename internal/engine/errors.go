@@ -23,6 +23,9 @@ var (
 	// ErrStaleLease: a worker reported on a lease that is no longer valid (re-claimed after its visibility
 	// timeout, released, or the step was stopped). Nothing was changed.
 	ErrStaleLease = errors.New("stale lease")
+	// ErrReleaseCounted: a release was not free: the step had been given back tasker.max_releases() times already,
+	// so it counted as a failed attempt (the step is retrying, or failed with its task). The lease is gone.
+	ErrReleaseCounted = errors.New("release counted as a failed attempt")
 	// ErrInvalidSpec: a TaskSpec failed validation; the error is a *SpecError listing every problem.
 	ErrInvalidSpec = errors.New("invalid task spec")
 	// ErrInvalidArgument: an argument of a protocol call is out of range (a queue name, a batch size, ...).

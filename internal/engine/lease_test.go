@@ -353,15 +353,15 @@ func TestReleasesAreBounded(t *testing.T) {
 	if c.Attempt != 1 {
 		t.Fatalf("attempt %d after a free release, want 1", c.Attempt)
 	}
-	if err := b.engine.Release(b.ctx, c.Lease); err != nil {
-		t.Fatalf("release: %v", err)
+	if err := b.engine.Release(b.ctx, c.Lease); !errors.Is(err, engine.ErrReleaseCounted) {
+		t.Fatalf("release past the bound: %v, want ErrReleaseCounted", err)
 	}
 	st := b.task(t, id)
 	if s := st.Step("s"); s.Phase != engine.StepRetrying || !strings.Contains(s.LastErrorMessage, "released 100 times") {
 		t.Fatalf("step after the release past the bound: %s %q", s.Phase, s.LastErrorMessage)
 	}
 	c = b.claimOne(t, "rel", time.Minute, 5*time.Second)
-	if err := b.engine.Release(b.ctx, c.Lease); err != nil { // the last attempt: the step and its task fail
+	if err := b.engine.Release(b.ctx, c.Lease); !errors.Is(err, engine.ErrReleaseCounted) { // the last attempt: the step and its task fail
 		t.Fatal(err)
 	}
 	wantPhase(t, b.task(t, id), engine.TaskFailed, map[string]engine.StepPhase{"s": engine.StepFailed})

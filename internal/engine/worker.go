@@ -446,7 +446,8 @@ func (e *Engine) Heartbeat(ctx context.Context, lease Lease, extend time.Duratio
 // Release gives a claimed step back (graceful shutdown): the step is enqueued again, its message visible at
 // once, and the attempt is not counted. ErrStaleLease when the lease is no longer valid. A step released 100 times
 // already (tasker.max_releases) is not given back for free: the release counts as a retryable failure (retried, or
-// failed with its task when no attempt is left), so that a step its workers are always stopped on ends.
+// failed with its task when no attempt is left), so that a step its workers are always stopped on ends; Release
+// then returns ErrReleaseCounted.
 func (e *Engine) Release(ctx context.Context, lease Lease) error {
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
@@ -459,6 +460,9 @@ func (e *Engine) Release(ctx context.Context, lease Lease) error {
 	}
 	if !accepted {
 		return fmt.Errorf("%w: %s", ErrStaleLease, lease)
+	}
+	if status != "released" {
+		return fmt.Errorf("%w: the step was given back too often (now %s)", ErrReleaseCounted, status)
 	}
 	return nil
 }

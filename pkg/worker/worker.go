@@ -635,6 +635,8 @@ func (w *Worker) release(j *job) {
 	switch {
 	case errors.Is(err, engine.ErrStaleLease):
 		w.log.Info("release not needed: the lease is no longer valid", j.attrs()...)
+	case errors.Is(err, engine.ErrReleaseCounted):
+		w.log.Warn("step released too often: the release counted as a failed attempt", append(j.attrs(), "err", err)...)
 	case err != nil:
 		w.log.Error("could not release a step (it runs again when its lease expires)", append(j.attrs(), "err", err)...)
 	default:
