@@ -319,22 +319,36 @@ func (f *fakeMetrics) Workers(context.Context, []string, time.Duration) (map[str
 	return f.workers, f.err
 }
 
+// scalingReconciler is fakeReconciler reading m, on a fake clock.
+func scalingReconciler(t *testing.T, m *fakeMetrics, objs ...client.Object) (*WorkerPoolReconciler, client.Client,
+	*clocktesting.FakePassiveClock) {
+	t.Helper()
+	r, c, _ := fakeReconciler(t, objs...)
+	r.Metrics = m
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
+	r.Clock = clk
+	return r, c, clk
+}
+
+// reconcilePool reconciles the pool ns/wp.
+func reconcilePool(t *testing.T, r *WorkerPoolReconciler) {
+	t.Helper()
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "wp"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // With a reading, the pool scales to the backlog (within its limits) and says so; a failed reading keeps the
 // replicas and reports the database as unavailable without its raw error.
 func TestReconcileScalesToTheBacklog(t *testing.T) {
 	pool := testPool()
 	pool.Spec.Scaling = taskerv1alpha1.ScalingSpec{MinReplicas: ptr.To(int32(0)), MaxReplicas: ptr.To(int32(3)),
 		TargetBacklogPerReplica: ptr.To(int32(10))}
-	r, c, _ := fakeReconciler(t, pool)
 	m := &fakeMetrics{total: 500}
-	r.Metrics = m
-	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
-	r.Clock = clk
+	r, c, clk := scalingReconciler(t, m, pool)
 	ctx := context.Background()
 	key := types.NamespacedName{Namespace: "ns", Name: "wp"}
-	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
-		t.Fatal(err)
-	}
+	reconcilePool(t, r)
 	if len(m.queues) != 1 || fmt.Sprint(m.queues[0]) != "[a b]" {
 		t.Errorf("backlog read for queues %v, want [[a b]]", m.queues)
 	}
@@ -383,24 +397,17 @@ func TestReconcileMarksPodsBeforeScaleIn(t *testing.T) {
 		objs = append(objs, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns",
 			Labels: map[string]string{LabelWorkerPool: "wp"}}})
 	}
-	r, c, _ := fakeReconciler(t, append(objs, pool)...)
 	m := &fakeMetrics{total: 500, workers: map[string]poolmetrics.Worker{
 		"wp-busy": {InFlight: 7, Fresh: true}, "wp-idle": {InFlight: 0, Fresh: true}}}
-	r.Metrics = m
-	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
-	r.Clock = clk
+	r, c, clk := scalingReconciler(t, m, append(objs, pool)...)
 	ctx := context.Background()
 	key := types.NamespacedName{Namespace: "ns", Name: "wp"}
-	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
-		t.Fatal(err)
-	}
+	reconcilePool(t, r)
 	// The backlog is gone; after the scale-down delay the pool goes down to one replica.
 	m.total = 5
 	for range 30 {
 		clk.SetTime(clk.Now().Add(time.Minute))
-		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
-			t.Fatal(err)
-		}
+		reconcilePool(t, r)
 	}
 	var dep appsv1.Deployment
 	if err := c.Get(ctx, key, &dep); err != nil {
