@@ -224,17 +224,13 @@ func TestChaos(t *testing.T) {
 						ops[i] = procs.startOperator(ctx, leader.name)
 					}
 				}
-			case "pg-crash":
-				t.Logf("%s: PostgreSQL crashes (immediate shutdown), then recovers", elapsed.Round(time.Millisecond))
-				pg.Crash()
-				time.Sleep(2 * time.Second)
-				if err := pg.Resume(ctx); err != nil {
-					t.Fatal(err)
+			case "pg-crash", "pg-fast":
+				stop, how := pg.Crash, "crashes (immediate shutdown), then recovers"
+				if events[0].what == "pg-fast" {
+					stop, how = pg.Pause, "restarts (fast shutdown)"
 				}
-				stats.pgRestarts++
-			case "pg-fast":
-				t.Logf("%s: PostgreSQL restarts (fast shutdown)", elapsed.Round(time.Millisecond))
-				pg.Pause()
+				t.Logf("%s: PostgreSQL %s", elapsed.Round(time.Millisecond), how)
+				stop()
 				time.Sleep(2 * time.Second)
 				if err := pg.Resume(ctx); err != nil {
 					t.Fatal(err)
