@@ -29,6 +29,7 @@ import (
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/conditions"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 )
 
 // TaskFinalizer keeps a Task until its workflow is cancelled in the engine.
@@ -80,6 +81,9 @@ type TaskReconciler struct {
 	Engine   TaskEngine
 	Gate     DatabaseGate
 	Recorder events.EventRecorder
+	// Queues maps the Tasks' queue names to database queues (their namespace's own unless shared). The zero
+	// Scope shares none.
+	Queues queuescope.Scope
 
 	// StatusInterval and ResyncInterval: see DefaultStatusInterval and DefaultResyncInterval.
 	StatusInterval time.Duration

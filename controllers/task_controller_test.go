@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 
 	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 )
 
 func TestAfterDatabaseError(t *testing.T) {
@@ -131,5 +133,25 @@ func TestWriteStatusPacesProgress(t *testing.T) {
 	}
 	if res := write("10/10", true); res.RequeueAfter != 0 || stored() != "10/10" {
 		t.Fatalf("urgent: %+v, stored %q", res, stored())
+	}
+}
+
+func TestScopeQueues(t *testing.T) {
+	var scope queuescope.Scope
+	if err := scope.Share("gpu=ml"); err != nil {
+		t.Fatal(err)
+	}
+	spec := engine.TaskSpec{Namespace: "ml", Queue: "default", Steps: []engine.StepSpec{
+		{Name: "a"}, {Name: "b", Queue: "gpu"}, {Name: "c", Queue: "cpu"}}}
+	scopeQueues(&spec, scope)
+	want := []string{queuescope.Namespaced("ml", "default"), "", "gpu", queuescope.Namespaced("ml", "cpu")}
+	if got := []string{spec.Queue, spec.Steps[0].Queue, spec.Steps[1].Queue, spec.Steps[2].Queue}; !slices.Equal(got, want) {
+		t.Errorf("queues %v, want %v", got, want)
+	}
+	// Another namespace reaches neither ml's queues nor the queue shared with ml only.
+	other := engine.TaskSpec{Namespace: "web", Queue: "default", Steps: []engine.StepSpec{{Name: "b", Queue: "gpu"}}}
+	scopeQueues(&other, scope)
+	if other.Queue == spec.Queue || other.Steps[0].Queue != queuescope.Namespaced("web", "gpu") {
+		t.Errorf("namespace web got queues %s and %s", other.Queue, other.Steps[0].Queue)
 	}
 }

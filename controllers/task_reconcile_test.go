@@ -27,6 +27,7 @@ import (
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 )
 
 // fakeEngine is an in-memory TaskEngine: tasks by id and key, the calls made, and a switch that makes every call
@@ -453,7 +454,7 @@ func TestReconcileAdmitsFromATemplate(t *testing.T) {
 		t.Fatalf("steps %+v", spec.Steps)
 	}
 	s := spec.Steps[0]
-	if s.Name != "x" || s.Queue != "other" || s.Timeout != 30*time.Second || s.Retry.MaxAttempts != 5 ||
+	if s.Name != "x" || s.Queue != queuescope.Namespaced(spec.Namespace, "other") || s.Timeout != 30*time.Second || s.Retry.MaxAttempts != 5 ||
 		s.Retry.BackoffBase != 2*time.Second || s.Retry.BackoffMax != time.Minute || string(s.Inputs) != `{"k":"v"}` {
 		t.Errorf("step %+v", s)
 	}

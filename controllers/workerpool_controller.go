@@ -26,6 +26,7 @@ import (
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/poolmetrics"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/scaling"
 )
 
@@ -68,6 +69,9 @@ type WorkerPoolReconciler struct {
 	WorkerStaleAfter time.Duration
 	// Clock tells the time (polling, stabilization windows, cooldowns). Default: the real clock.
 	Clock clock.PassiveClock
+	// Queues maps the pools' queue names to database queues (their namespace's own unless shared). The zero
+	// Scope shares none.
+	Queues queuescope.Scope
 
 	mu    sync.Mutex
 	pools map[types.UID]*poolState
@@ -84,6 +88,9 @@ type poolState struct {
 	last reading
 	// deferredScaleIns counts consecutive scale-ins put off because the Pods could not be ranked.
 	deferredScaleIns int
+	// legacy lists the pool's queues under their un-namespaced names that still held steps of the pool's
+	// namespace at the last successful reading (see poolmetrics.LegacyQueues): the workers drain them too.
+	legacy []string
 }
 
 type reading struct {
@@ -186,7 +193,7 @@ func (r *WorkerPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 	}
 
-	want, hash := desiredDeployment(&pool, desired)
+	want, hash := desiredDeployment(&pool, r.databaseQueues(&pool, st), desired)
 	var werr error
 	switch {
 	case !exists:
@@ -243,7 +250,11 @@ func (r *WorkerPoolReconciler) read(ctx context.Context, pool *taskerv1alpha1.Wo
 		rd.failMessage = "the operator has no database connection configured, so the backlog cannot be read"
 	} else {
 		qctx, cancel := context.WithTimeout(ctx, r.queryTimeout())
-		rd.backlog, err = reader.Backlog(qctx, pool.Spec.Queues)
+		var legacy []string
+		if legacy, err = reader.LegacyQueues(qctx, pool.Namespace, r.legacyCandidates(pool)); err == nil {
+			st.legacy = legacy
+			rd.backlog, err = reader.Backlog(qctx, r.databaseQueues(pool, st))
+		}
 		cancel()
 		if err != nil {
 			rd.failReason = reasonDatabaseUnavailable
@@ -278,6 +289,7 @@ func (r *WorkerPoolReconciler) setStatus(pool *taskerv1alpha1.WorkerPool, dep *a
 	spec scaling.Spec, desired int32) {
 	s := &pool.Status
 	s.ObservedGeneration = pool.Generation
+	s.DatabaseQueues = r.databaseQueues(pool, st)
 	s.DesiredReplicas = desired
 	s.CurrentReplicas = dep.Status.Replicas
 	s.ReadyReplicas = dep.Status.ReadyReplicas
@@ -304,6 +316,9 @@ func (r *WorkerPoolReconciler) setStatus(pool *taskerv1alpha1.WorkerPool, dep *a
 	} else {
 		s.Backlog = last.backlog.Total
 		msg := fmt.Sprintf("read the backlog of queue(s) %s", strings.Join(pool.Spec.Queues, ", "))
+		if len(st.legacy) > 0 {
+			msg += fmt.Sprintf("; draining queue(s) %s, admitted before queues were namespaced", strings.Join(st.legacy, ", "))
+		}
 		if len(last.backlog.Missing) > 0 {
 			msg += fmt.Sprintf("; queue(s) %s do not exist yet and count as empty", strings.Join(last.backlog.Missing, ", "))
 		}
@@ -412,6 +427,8 @@ type PoolMetrics interface {
 	Backlog(ctx context.Context, queues []string) (poolmetrics.Backlog, error)
 	// Workers returns the fresh records (younger than staleAfter) of the workers with those ids.
 	Workers(ctx context.Context, ids []string, staleAfter time.Duration) (map[string]poolmetrics.Worker, error)
+	// LegacyQueues returns those of queues that still hold unfinished steps of namespace's unfinished tasks.
+	LegacyQueues(ctx context.Context, namespace string, queues []string) ([]string, error)
 }
 
 func (r *WorkerPoolReconciler) now() time.Time {

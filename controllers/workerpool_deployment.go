@@ -32,6 +32,7 @@ const (
 	EnvDatabaseURL  = "TASKER_DATABASE_URL"
 	EnvWorkerID     = "TASKER_WORKER_ID"
 	EnvPodNamespace = "POD_NAMESPACE"
+	EnvPodName      = "TASKER_POD_NAME"
 	// EnvDrainTimeout tells the worker how long it may drain on SIGTERM: the Pod's grace period less a margin,
 	// so in-flight steps are finished or released before the kubelet's SIGKILL.
 	EnvDrainTimeout = "TASKER_DRAIN_TIMEOUT"
@@ -44,9 +45,11 @@ const (
 	defaultTerminationGracePeriod = 60
 )
 
-// injectedEnv is the worker configuration every container gets. TASKER_WORKER_ID is the Pod's name: the worker
-// SDK records itself in tasker.workers under it, which is how the operator maps worker records to Pods.
-func injectedEnv(pool *taskerv1alpha1.WorkerPool) []corev1.EnvVar {
+// injectedEnv is the worker configuration every container gets: queues are the database queues (see
+// databaseQueues). TASKER_WORKER_ID is "<namespace>/<Pod name>" (WorkerID): the worker SDK records itself in
+// tasker.workers under it, which is how the operator maps worker records to Pods, and ids of two namespaces'
+// Pods never collide.
+func injectedEnv(pool *taskerv1alpha1.WorkerPool, queues []string) []corev1.EnvVar {
 	slots := pool.Spec.Slots
 	if slots <= 0 {
 		slots = defaultSlots
@@ -63,17 +66,22 @@ func injectedEnv(pool *taskerv1alpha1.WorkerPool) []corev1.EnvVar {
 		return &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}
 	}
 	return []corev1.EnvVar{
-		{Name: EnvQueues, Value: strings.Join(pool.Spec.Queues, ",")},
+		{Name: EnvQueues, Value: strings.Join(queues, ",")},
 		{Name: EnvSlots, Value: strconv.Itoa(int(slots))},
 		{Name: EnvDatabaseURL, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: pool.Spec.Database.SecretName},
 			Key:                  key,
 		}}},
-		{Name: EnvWorkerID, ValueFrom: fieldRef("metadata.name")},
 		{Name: EnvPodNamespace, ValueFrom: fieldRef("metadata.namespace")},
+		{Name: EnvPodName, ValueFrom: fieldRef("metadata.name")},
+		// Dependent variables refer to variables listed before them.
+		{Name: EnvWorkerID, Value: WorkerID("$("+EnvPodNamespace+")", "$("+EnvPodName+")")},
 		{Name: EnvDrainTimeout, Value: strconv.FormatInt(drainSeconds(grace), 10) + "s"},
 	}
 }
+
+// WorkerID is the worker id of the workers of a pool's Pod: "<namespace>/<Pod name>".
+func WorkerID(namespace, pod string) string { return namespace + "/" + pod }
 
 // drainSeconds leaves the worker a margin inside the grace period to release what it could not finish: 5 s, or a
 // fifth of short grace periods.
@@ -102,7 +110,7 @@ func podLabels(pool *taskerv1alpha1.WorkerPool) map[string]string {
 
 // desiredDeployment builds the pool's Deployment with the given replicas, and returns the hash of everything in
 // it but the replicas. The owner reference is set by the caller.
-func desiredDeployment(pool *taskerv1alpha1.WorkerPool, replicas int32) (*appsv1.Deployment, string) {
+func desiredDeployment(pool *taskerv1alpha1.WorkerPool, queues []string, replicas int32) (*appsv1.Deployment, string) {
 	tmpl := pool.Spec.Template.DeepCopy()
 	tmpl.Labels = mergeMaps(tmpl.Labels, podLabels(pool))
 	grace := pool.Spec.TerminationGracePeriodSeconds
@@ -110,7 +118,7 @@ func desiredDeployment(pool *taskerv1alpha1.WorkerPool, replicas int32) (*appsv1
 		grace = defaultTerminationGracePeriod
 	}
 	tmpl.Spec.TerminationGracePeriodSeconds = &grace
-	env := injectedEnv(pool)
+	env := injectedEnv(pool, queues)
 	for i := range tmpl.Spec.InitContainers {
 		tmpl.Spec.InitContainers[i].Env = withEnv(tmpl.Spec.InitContainers[i].Env, env)
 	}

@@ -47,7 +47,7 @@ func (r *WorkerPoolReconciler) markPodsForScaleIn(ctx context.Context, pool *tas
 	for i := range pods.Items {
 		if p := &pods.Items[i]; p.DeletionTimestamp.IsZero() {
 			live = append(live, p)
-			ids = append(ids, p.Name)
+			ids = append(ids, WorkerID(p.Namespace, p.Name))
 		}
 	}
 	if len(live) == 0 {
@@ -61,7 +61,7 @@ func (r *WorkerPoolReconciler) markPodsForScaleIn(ctx context.Context, pool *tas
 	}
 	patched := 0
 	for _, p := range live {
-		w, found := workers[p.Name]
+		w, found := workers[WorkerID(p.Namespace, p.Name)]
 		cost := strconv.Itoa(deletionCost(w, found))
 		if p.Annotations[AnnotationPodDeletionCost] == cost {
 			continue

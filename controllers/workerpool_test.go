@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +30,7 @@ import (
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/poolmetrics"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/scaling"
 )
 
@@ -55,7 +58,7 @@ func testPool() *taskerv1alpha1.WorkerPool {
 
 func TestDesiredDeployment(t *testing.T) {
 	pool := testPool()
-	dep, hash := desiredDeployment(pool, 3)
+	dep, hash := desiredDeployment(pool, pool.Spec.Queues, 3)
 	if dep.Name != "wp" || dep.Namespace != "ns" || *dep.Spec.Replicas != 3 {
 		t.Fatalf("deployment %s/%s replicas %d", dep.Namespace, dep.Name, *dep.Spec.Replicas)
 	}
@@ -76,7 +79,7 @@ func TestDesiredDeployment(t *testing.T) {
 		for i, e := range c.Env {
 			names[i] = e.Name
 		}
-		want := []string{EnvQueues, EnvSlots, EnvDatabaseURL, EnvWorkerID, EnvPodNamespace, EnvDrainTimeout}
+		want := []string{EnvQueues, EnvSlots, EnvDatabaseURL, EnvPodNamespace, EnvPodName, EnvWorkerID, EnvDrainTimeout}
 		if c.Name == "worker" {
 			want = append(want, "OWN") // the template's TASKER_SLOTS is dropped, its OWN kept after ours
 		}
@@ -89,6 +92,12 @@ func TestDesiredDeployment(t *testing.T) {
 		if ref := c.Env[2].ValueFrom.SecretKeyRef; ref.Name != "pg" || ref.Key != "url" {
 			t.Errorf("container %s: database secret ref %+v, want pg/url (default key)", c.Name, ref)
 		}
+		// The worker id is the Pod's namespace and name (ids of two namespaces' Pods never collide), composed from
+		// the two variables before it.
+		if id := c.Env[5]; id.Value != "$(POD_NAMESPACE)/$(TASKER_POD_NAME)" || c.Env[3].ValueFrom.FieldRef.FieldPath != "metadata.namespace" ||
+			c.Env[4].ValueFrom.FieldRef.FieldPath != "metadata.name" {
+			t.Errorf("container %s: worker id %+v from %+v and %+v", c.Name, id, c.Env[3], c.Env[4])
+		}
 	}
 	// The pool's template itself is not modified.
 	if len(pool.Spec.Template.Spec.Containers[1].Env) != 0 || pool.Spec.Template.Labels[LabelWorkerPool] != "spoofed" {
@@ -96,7 +105,7 @@ func TestDesiredDeployment(t *testing.T) {
 	}
 
 	// Replicas are not part of the hash; the template and the injected configuration are.
-	if _, h := desiredDeployment(pool, 7); h != hash {
+	if _, h := desiredDeployment(pool, pool.Spec.Queues, 7); h != hash {
 		t.Errorf("hash changed with replicas")
 	}
 	for name, mut := range map[string]func(*taskerv1alpha1.WorkerPool){
@@ -108,14 +117,14 @@ func TestDesiredDeployment(t *testing.T) {
 	} {
 		p := testPool()
 		mut(p)
-		if _, h := desiredDeployment(p, 3); h == hash {
+		if _, h := desiredDeployment(p, p.Spec.Queues, 3); h == hash {
 			t.Errorf("hash unchanged after a change of %s", name)
 		}
 	}
 }
 
 func TestApplyToKeepsWhatTheOperatorDoesNotOwn(t *testing.T) {
-	want, _ := desiredDeployment(testPool(), 2)
+	want, _ := desiredDeployment(testPool(), testPool().Spec.Queues, 2)
 	live := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"team": "x"}, Annotations: map[string]string{"note": "y"}},
 		Spec: appsv1.DeploymentSpec{
@@ -305,6 +314,20 @@ type fakeMetrics struct {
 	err     error
 	queues  [][]string
 	workers map[string]poolmetrics.Worker
+	// legacy answers LegacyQueues (filtered by the queues asked about); legacyAsked records the questions.
+	legacy      []string
+	legacyAsked []string
+}
+
+func (f *fakeMetrics) LegacyQueues(_ context.Context, namespace string, queues []string) ([]string, error) {
+	f.legacyAsked = append(f.legacyAsked, namespace+":"+strings.Join(queues, ","))
+	var out []string
+	for _, q := range f.legacy {
+		if slices.Contains(queues, q) {
+			out = append(out, q)
+		}
+	}
+	return out, f.err
 }
 
 func (f *fakeMetrics) Backlog(_ context.Context, queues []string) (poolmetrics.Backlog, error) {
@@ -349,8 +372,8 @@ func TestReconcileScalesToTheBacklog(t *testing.T) {
 	ctx := context.Background()
 	key := types.NamespacedName{Namespace: "ns", Name: "wp"}
 	reconcilePool(t, r)
-	if len(m.queues) != 1 || fmt.Sprint(m.queues[0]) != "[a b]" {
-		t.Errorf("backlog read for queues %v, want [[a b]]", m.queues)
+	if want := [][]string{{queuescope.Namespaced("ns", "a"), queuescope.Namespaced("ns", "b")}}; !reflect.DeepEqual(m.queues, want) {
+		t.Errorf("backlog read for queues %v, want %v (the namespace's own)", m.queues, want)
 	}
 	var dep appsv1.Deployment
 	if err := c.Get(ctx, key, &dep); err != nil {
@@ -398,7 +421,7 @@ func TestReconcileMarksPodsBeforeScaleIn(t *testing.T) {
 			Labels: map[string]string{LabelWorkerPool: "wp"}}})
 	}
 	m := &fakeMetrics{total: 500, workers: map[string]poolmetrics.Worker{
-		"wp-busy": {InFlight: 7, Fresh: true}, "wp-idle": {InFlight: 0, Fresh: true}}}
+		"ns/wp-busy": {InFlight: 7, Fresh: true}, "ns/wp-idle": {InFlight: 0, Fresh: true}}}
 	r, c, clk := scalingReconciler(t, m, append(objs, pool)...)
 	ctx := context.Background()
 	key := types.NamespacedName{Namespace: "ns", Name: "wp"}
@@ -444,4 +467,59 @@ func TestAPIErrorMessage(t *testing.T) {
 	if r.workerStaleAfter() != time.Minute || r.queryTimeout() != time.Second {
 		t.Error("overrides")
 	}
+}
+
+// A pool serves its namespace's queues, or a queue itself where it is shared with the namespace; after an upgrade
+// it also drains the un-namespaced queues that still hold its namespace's steps, and stops once they are empty.
+func TestReconcileServesTheNamespacesQueuesAndDrainsLegacyOnes(t *testing.T) {
+	pool := testPool() // queues a and b in namespace ns
+	m := &fakeMetrics{total: 5, legacy: []string{"a", "b"}}
+	r, c, clk := scalingReconciler(t, m, pool)
+	if err := r.Queues.Share("b=ns,other"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	key := types.NamespacedName{Namespace: "ns", Name: "wp"}
+	check := func(want []string) {
+		t.Helper()
+		var dep appsv1.Deployment
+		if err := c.Get(ctx, key, &dep); err != nil {
+			t.Fatal(err)
+		}
+		for _, ct := range dep.Spec.Template.Spec.Containers {
+			if got := ct.Env[0]; got.Name != EnvQueues || got.Value != strings.Join(want, ",") {
+				t.Errorf("container %s: %s=%s, want %s", ct.Name, got.Name, got.Value, strings.Join(want, ","))
+			}
+		}
+		var got taskerv1alpha1.WorkerPool
+		if err := c.Get(ctx, key, &got); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Status.DatabaseQueues, want) {
+			t.Errorf("status.databaseQueues %v, want %v", got.Status.DatabaseQueues, want)
+		}
+		if last := m.queues[len(m.queues)-1]; !slices.Equal(last, want) {
+			t.Errorf("backlog read of %v, want %v", last, want)
+		}
+	}
+	reconcilePool(t, r)
+	// Only a can hold legacy steps (b is shared, so its name is the queue the pool serves anyway).
+	if want := []string{"ns:a"}; !slices.Equal(m.legacyAsked, want) {
+		t.Errorf("asked for legacy steps in %v, want %v", m.legacyAsked, want)
+	}
+	check([]string{queuescope.Namespaced("ns", "a"), "b", "a"})
+	var got taskerv1alpha1.WorkerPool
+	if err := c.Get(ctx, key, &got); err != nil {
+		t.Fatal(err)
+	}
+	if cond := meta.FindStatusCondition(got.Status.Conditions, taskerv1alpha1.WorkerPoolConditionMetricsAvailable); cond == nil ||
+		!strings.Contains(cond.Message, "draining queue(s) a, admitted before queues were namespaced") {
+		t.Errorf("MetricsAvailable %+v: want it to say that queue a is being drained", cond)
+	}
+
+	// Drained: the next reading drops it, and the workers are told (a new template).
+	m.legacy = nil
+	clk.SetTime(clk.Now().Add(time.Minute))
+	reconcilePool(t, r)
+	check([]string{queuescope.Namespaced("ns", "a"), "b"})
 }

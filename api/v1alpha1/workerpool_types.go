@@ -135,6 +135,13 @@ type WorkerPoolStatus struct {
 	// when 0, so that `kubectl get workerpools` shows 0 rather than a blank column.
 	// +optional
 	Backlog int64 `json:"backlog"`
+	// DatabaseQueues are the database queues the workers take steps from (their TASKER_QUEUES): each of
+	// spec.queues as the namespace's own queue (named "<queue>_<hash>"), or under its own name where a cluster
+	// administrator shared it; then, after an upgrade, the un-namespaced queues that still hold this namespace's
+	// steps, until they are drained. Workers that are not run by the pool use these names.
+	// +listType=atomic
+	// +optional
+	DatabaseQueues []string `json:"databaseQueues,omitempty"`
 	// +optional
 	DesiredReplicas int32 `json:"desiredReplicas"`
 	// +optional

@@ -22,6 +22,7 @@ import (
 	"github.com/tasker-operator/tasker-operator/controllers"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/operator"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/store"
 )
 
@@ -76,6 +77,10 @@ func main() {
 	flag.BoolVar(&enableHTTP2, "enable-http2", false,
 		"Allow HTTP/2 on the metrics and webhook servers (off by default: CVE-2023-44487/39325).")
 	opts := zap.Options{Development: false}
+	var queues queuescope.Scope
+	flag.Func("shared-queue", "Share a queue across namespaces: NAME (with every namespace) or NAME=NS1,NS2. "+
+		"Repeatable. A shared queue keeps its own name in the database; other queues are their namespace's own.",
+		queues.Share)
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
@@ -123,7 +128,8 @@ func main() {
 		log.Error(err, "unable to create manager")
 		os.Exit(1)
 	}
-	opOpts := operator.Options{EnableWebhooks: enableWebhooks, UpkeepInterval: upkeepInterval, StatusInterval: statusInterval}
+	opOpts := operator.Options{EnableWebhooks: enableWebhooks, UpkeepInterval: upkeepInterval, StatusInterval: statusInterval,
+		Queues: queues}
 	if databaseURL != "" {
 		db, err := operator.NewDatabase(databaseURL, store.Options{MaxConns: int32(dbMaxConns), ApplicationName: "tasker-operator"},
 			engine.Options{}, skipMigrations, ctrl.Log.WithName("database"))
@@ -152,7 +158,8 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("starting manager", "webhooks", enableWebhooks, "leaderElection", enableLeaderElection)
+	log.Info("starting manager", "webhooks", enableWebhooks, "leaderElection", enableLeaderElection,
+		"sharedQueues", queues.String())
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "manager exited with an error")
 		os.Exit(1)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -169,14 +170,7 @@ func (r *Runner) scale(ctx context.Context, d *appsv1.Deployment, want int) {
 
 func (r *Runner) start(ctx context.Context, d *appsv1.Deployment) (string, error) {
 	name := d.Name + "-" + rand.String(5)
-	env := map[string]string{}
-	if len(d.Spec.Template.Spec.Containers) > 0 {
-		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
-			if e.ValueFrom == nil {
-				env[e.Name] = e.Value
-			}
-		}
-	}
+	env := containerEnv(d, name)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: d.Namespace, Labels: d.Spec.Template.Labels,
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name, UID: d.UID}}},
@@ -197,7 +191,7 @@ func (r *Runner) start(ctx context.Context, d *appsv1.Deployment) (string, error
 		"--database-url=" + r.DatabaseURL,
 		"--queues=" + env["TASKER_QUEUES"],
 		"--slots=" + env["TASKER_SLOTS"],
-		"--id=" + name,
+		"--id=" + env["TASKER_WORKER_ID"],
 		"--metrics-bind-address=0",
 		"--log-format=text",
 	}, r.WorkerArgs...)
@@ -222,6 +216,31 @@ func (r *Runner) start(ctx context.Context, d *appsv1.Deployment) (string, error
 	r.procs[name] = p
 	r.mu.Unlock()
 	return name, nil
+}
+
+// containerEnv resolves the first container's environment as the kubelet would for a Pod named pod: plain values,
+// the Pod's name and namespace from field references, and $(NAME) references to variables listed earlier.
+func containerEnv(d *appsv1.Deployment, pod string) map[string]string {
+	env := map[string]string{}
+	if len(d.Spec.Template.Spec.Containers) == 0 {
+		return env
+	}
+	fields := map[string]string{"metadata.name": pod, "metadata.namespace": d.Namespace}
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		switch {
+		case e.ValueFrom == nil:
+			v := e.Value
+			for k, val := range env {
+				v = strings.ReplaceAll(v, "$("+k+")", val)
+			}
+			env[e.Name] = v
+		case e.ValueFrom.FieldRef != nil:
+			if v, ok := fields[e.ValueFrom.FieldRef.FieldPath]; ok {
+				env[e.Name] = v
+			}
+		}
+	}
+	return env
 }
 
 // stop sends SIGTERM (the worker drains) and lets the process exit on its own; the Pod goes when it does.

@@ -34,6 +34,7 @@ import (
 	"github.com/tasker-operator/tasker-operator/internal/operator"
 	"github.com/tasker-operator/tasker-operator/internal/pgcluster"
 	"github.com/tasker-operator/tasker-operator/internal/poolmetrics"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/store"
 	"github.com/tasker-operator/tasker-operator/internal/testenv"
 )
@@ -411,7 +412,11 @@ func draw(ctx context.Context, cfg Config, eng *engine.Engine, tasks []taskerv1a
 		// The backlog as it is now, from the database; the pool's status is the operator's last reading, which
 		// may be a polling interval old (a drained pool still showed its last backlog and desired replicas).
 		now := "backlog unknown"
-		if bl, err := poolmetrics.New(eng.Pool()).Backlog(ctx, p.Spec.Queues); err == nil {
+		queues := p.Status.DatabaseQueues // the operator's mapping; before its first reading, the default one
+		if len(queues) == 0 {
+			queues = queuescope.Scope{}.DatabaseQueues(p.Namespace, p.Spec.Queues)
+		}
+		if bl, err := poolmetrics.New(eng.Pool()).Backlog(ctx, queues); err == nil {
 			now = fmt.Sprintf("backlog %d", bl.Total)
 		}
 		fmt.Fprintf(&b, " | pool %s: %s now (operator's last reading %d, desired %d), ready %d, workers %d (max %d)",

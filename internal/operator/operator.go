@@ -17,6 +17,7 @@ import (
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/controllers"
 	"github.com/tasker-operator/tasker-operator/internal/poolmetrics"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/webhook"
 )
 
@@ -44,6 +45,9 @@ type Options struct {
 	UpkeepInterval time.Duration
 	// StatusInterval is the shortest time between status writes of one Task (controllers.DefaultStatusInterval).
 	StatusInterval time.Duration
+	// Queues says which queues a cluster administrator shared across namespaces (--shared-queue). The zero
+	// Scope shares none: every namespace's queues are its own.
+	Queues queuescope.Scope
 }
 
 // Components are what Setup registered, for tests that need to reach into them.
@@ -61,6 +65,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Components, error) {
 		Scheme:         mgr.GetScheme(),
 		Recorder:       mgr.GetEventRecorder("tasker-operator"),
 		StatusInterval: opts.StatusInterval,
+		Queues:         opts.Queues,
 	}
 	if db := opts.Database; db != nil {
 		tasks.Engine, tasks.Gate = db.Engine, db
@@ -88,7 +93,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Components, error) {
 	if err := (&controllers.TaskTemplateReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme()}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("tasktemplate controller: %w", err)
 	}
-	pools := &controllers.WorkerPoolReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme()}
+	pools := &controllers.WorkerPoolReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Queues: opts.Queues}
 	if opts.Database != nil {
 		pools.Metrics = poolmetrics.New(opts.Database.Pool) // one connection pool shared by every WorkerPool's readings
 	}

@@ -18,6 +18,9 @@ import (
 //go:embed sql/workers.sql
 var workersSQL string
 
+//go:embed sql/legacy_queues.sql
+var legacyQueuesSQL string
+
 // Reader runs the queries on db: in the operator, the one connection pool shared by every WorkerPool.
 type Reader struct {
 	db pgmq.DBTX
@@ -60,6 +63,27 @@ func (r *Reader) Backlog(ctx context.Context, queues []string) (Backlog, error) 
 		}
 	}
 	return b, nil
+}
+
+// LegacyQueues returns those of queues (names as they were before queues were namespaced, see queuescope) that
+// still hold unfinished steps of unfinished tasks of namespace, in name order: the steps a pool of that namespace
+// must still drain after an upgrade. Nil when there are none.
+func (r *Reader) LegacyQueues(ctx context.Context, namespace string, queues []string) ([]string, error) {
+	if len(queues) == 0 {
+		return nil, nil
+	}
+	rows, err := r.db.Query(ctx, legacyQueuesSQL, namespace, queues)
+	if err != nil {
+		return nil, fmt.Errorf("poolmetrics: queues from before namespaced queues: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("poolmetrics: queues from before namespaced queues: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }
 
 // Worker is one worker's self-report.

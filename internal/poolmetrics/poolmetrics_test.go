@@ -3,12 +3,15 @@ package poolmetrics_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/pgmq"
 	"github.com/tasker-operator/tasker-operator/internal/pgtest"
 	"github.com/tasker-operator/tasker-operator/internal/poolmetrics"
@@ -110,5 +113,47 @@ func TestWorkersFreshness(t *testing.T) {
 	}
 	if none, err := b.reader.Workers(b.ctx, nil, time.Minute); err != nil || len(none) != 0 {
 		t.Errorf("Workers(nil) = %v, %v", none, err)
+	}
+}
+
+func TestLegacyQueuesAreThoseWithUnfinishedStepsOfTheNamespace(t *testing.T) {
+	b := setup(t)
+	eng := engine.New(b.db, engine.Options{})
+	admit := func(ns, key string, queues ...string) int64 {
+		t.Helper()
+		spec := engine.TaskSpec{ExternalKey: key, Namespace: ns, Name: key, Queue: queues[0]}
+		for i, q := range queues {
+			spec.Steps = append(spec.Steps, engine.StepSpec{Name: fmt.Sprintf("s%d", i), Handler: "h", Queue: q})
+		}
+		adm, err := eng.Admit(b.ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return adm.TaskID
+	}
+	admit("a", "t1", "orders", "mail")
+	admit("b", "t2", "reports")
+	done := admit("a", "t3", "archive")
+	if err := eng.Cancel(b.ctx, done, "test"); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		ns     string
+		queues []string
+		want   []string
+	}{
+		{"a", []string{"orders", "mail", "reports", "archive", "never"}, []string{"mail", "orders"}},
+		{"b", []string{"orders", "reports"}, []string{"reports"}}, // namespace a's steps are not b's to drain
+		{"c", []string{"orders", "reports"}, nil},
+		{"a", nil, nil},
+	}
+	for _, c := range cases {
+		got, err := b.reader.LegacyQueues(b.ctx, c.ns, c.queues)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("LegacyQueues(%q, %v) = %v, want %v", c.ns, c.queues, got, c.want)
+		}
 	}
 }

@@ -37,6 +37,7 @@ import (
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/pgcluster"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/store"
 	"github.com/tasker-operator/tasker-operator/internal/testenv"
 )
@@ -158,7 +159,10 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	procs := &processes{t: t, bin: bin, logs: logs, kubeconfig: kubeconfig, dbURL: dbURL}
+	// The Tasks' namespace; its queue "chaos" is the database queue queuescope.Namespaced(ns, "chaos").
+	ns := env.NewNamespace(t, "chaos")
+	procs := &processes{t: t, bin: bin, logs: logs, kubeconfig: kubeconfig, dbURL: dbURL,
+		queue: queuescope.Namespaced(ns, "chaos")}
 	defer procs.stopAll()
 	ops := []*operatorProc{procs.startOperator(ctx, "op-a"), procs.startOperator(ctx, "op-b")}
 	for range sz.workers {
@@ -166,7 +170,6 @@ func TestChaos(t *testing.T) {
 	}
 
 	// The Tasks, all applied up front (the operators admit them while the faults go on).
-	ns := env.NewNamespace(t, "chaos")
 	want := map[string]taskerv1alpha1.TaskPhase{}
 	for i := range sz.tasks {
 		sh := shapes[i%len(shapes)]
@@ -343,7 +346,7 @@ func verify(t *testing.T, ctx context.Context, c client.Client, ns, dbURL string
 		t.Errorf("%d steps whose attempt count differs from their history", badAttempts)
 	}
 	var left int
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pgmq.q_chaos`).Scan(&left); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT queue_length FROM pgmq.metrics($1::text)`, queuescope.Namespaced(ns, "chaos")).Scan(&left); err != nil {
 		t.Fatal(err)
 	}
 	if left != 0 {
@@ -424,6 +427,8 @@ type processes struct {
 	workers           []*exec.Cmd
 	operators         []*operatorProc
 	workerSeq         int
+	// queue is the database queue the workers serve.
+	queue string
 }
 
 type operatorProc struct {
@@ -511,7 +516,7 @@ func (p *processes) startWorker() {
 	name := fmt.Sprintf("worker-%03d", p.workerSeq)
 	p.mu.Unlock()
 	log := p.logFile(name)
-	cmd := exec.Command(filepath.Join(p.bin, "worker"), "--database-url="+p.dbURL, "--queues=chaos", "--slots=8",
+	cmd := exec.Command(filepath.Join(p.bin, "worker"), "--database-url="+p.dbURL, "--queues="+p.queue, "--slots=8",
 		"--id="+name, "--visibility-timeout=5s", "--poll-interval=200ms", "--metrics-bind-address=0", "--log-format=text")
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

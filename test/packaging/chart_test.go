@@ -138,6 +138,19 @@ metrics:
 			}
 		}),
 		with(base, func(c *chartCase) {
+			c.name = "shared-queues"
+			c.values = "sharedQueues: [{name: gpu, namespaces: [ml-train, ml-serve]}, {name: audit}]"
+			c.check = func(t *testing.T, objs Objects) {
+				dep := toTyped[appsv1.Deployment](t, objs.One(t, "Deployment", fullname).Object)
+				args := dep.Spec.Template.Spec.Containers[0].Args
+				for _, want := range []string{"--shared-queue=gpu=ml-train,ml-serve", "--shared-queue=audit"} {
+					if !slices.Contains(args, want) {
+						t.Errorf("manager args %v: want %s", args, want)
+					}
+				}
+			}
+		}),
+		with(base, func(c *chartCase) {
 			c.name = "minimal"
 			c.values = "{migration: {enabled: false}, webhook: {enabled: false}, metrics: {enabled: false}}"
 			c.migration, c.webhook, c.metrics = false, false, false
@@ -486,14 +499,16 @@ func TestChartCopiesAreCurrent(t *testing.T) {
 func TestChartRejectsBadValues(t *testing.T) {
 	for name, tc := range map[string]struct{ values, message string }{
 		// values.schema.json: unknown keys (typos), wrong types and values outside a set fail before rendering.
-		"certificate-mode": {"webhook: {certificate: {mode: letsencrypt}}", "'/webhook/certificate/mode': value must be one of"},
-		"typo":             {"replicaCont: 2", "replicaCont"},
-		"nested-typo":      {"database: {existingSecretKy: url}", "existingSecretKy"},
-		"wrong-type":       {"replicaCount: two", "replicaCount"},
-		"log-level":        {"logLevel: verbose", "logLevel"},
-		"port-range":       {"metrics: {port: 70000}", "'/metrics/port': maximum"},
-		"no-database":      {"database: {existingSecret: ''}", "database.existingSecret or database.url is required"},
-		"no-sa-name":       {"serviceAccount: {create: false}", "serviceAccount.name is required"},
+		"certificate-mode":  {"webhook: {certificate: {mode: letsencrypt}}", "'/webhook/certificate/mode': value must be one of"},
+		"typo":              {"replicaCont: 2", "replicaCont"},
+		"nested-typo":       {"database: {existingSecretKy: url}", "existingSecretKy"},
+		"wrong-type":        {"replicaCount: two", "replicaCount"},
+		"log-level":         {"logLevel: verbose", "logLevel"},
+		"port-range":        {"metrics: {port: 70000}", "'/metrics/port': maximum"},
+		"no-database":       {"database: {existingSecret: ''}", "database.existingSecret or database.url is required"},
+		"no-sa-name":        {"serviceAccount: {create: false}", "serviceAccount.name is required"},
+		"shared-queue-name": {"sharedQueues: [{name: GPU}]", "'/sharedQueues/0/name'"},
+		"shared-queue-key":  {"sharedQueues: [{name: gpu, namespace: [a]}]", "namespace"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := renderChartFiles("tasker-bad", tc.values, nil)

@@ -18,6 +18,7 @@ import (
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/operator"
 	"github.com/tasker-operator/tasker-operator/internal/pgtest"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/store"
 	"github.com/tasker-operator/tasker-operator/internal/testenv"
 )
@@ -116,7 +117,7 @@ func TestOutageMidRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	go worker(ctx, "default")
+	go worker(ctx, queuescope.Namespaced(ns.Name, "default"))
 
 	list := func() []taskerv1alpha1.Task {
 		var l taskerv1alpha1.TaskList

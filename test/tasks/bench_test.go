@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/testenv"
 )
 
@@ -30,13 +31,15 @@ func createTasks(b *testing.B, ns, queue string, n, workers int) {
 	}
 }
 
-// waitQueueLength waits until queue holds n messages (each admitted Task enqueues its one root step).
-func waitQueueLength(b *testing.B, queue string, n int64, d time.Duration) {
+// waitQueueLength waits until namespace ns's queue holds n messages (each admitted Task enqueues its one root
+// step).
+func waitQueueLength(b *testing.B, ns, queue string, n int64, d time.Duration) {
 	b.Helper()
 	deadline := time.Now().Add(d)
 	for {
 		var got int64
-		err := dbPool.QueryRow(context.Background(), `SELECT queue_length FROM pgmq.metrics($1::text)`, queue).Scan(&got)
+		err := dbPool.QueryRow(context.Background(), `SELECT queue_length FROM pgmq.metrics($1::text)`,
+			queuescope.Namespaced(ns, queue)).Scan(&got)
 		if err == nil && got >= n {
 			return
 		}
@@ -57,7 +60,7 @@ func BenchmarkTaskAdmission(b *testing.B) {
 		start := time.Now()
 		createTasks(b, ns, queue, n, 16)
 		created := time.Since(start)
-		waitQueueLength(b, queue, n, 2*time.Minute)
+		waitQueueLength(b, ns, queue, n, 2*time.Minute)
 		elapsed := time.Since(start)
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "tasks/s")
 		b.ReportMetric(float64(n)/created.Seconds(), "creates/s")

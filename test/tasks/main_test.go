@@ -23,6 +23,7 @@ import (
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/operator"
 	"github.com/tasker-operator/tasker-operator/internal/pgtest"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/store"
 	"github.com/tasker-operator/tasker-operator/internal/testenv"
 )
@@ -152,18 +153,28 @@ type testWorker struct {
 	wg     sync.WaitGroup
 }
 
-// startWorkers starts n claim loops per queue, stopped at the end of the test.
-func startWorkers(t *testing.T, n int, queues ...string) {
+// startWorkers starts n claim loops per queue of namespace ns (its database queues), stopped at the end of the
+// test.
+func startWorkers(t *testing.T, n int, ns string, queues ...string) {
+	t.Helper()
+	startWorkersOn(t, n, queuescope.Scope{}.DatabaseQueues(ns, queues)...)
+}
+
+// startWorkersOn starts n claim loops per database queue, stopped at the end of the test (or by the returned
+// function).
+func startWorkersOn(t *testing.T, n int, databaseQueues ...string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &testWorker{eng: engine.New(dbPool, engine.Options{}), cancel: cancel}
-	for _, q := range queues {
+	for _, q := range databaseQueues {
 		for range n {
 			w.wg.Add(1)
 			go w.loop(ctx, q)
 		}
 	}
-	t.Cleanup(func() { cancel(); w.wg.Wait() })
+	stop = func() { cancel(); w.wg.Wait() }
+	t.Cleanup(stop)
+	return stop
 }
 
 func (w *testWorker) loop(ctx context.Context, queue string) {

@@ -21,6 +21,7 @@ import (
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/controllers"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/testenv"
 )
 
@@ -66,7 +67,7 @@ func loadSample(t *testing.T, file string, into client.Object) {
 // TestSamplesSucceed runs the sample Tasks (linear, diamond with a step that fails once, template-based).
 func TestSamplesSucceed(t *testing.T) {
 	ns := newNamespace(t)
-	startWorkers(t, 2, "default")
+	startWorkers(t, 2, ns, "default")
 
 	var tmpl taskerv1alpha1.TaskTemplate
 	loadSample(t, "tasker_v1alpha1_tasktemplate_report.yaml", &tmpl)
@@ -179,7 +180,7 @@ func TestTemplateSnapshotAndMissingTemplate(t *testing.T) {
 	if err := env.Client.Update(context.Background(), &cur); err != nil {
 		t.Fatal(err)
 	}
-	startWorkers(t, 1, "default")
+	startWorkers(t, 1, ns, "default")
 	done := waitPhase(t, ns, tk.Name, taskerv1alpha1.TaskSucceeded, 30*time.Second)
 	if done.Status.StepCounts.Total != 2 {
 		t.Fatalf("admitted Task changed with its template: %d steps", done.Status.StepCounts.Total)
@@ -189,7 +190,7 @@ func TestTemplateSnapshotAndMissingTemplate(t *testing.T) {
 // TestPermanentFailure: a step failing permanently fails the Task, with the message in status and an Event.
 func TestPermanentFailure(t *testing.T) {
 	ns := newNamespace(t)
-	startWorkers(t, 1, "default")
+	startWorkers(t, 1, ns, "default")
 	tk := newTask(ns, "doomed",
 		step("prepare", "echo"),
 		withInputs(step("charge", "fail", "prepare"), `{"permanent":true,"message":"card declined by issuer"}`),
@@ -248,7 +249,7 @@ func TestManyTasksFewStatusWrites(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	startWorkers(t, 4, "default")
+	startWorkers(t, 4, ns, "default")
 	waitFor(t, 3*time.Minute, "200 Tasks to succeed", func() (bool, error) {
 		var list taskerv1alpha1.TaskList
 		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
@@ -281,7 +282,7 @@ func TestLargeTaskStatusIsBounded(t *testing.T) {
 	}
 	tk := newTask(ns, "huge", steps...)
 	create(t, tk)
-	startWorkers(t, 2, "default")
+	startWorkers(t, 2, ns, "default")
 	got := waitPhase(t, ns, "huge", taskerv1alpha1.TaskFailed, 60*time.Second)
 	raw, err := json.Marshal(got.Status)
 	if err != nil {
@@ -315,11 +316,12 @@ func stepRows(t *testing.T, taskID int64) map[string][2]string {
 	return out
 }
 
-// queueLength counts the messages of a queue.
-func queueLength(t *testing.T, queue string) int64 {
+// queueLength counts the messages of namespace ns's queue.
+func queueLength(t *testing.T, ns, queue string) int64 {
 	t.Helper()
 	var n int64
-	if err := dbPool.QueryRow(context.Background(), `SELECT queue_length FROM pgmq.metrics($1::text)`, queue).Scan(&n); err != nil {
+	if err := dbPool.QueryRow(context.Background(), `SELECT queue_length FROM pgmq.metrics($1::text)`,
+		queuescope.Namespaced(ns, queue)).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -333,7 +335,7 @@ func TestDeleteMidRunCancels(t *testing.T) {
 		step("after", "echo", "slow"), step("other", "echo"))
 	tk.Spec.Queue = queue
 	create(t, tk)
-	startWorkers(t, 2, queue)
+	startWorkers(t, 2, ns, queue)
 	waitFor(t, 20*time.Second, "the slow step to run", func() (bool, error) {
 		cur := getTask(t, ns, tk.Name)
 		return cur.Status.StepCounts.Running == 1, fmt.Errorf("%+v", cur.Status.StepCounts)
@@ -352,7 +354,7 @@ func TestDeleteMidRunCancels(t *testing.T) {
 			t.Errorf("step %s is %s, want cancelled", name, rows[name][0])
 		}
 	}
-	if n := queueLength(t, queue); n != 0 {
+	if n := queueLength(t, ns, queue); n != 0 {
 		t.Errorf("%d messages left in the queue", n)
 	}
 }
@@ -364,7 +366,7 @@ func TestCancelViaSpec(t *testing.T) {
 	tk := newTask(ns, "to-cancel", withInputs(step("slow", "sleep"), `{"seconds":30}`), step("after", "echo", "slow"))
 	tk.Spec.Queue = queue
 	create(t, tk)
-	startWorkers(t, 1, queue)
+	startWorkers(t, 1, ns, queue)
 	waitFor(t, 20*time.Second, "the slow step to run", func() (bool, error) {
 		cur := getTask(t, ns, tk.Name)
 		return cur.Status.StepCounts.Running == 1, fmt.Errorf("%+v", cur.Status.StepCounts)
@@ -379,7 +381,7 @@ func TestCancelViaSpec(t *testing.T) {
 	if got.Status.StepCounts.Cancelled != 2 {
 		t.Errorf("counts %+v, want both steps cancelled", got.Status.StepCounts)
 	}
-	if n := queueLength(t, queue); n != 0 {
+	if n := queueLength(t, ns, queue); n != 0 {
 		t.Errorf("%d messages left in the queue", n)
 	}
 	waitFor(t, 10*time.Second, "Cancelled event", func() (bool, error) {
@@ -398,7 +400,7 @@ func TestRetryViaAction(t *testing.T) {
 	tk := newTask(ns, "retry-me", step("first", "echo"), flaky, step("last", "echo", "flaky"))
 	tk.Spec.Queue = queue
 	create(t, tk)
-	startWorkers(t, 1, queue)
+	startWorkers(t, 1, ns, queue)
 	failed := waitPhase(t, ns, tk.Name, taskerv1alpha1.TaskFailed, 30*time.Second)
 
 	apply := func() {
@@ -436,7 +438,7 @@ func TestRetryViaAction(t *testing.T) {
 func TestResolveAndCompleteViaActions(t *testing.T) {
 	ns := newNamespace(t)
 	const queue = "manual_actions"
-	startWorkers(t, 1, queue)
+	startWorkers(t, 1, ns, queue)
 	for _, typ := range []taskerv1alpha1.TaskActionType{taskerv1alpha1.ActionResolve, taskerv1alpha1.ActionComplete} {
 		name := "manual-" + strings.ToLower(string(typ))
 		tk := newTask(ns, name, withInputs(step("broken", "fail"), `{"permanent":true}`), step("next", "echo", "broken"))
@@ -469,7 +471,7 @@ func TestTTLDeletesFinishedTasks(t *testing.T) {
 	tk.Spec.Queue = queue
 	tk.Spec.TTLSecondsAfterFinished = ptr.To(int32(1))
 	create(t, tk)
-	startWorkers(t, 1, queue)
+	startWorkers(t, 1, ns, queue)
 	waitFor(t, 30*time.Second, "the Task to be deleted after its TTL", func() (bool, error) {
 		err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(tk), &taskerv1alpha1.Task{})
 		return isNotFound(err), err

@@ -34,6 +34,7 @@ import (
 	"github.com/tasker-operator/tasker-operator/internal/operator"
 	"github.com/tasker-operator/tasker-operator/internal/pgmq"
 	"github.com/tasker-operator/tasker-operator/internal/pgtest"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/store"
 	"github.com/tasker-operator/tasker-operator/internal/testenv"
 )
@@ -103,30 +104,32 @@ func newNamespace(t *testing.T) string { return env.NewNamespace(t, "wp") }
 
 var queueCounter atomic.Int64
 
-// newQueue creates a pgmq queue with a name unique to this binary run.
-func newQueue(t *testing.T, prefix string) string {
+// newQueue names a queue unique to this binary run and creates namespace ns's database queue of that name.
+func newQueue(t *testing.T, ns, prefix string) string {
 	t.Helper()
 	name := fmt.Sprintf("wp_%s_%d_%d", prefix, os.Getpid()%100000, queueCounter.Add(1))
-	if err := mq.CreateQueue(ctxFor(t, 30*time.Second), name); err != nil {
+	if err := mq.CreateQueue(ctxFor(t, 30*time.Second), queuescope.Namespaced(ns, name)); err != nil {
 		t.Fatalf("create queue %s: %v", name, err)
 	}
 	return name
 }
 
-func send(t *testing.T, queue string, n int) {
+// send puts n messages into namespace ns's queue.
+func send(t *testing.T, ns, queue string, n int) {
 	t.Helper()
 	msgs := make([]json.RawMessage, n)
 	for i := range msgs {
 		msgs[i] = json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))
 	}
-	if _, err := mq.SendBatch(ctxFor(t, 30*time.Second), queue, msgs, 0); err != nil {
+	if _, err := mq.SendBatch(ctxFor(t, 30*time.Second), queuescope.Namespaced(ns, queue), msgs, 0); err != nil {
 		t.Fatalf("send %d messages to %s: %v", n, queue, err)
 	}
 }
 
-func purge(t *testing.T, queue string) {
+// purge empties namespace ns's queue.
+func purge(t *testing.T, ns, queue string) {
 	t.Helper()
-	if _, err := mq.PurgeQueue(ctxFor(t, 30*time.Second), queue); err != nil {
+	if _, err := mq.PurgeQueue(ctxFor(t, 30*time.Second), queuescope.Namespaced(ns, queue)); err != nil {
 		t.Fatalf("purge %s: %v", queue, err)
 	}
 }

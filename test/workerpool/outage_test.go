@@ -24,12 +24,12 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Skip("external database server: cannot stop it")
 	}
 	ns := newNamespace(t)
-	qk, qf := newQueue(t, "keep"), newQueue(t, "fallback")
+	qk, qf := newQueue(t, ns, "keep"), newQueue(t, ns, "fallback")
 	newPool(t, ns, "keep", []string{qk}, scalingOpts{min: 0, max: 5, target: 10, window: 1, cooldown: 1})
 	newPool(t, ns, "fallback", []string{qf}, scalingOpts{min: 0, max: 5, target: 10, window: 1, cooldown: 1,
 		fallback: ptr.To(int32(1)), failureThreshold: ptr.To(int32(2))})
-	send(t, qk, 30)
-	send(t, qf, 30)
+	send(t, ns, qk, 30)
+	send(t, ns, qf, 30)
 	waitReplicas(t, ns, "keep", 3, 30*time.Second)
 	waitReplicas(t, ns, "fallback", 3, 30*time.Second)
 

@@ -2,6 +2,7 @@ package workerpool
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/controllers"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 )
 
 // Acceptance 4: two pools on their own queues scale independently (one of them summing two queues), and a
@@ -22,23 +24,25 @@ import (
 func TestPoolsScaleIndependently(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t)
-	a1, a2, b := newQueue(t, "a"), newQueue(t, "a"), newQueue(t, "b")
+	a1, a2, b := newQueue(t, ns, "a"), newQueue(t, ns, "a"), newQueue(t, ns, "b")
 	log := watchReplicas(t, ns)
 	newPool(t, ns, "pool-a", []string{a1, a2}, scalingOpts{min: 0, max: 10, target: 125, window: 1, cooldown: 2})
 	poolB := newPool(t, ns, "pool-b", []string{b}, scalingOpts{min: 0, max: 10, target: 10, window: 1, cooldown: 2})
 
-	send(t, a1, 250)
-	send(t, a2, 250) // 500 over two queues at 125 per replica: 4
-	send(t, b, 30)   // 30 at 10 per replica: 3
+	send(t, ns, a1, 250)
+	send(t, ns, a2, 250) // 500 over two queues at 125 per replica: 4
+	send(t, ns, b, 30)   // 30 at 10 per replica: 3
 	waitReplicas(t, ns, "pool-a", 4, 30*time.Second)
 	waitReplicas(t, ns, "pool-b", 3, 30*time.Second)
-	if p := getPool(t, ns, "pool-a"); p.Status.Backlog != 500 {
-		t.Errorf("pool-a backlog %d, want 500 (both queues)", p.Status.Backlog)
-	}
+	// The status is written right after the Deployment: wait for it rather than race it.
+	waitFor(t, 10*time.Second, "pool-a's status to show backlog 500 (both queues)", func() (bool, error) {
+		p := getPool(t, ns, "pool-a")
+		return p.Status.Backlog == 500, fmt.Errorf("backlog %d", p.Status.Backlog)
+	})
 
 	// Draining pool-a's queues takes it to zero; pool-b keeps its 3 throughout.
-	purge(t, a1)
-	purge(t, a2)
+	purge(t, ns, a1)
+	purge(t, ns, a2)
 	waitReplicas(t, ns, "pool-a", 0, 30*time.Second)
 	if got := log.values("pool-b"); !slices.Equal(got, []int32{0, 3}) && !slices.Equal(got, []int32{3}) {
 		t.Errorf("pool-b replica counts %v while pool-a drained, want to stay at 3", got)
@@ -81,7 +85,7 @@ func TestPoolsScaleIndependently(t *testing.T) {
 		return apierrors.IsNotFound(err), err
 	})
 	// pool-a is unaffected and still polled: new work scales it up again.
-	send(t, a2, 10)
+	send(t, ns, a2, 10)
 	waitReplicas(t, ns, "pool-a", 1, 30*time.Second)
 	if _, err := getDeployment(ns, "pool-b"); !apierrors.IsNotFound(err) {
 		t.Errorf("pool-b's deployment came back after the pool was deleted: %v", err)
@@ -93,7 +97,7 @@ func TestPoolsScaleIndependently(t *testing.T) {
 func TestDeploymentFromTemplate(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t)
-	q1, q2 := newQueue(t, "tmpl"), newQueue(t, "tmpl")
+	q1, q2 := newQueue(t, ns, "tmpl"), newQueue(t, ns, "tmpl")
 	newPool(t, ns, "custom", []string{q1, q2}, scalingOpts{min: 1, max: 4, target: 10, window: 1, cooldown: 1},
 		func(p *taskerv1alpha1.WorkerPool) {
 			p.Spec.Slots = 8
@@ -133,7 +137,7 @@ func TestDeploymentFromTemplate(t *testing.T) {
 		t.Errorf("terminationGracePeriodSeconds %v, want 42", g)
 	}
 	for _, c := range append(dep.Spec.Template.Spec.InitContainers, dep.Spec.Template.Spec.Containers...) {
-		checkInjectedEnv(t, c, q1+","+q2)
+		checkInjectedEnv(t, c, queuescope.Namespaced(ns, q1)+","+queuescope.Namespaced(ns, q2))
 	}
 	if env := dep.Spec.Template.Spec.Containers[0].Env; env[len(env)-1].Name != "FOO" {
 		t.Errorf("the template's own variables should follow the injected ones: %v", env)
@@ -149,7 +153,7 @@ func TestDeploymentFromTemplate(t *testing.T) {
 	waitReplicas(t, ns, "custom", 1, 30*time.Second)
 
 	// A template change rolls out (the Deployment's template follows), replicas untouched.
-	send(t, q1, 20) // 2 replicas
+	send(t, ns, q1, 20) // 2 replicas
 	waitReplicas(t, ns, "custom", 2, 30*time.Second)
 	oldHash := mustDeployment(t, ns, "custom").Annotations[controllers.AnnotationTemplateHash]
 	pool := getPool(t, ns, "custom")
@@ -206,9 +210,12 @@ func checkInjectedEnv(t *testing.T, c corev1.Container, queues string) {
 		v.ValueFrom.SecretKeyRef.Name != "pg" || v.ValueFrom.SecretKeyRef.Key != "dsn" {
 		t.Errorf("container %s: TASKER_DATABASE_URL %+v", c.Name, v)
 	}
-	if v := byName[controllers.EnvWorkerID]; v.ValueFrom == nil || v.ValueFrom.FieldRef == nil ||
+	if v := byName[controllers.EnvWorkerID]; v.Value != "$(POD_NAMESPACE)/$(TASKER_POD_NAME)" {
+		t.Errorf("container %s: TASKER_WORKER_ID %+v, want the Pod's namespace and name", c.Name, v)
+	}
+	if v := byName[controllers.EnvPodName]; v.ValueFrom == nil || v.ValueFrom.FieldRef == nil ||
 		v.ValueFrom.FieldRef.FieldPath != "metadata.name" {
-		t.Errorf("container %s: TASKER_WORKER_ID %+v", c.Name, v)
+		t.Errorf("container %s: TASKER_POD_NAME %+v", c.Name, v)
 	}
 	if v := byName[controllers.EnvPodNamespace]; v.ValueFrom == nil || v.ValueFrom.FieldRef == nil ||
 		v.ValueFrom.FieldRef.FieldPath != "metadata.namespace" {

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/tasker-operator/tasker-operator/controllers"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 )
 
 // workerPod creates a Pod as the pool's ReplicaSet would (envtest has none): with the pool's selector labels.
@@ -64,12 +65,12 @@ func deletionCost(t *testing.T, ns, pod string) (int, bool) {
 func TestBusyWorkersAreDeletedLast(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t)
-	q := newQueue(t, "scalein")
+	q := newQueue(t, ns, "scalein")
 	newPool(t, ns, "workers", []string{q}, scalingOpts{min: 0, max: 5, target: 10, window: 1, cooldown: 600})
-	send(t, q, 30)
+	send(t, ns, q, 30)
 	waitReplicas(t, ns, "workers", 3, 30*time.Second)
 
-	// The pool's Pods, named as the worker SDK registers itself (TASKER_WORKER_ID = the Pod's name).
+	// The pool's Pods; their workers register as the SDK does (TASKER_WORKER_ID = "<namespace>/<Pod name>").
 	// Pod names are unique per test run: tasker.workers is shared by the whole binary.
 	labels := map[string]string{controllers.LabelWorkerPool: "workers"}
 	busy, idle, unknown, stale := ns+"-busy", ns+"-idle", ns+"-unknown", ns+"-stale"
@@ -80,12 +81,13 @@ func TestBusyWorkersAreDeletedLast(t *testing.T) {
 	other := ns + "-other"
 	workerPod(t, ns, other, map[string]string{controllers.LabelWorkerPool: "someone-else"})
 
-	heartbeat(t, busy, []string{q}, 3)
-	heartbeat(t, idle, []string{q}, 0)
-	heartbeat(t, stale, []string{q}, 2)
-	heartbeat(t, other, []string{q}, 0)
+	dq := queuescope.Namespaced(ns, q)
+	heartbeat(t, controllers.WorkerID(ns, busy), []string{dq}, 3)
+	heartbeat(t, controllers.WorkerID(ns, idle), []string{dq}, 0)
+	heartbeat(t, controllers.WorkerID(ns, stale), []string{dq}, 2)
+	heartbeat(t, controllers.WorkerID(ns, other), []string{dq}, 0)
 	if _, err := dbPool.Exec(ctxFor(t, 10*time.Second),
-		`UPDATE tasker.workers SET last_heartbeat_at = now() - interval '10 minutes' WHERE id = $1::text`, stale); err != nil {
+		`UPDATE tasker.workers SET last_heartbeat_at = now() - interval '10 minutes' WHERE id = $1::text`, controllers.WorkerID(ns, stale)); err != nil {
 		t.Fatal(err)
 	}
 	// No deletion costs while the pool only grows.
@@ -94,8 +96,8 @@ func TestBusyWorkersAreDeletedLast(t *testing.T) {
 	}
 
 	// Backlog 30 → 10: proposal 1, a scale-in from 3 once the 1 s window has passed.
-	purge(t, q)
-	send(t, q, 10)
+	purge(t, ns, q)
+	send(t, ns, q, 10)
 	waitReplicas(t, ns, "workers", 1, 30*time.Second)
 
 	costs := map[string]int{}

@@ -19,7 +19,7 @@ import (
 func TestScalesWithTheBacklog(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t)
-	q := newQueue(t, "scale")
+	q := newQueue(t, ns, "scale")
 	log := watchReplicas(t, ns)
 	const (
 		window   = 2 // s
@@ -36,7 +36,7 @@ func TestScalesWithTheBacklog(t *testing.T) {
 		t.Fatalf("idle pool: Active = %+v", c)
 	}
 
-	send(t, q, 500)
+	send(t, ns, q, 500)
 	// The first status that reports the 500 messages comes from the reading that saw them; the same reconcile
 	// wrote the Deployment before the status, so both must already show the final count: no intermediate steps,
 	// i.e. the pool reached it within one polling interval of the messages arriving.
@@ -68,7 +68,7 @@ func TestScalesWithTheBacklog(t *testing.T) {
 		t.Errorf("tasker_workerpool_desired_replicas = %v (present %v), want 3", v, ok)
 	}
 
-	purge(t, q)
+	purge(t, ns, q)
 	waitReplicas(t, ns, "workers", 1, 30*time.Second)
 	waitReplicas(t, ns, "workers", 0, 30*time.Second)
 

@@ -1,0 +1,90 @@
+package tasks
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/controllers"
+	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/queuescope"
+)
+
+// Two namespaces with the same queue name and the same WorkerPool: each namespace's Tasks feed its own database
+// queue, each pool reads the backlog of, and tells its workers to serve, its own namespace's queue only, so the
+// workers of one namespace never run the other's steps.
+func TestNamespacesHaveTheirOwnQueues(t *testing.T) {
+	ctx := ctxFor(t, 2*time.Minute)
+	nsA, nsB := newNamespace(t), newNamespace(t)
+	for _, ns := range []string{nsA, nsB} {
+		pool := &taskerv1alpha1.WorkerPool{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "workers"},
+			Spec: taskerv1alpha1.WorkerPoolSpec{
+				Queues:   []string{"default"},
+				Database: taskerv1alpha1.DatabaseSecretRef{SecretName: "pg"},
+				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "w"}}}},
+				Scaling:  taskerv1alpha1.ScalingSpec{PollingIntervalSeconds: ptr.To(int32(1)), MaxReplicas: ptr.To(int32(3))},
+			},
+		}
+		create(t, pool)
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pool) })
+		create(t, newTask(ns, "job", step("only", "echo")))
+	}
+
+	// Each pool serves its namespace's queue and counts only its own Task's step.
+	served := map[string]string{}
+	for _, ns := range []string{nsA, nsB} {
+		want := queuescope.Namespaced(ns, "default")
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			var p taskerv1alpha1.WorkerPool
+			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "workers"}, &p); err != nil {
+				return false, err
+			}
+			return slices.Equal(p.Status.DatabaseQueues, []string{want}) && p.Status.Backlog == 1, nil
+		})
+		if err != nil {
+			t.Fatalf("pool %s/workers: want databaseQueues [%s] and backlog 1: %v", ns, want, err)
+		}
+		var dep appsv1.Deployment
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "workers"}, &dep); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+			if e.Name == controllers.EnvQueues {
+				served[ns] = e.Value
+			}
+		}
+		if served[ns] != want {
+			t.Fatalf("pool %s/workers: TASKER_QUEUES=%q, want %q", ns, served[ns], want)
+		}
+	}
+	if served[nsA] == served[nsB] {
+		t.Fatalf("both namespaces' pools serve %s", served[nsA])
+	}
+
+	// A's workers (on what A's Deployment tells them) run A's Task; B's step is untouched meanwhile.
+	stopA := startWorkersOn(t, 1, served[nsA])
+	waitPhase(t, nsA, "job", taskerv1alpha1.TaskSucceeded, time.Minute)
+	stopA()
+	b := getTask(t, nsB, "job")
+	st, err := engine.New(dbPool, engine.Options{}).GetTask(ctx, b.Status.TaskID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Steps[0]; s.Phase != engine.StepEnqueued || s.Attempts != 0 || s.Queue != served[nsB] {
+		t.Fatalf("namespace B's step: %s on queue %s after %d attempts; want enqueued on %s, untouched by A's workers",
+			s.Phase, s.Queue, s.Attempts, served[nsB])
+	}
+	startWorkersOn(t, 1, served[nsB])
+	waitPhase(t, nsB, "job", taskerv1alpha1.TaskSucceeded, time.Minute)
+	t.Logf("namespaces %s and %s: queue default is %s and %s", nsA, nsB, served[nsA], served[nsB])
+}
