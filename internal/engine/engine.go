@@ -49,6 +49,7 @@ var (
 	sqlStepsByTaskID   = mustSQL("steps_by_task_id")
 	sqlStepsByTaskKey  = mustSQL("steps_by_task_key")
 	sqlUpkeep          = mustSQL("upkeep")
+	sqlDropQueues      = mustSQL("drop_unused_queues")
 	sqlWorkerHeartbeat = mustSQL("worker_heartbeat")
 	sqlWorkerStopped   = mustSQL("worker_stopped")
 	sqlTaskChanges     = mustSQL("task_changes")
@@ -72,6 +73,9 @@ const (
 	DefaultArchiveRetention = 7 * 24 * time.Hour
 	// DefaultWorkerTTL: workers that have not reported for this long are forgotten by upkeep.
 	DefaultWorkerTTL = 24 * time.Hour
+	// DefaultUnusedQueueAge: upkeep drops a queue tasker created once no step uses it, if it is at least this old
+	// (so that a queue in steady use between two tasks is not dropped and created again).
+	DefaultUnusedQueueAge = 24 * time.Hour
 )
 
 // Options tune an Engine. The zero value gives the documented defaults.
@@ -80,11 +84,12 @@ type Options struct {
 	QueryTimeout time.Duration
 	// DefaultRetention applies to tasks admitted with TaskSpec.Retention zero. Default DefaultRetention.
 	DefaultRetention time.Duration
-	// UpkeepBatchSize, LeaseGrace, ArchiveRetention and WorkerTTL tune Upkeep; defaults above.
+	// UpkeepBatchSize, LeaseGrace, ArchiveRetention, WorkerTTL and UnusedQueueAge tune Upkeep; defaults above.
 	UpkeepBatchSize  int
 	LeaseGrace       time.Duration
 	ArchiveRetention time.Duration
 	WorkerTTL        time.Duration
+	UnusedQueueAge   time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -105,6 +110,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WorkerTTL <= 0 {
 		o.WorkerTTL = DefaultWorkerTTL
+	}
+	if o.UnusedQueueAge <= 0 {
+		o.UnusedQueueAge = DefaultUnusedQueueAge
 	}
 	return o
 }

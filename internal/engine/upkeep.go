@@ -17,6 +17,8 @@ type UpkeepReport struct {
 	ArchiveDeleted int64
 	// WorkersDeleted workers had stopped reporting.
 	WorkersDeleted int
+	// QueuesDropped queues tasker had created were used by no step any more, and dropped.
+	QueuesDropped int
 }
 
 func (r *UpkeepReport) add(o UpkeepReport) {
@@ -25,6 +27,7 @@ func (r *UpkeepReport) add(o UpkeepReport) {
 	r.DeletedTasks += o.DeletedTasks
 	r.ArchiveDeleted += o.ArchiveDeleted
 	r.WorkersDeleted += o.WorkersDeleted
+	r.QueuesDropped += o.QueuesDropped
 }
 
 // maxUpkeepRounds bounds one Upkeep call; the next call carries on.
@@ -32,7 +35,8 @@ const maxUpkeepRounds = 20
 
 // Upkeep does the periodic maintenance (tasker.upkeep): fails steps running past their timeout (retryable,
 // through the same path as a worker's failure), re-sends messages of steps that lost theirs, deletes finished
-// tasks past their retention with their history, trims tasker queues' archives, forgets silent workers. Each
+// tasks past their retention with their history, trims tasker queues' archives, forgets silent workers, then drops
+// queues tasker created that no step uses any more (tasker.drop_unused_queues; Options.UnusedQueueAge). Each
 // round is one bounded transaction (Options.UpkeepBatchSize per part); Upkeep runs rounds until there is nothing
 // left (at most 20 per call). now is the time to judge by: zero means the database's clock.
 //
@@ -63,6 +67,16 @@ func (e *Engine) Upkeep(ctx context.Context, now time.Time) (UpkeepReport, error
 		if r.TimedOut < batch && r.Repaired < batch && r.DeletedTasks < batch && r.ArchiveDeleted < int64(batch) {
 			break
 		}
+	}
+	// After the deletions above, so that a queue whose last task just went is dropped in the same call.
+	err := func() error {
+		cctx, cancel := e.callCtx(ctx)
+		defer cancel()
+		return e.pool.QueryRow(cctx, sqlDropQueues, batch, int64(e.opts.UnusedQueueAge.Seconds()), asOf).
+			Scan(&total.QueuesDropped)
+	}()
+	if err != nil {
+		return total, dbError(ctx, "upkeep: drop unused queues", err)
 	}
 	return total, nil
 }

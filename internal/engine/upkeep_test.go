@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -266,5 +267,90 @@ func TestHistoryGoesWithItsTask(t *testing.T) {
 	}
 	if n := count(keep); n == 0 {
 		t.Error("the other task's history went too")
+	}
+}
+
+// Upkeep drops the queues tasker created once no step uses them and they are old enough; it keeps queues in use,
+// young ones, and queues that existed in pgmq before tasker used them. A dropped queue comes back with its next task.
+func TestUpkeepDropsUnusedQueues(t *testing.T) {
+	b := setup(t)
+	if _, err := b.pool.Exec(b.ctx, `SELECT pgmq."create"('foreign_q'::text)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"gone", "foreign_q"} {
+		id := b.admit(t, engine.TaskSpec{Queue: q, Retention: time.Second, Steps: []engine.StepSpec{{Name: "a", Handler: "h"}}})
+		b.drain(t, q, id, echo)
+	}
+	b.admit(t, engine.TaskSpec{Queue: "busy", Steps: []engine.StepSpec{{Name: "a", Handler: "h"}}})
+	queues := func() map[string]bool {
+		t.Helper()
+		rows, err := b.pool.Query(b.ctx, `SELECT q.name, to_regclass('pgmq.q_' || q.name) IS NOT NULL FROM tasker.queues AS q`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for rows.Next() {
+			var name string
+			var exists bool
+			if err := rows.Scan(&name, &exists); err != nil {
+				t.Fatal(err)
+			}
+			out[name] = exists
+		}
+		return out
+	}
+
+	// The tasks are deleted a day later, but the queues are younger than UnusedQueueAge (a day) then: kept.
+	if r, err := b.engine.Upkeep(b.ctx, time.Now().Add(time.Hour)); err != nil || r.DeletedTasks != 2 || r.QueuesDropped != 0 {
+		t.Fatalf("upkeep = %+v, %v", r, err)
+	}
+	r, err := b.engine.Upkeep(b.ctx, time.Now().Add(48*time.Hour))
+	if err != nil || r.QueuesDropped != 1 {
+		t.Fatalf("upkeep two days later = %+v, %v (want the one unused queue tasker created dropped)", r, err)
+	}
+	if got := queues(); len(got) != 2 || !got["busy"] || !got["foreign_q"] {
+		t.Errorf("queues after upkeep %v: want busy (in use) and foreign_q (not tasker's) kept, gone dropped", got)
+	}
+	var table *string
+	if err := b.pool.QueryRow(b.ctx, `SELECT to_regclass('pgmq.q_gone')::text`).Scan(&table); err != nil || table != nil {
+		t.Errorf("pgmq's table of queue gone: %v, %v (want it dropped)", table, err)
+	}
+
+	// The name is free to use again: the next task creates the queue again and runs.
+	id := b.admit(t, engine.TaskSpec{Queue: "gone", Steps: []engine.StepSpec{{Name: "a", Handler: "h"}}})
+	b.drain(t, "gone", id, echo)
+	wantPhase(t, b.task(t, id), engine.TaskSucceeded, nil)
+}
+
+// An admission holds its queue's row from _ensure_queue to its commit: a concurrent drop skips the queue, even
+// though no step of it is visible yet.
+func TestDropUnusedQueuesSkipsAQueueBeingAdmitted(t *testing.T) {
+	b := setup(t)
+	id := b.admit(t, engine.TaskSpec{Queue: "racy", Retention: time.Second, Steps: []engine.StepSpec{{Name: "a", Handler: "h"}}})
+	b.drain(t, "racy", id, echo)
+	if _, err := b.engine.Upkeep(b.ctx, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := b.pool.Begin(b.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(b.ctx) }()
+	if _, err := tx.Exec(b.ctx, `SELECT tasker._ensure_queue('racy')`); err != nil {
+		t.Fatal(err)
+	}
+	var dropped int
+	drop := `SELECT tasker.drop_unused_queues(10, 0, now() + interval '1 day')`
+	if err := b.pool.QueryRow(b.ctx, drop).Scan(&dropped); err != nil || dropped != 0 {
+		t.Fatalf("drop while an admission holds the queue: %d, %v (want 0)", dropped, err)
+	}
+	if err := tx.Rollback(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.pool.QueryRow(b.ctx, drop).Scan(&dropped); err != nil || dropped != 1 {
+		t.Fatalf("drop after the admission ended: %d, %v (want 1)", dropped, err)
+	}
+	if _, err := b.pool.Exec(b.ctx, `SELECT tasker.drop_unused_queues(0)`); err == nil || !strings.Contains(err.Error(), "22023") {
+		t.Errorf("batch_size 0: %v, want 22023", err)
 	}
 }

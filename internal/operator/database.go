@@ -133,7 +133,8 @@ func (u *upkeep) Start(ctx context.Context) error {
 		}
 		if report != (engine.UpkeepReport{}) {
 			u.log.Info("upkeep", "timedOut", report.TimedOut, "repaired", report.Repaired, "deletedTasks", report.DeletedTasks,
-				"archiveDeleted", report.ArchiveDeleted, "workersDeleted", report.WorkersDeleted)
+				"archiveDeleted", report.ArchiveDeleted, "workersDeleted", report.WorkersDeleted,
+				"queuesDropped", report.QueuesDropped)
 		}
 	}
 }
