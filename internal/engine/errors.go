@@ -23,6 +23,10 @@ var (
 	// ErrStaleLease: a worker reported on a lease that is no longer valid (re-claimed after its visibility
 	// timeout, released, or the step was stopped). Nothing was changed.
 	ErrStaleLease = errors.New("stale lease")
+	// ErrResultRefused: the database refused a reported result (larger than tasker.max_result_bytes(), or it would
+	// bring what a child step receives from its parents over tasker.max_dependency_results_bytes()), and failed the
+	// step for good instead, with the reason as its error. The lease is gone.
+	ErrResultRefused = errors.New("result refused: the step failed")
 	// ErrReleaseCounted: a release was not free: the step had been given back tasker.max_releases() times already,
 	// so it counted as a failed attempt (the step is retrying, or failed with its task). The lease is gone.
 	ErrReleaseCounted = errors.New("release counted as a failed attempt")

@@ -15,7 +15,7 @@ import (
 )
 
 // documentedCodes are the SQLSTATEs docs/worker-protocol.md lists for the protocol's callers' mistakes.
-var documentedCodes = map[string]bool{"22023": true, "22P02": true, "22P05": true}
+var documentedCodes = map[string]bool{"22023": true, "22P02": true, "22P05": true, "54000": true}
 
 // FuzzProtocol calls the worker protocol and the operator's SQL functions the way any client can, with arguments
 // drawn from the fuzzer's bytes (NULLs, extreme integers, NaN and infinities, malformed and huge JSON, random and

@@ -165,7 +165,8 @@ func (c *claimedRow) step() (ClaimedStep, error) {
 
 // Complete reports that the step of lease succeeded with result (JSON; empty means null). In the same
 // transaction its ready children are enqueued, its message deleted, and its task finished when nothing is left.
-// A lease that is no longer valid gives ErrStaleLease and changes nothing.
+// A lease that is no longer valid gives ErrStaleLease and changes nothing. A result the database refuses (see
+// ErrResultRefused) fails the step instead.
 func (e *Engine) Complete(ctx context.Context, lease Lease, result json.RawMessage) error {
 	if err := CheckResult(result); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
@@ -183,10 +184,14 @@ func (e *Engine) Complete(ctx context.Context, lease Lease, result json.RawMessa
 	if err := e.pool.QueryRow(cctx, sqlComplete, lease.uuid(), res).Scan(&accepted, &status); err != nil {
 		return dbError(ctx, "complete", err)
 	}
-	if !accepted {
+	switch {
+	case accepted:
+		return nil
+	case status == "result_refused":
+		return fmt.Errorf("%w: %s", ErrResultRefused, lease)
+	default:
 		return fmt.Errorf("%w: %s", ErrStaleLease, lease)
 	}
-	return nil
 }
 
 // Completion is one success reported through CompleteMany.
@@ -196,8 +201,10 @@ type Completion struct {
 }
 
 // CompleteMany reports many successes in one round trip and one transaction (see Complete). The returned slice
-// has one entry per completion: nil when accepted, an error matching ErrStaleLease when rejected. The error is
-// non-nil only when the call as a whole failed (then nothing was recorded).
+// has one entry per completion: nil when accepted, an error matching ErrStaleLease when rejected (ErrResultRefused
+// for a result the database refused, reported alone). The error is non-nil only when the call as a whole failed
+// (then nothing was recorded) — also when the database refuses a result of a batch of several: report that one
+// alone (it fails its step, with the reason) and the others again.
 func (e *Engine) CompleteMany(ctx context.Context, completions []Completion) ([]error, error) {
 	if len(completions) == 0 {
 		return nil, nil
@@ -324,10 +331,13 @@ type outcomes struct {
 }
 
 func (o *outcomes) add() error {
-	if !o.accepted {
-		o.out = append(o.out, fmt.Errorf("%w: %s", ErrStaleLease, Lease(o.lease.Bytes)))
-	} else {
+	switch {
+	case o.accepted:
 		o.out = append(o.out, nil)
+	case o.status == "result_refused":
+		o.out = append(o.out, fmt.Errorf("%w: %s", ErrResultRefused, Lease(o.lease.Bytes)))
+	default:
+		o.out = append(o.out, fmt.Errorf("%w: %s", ErrStaleLease, Lease(o.lease.Bytes)))
 	}
 	return nil
 }

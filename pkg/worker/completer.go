@@ -207,6 +207,12 @@ func (c *completer) retry(count int, call func(context.Context) error) error {
 func (c *completer) outcomes(batch []completion, results []error) {
 	w := c.w
 	for i, b := range batch {
+		if errors.Is(results[i], engine.ErrResultRefused) {
+			w.metrics.failed.WithLabelValues(b.j.queue, b.j.claim.Handler).Inc()
+			w.log.Error("the database refused the result: the step failed, with the reason as its error",
+				append(b.j.attrs(), "err", results[i])...)
+			continue
+		}
 		if results[i] != nil {
 			w.metrics.lost.WithLabelValues(b.j.queue, b.j.claim.Handler).Inc()
 			w.log.Info("result rejected: the lease is no longer valid", append(b.j.attrs(), "err", results[i])...)

@@ -7,7 +7,8 @@
 -- worker. max_claims = 0 claims nothing (complete_many); visibility_timeout_seconds and worker_id are claim's.
 --
 -- Returns one row per lease, in input order: ok, and status 'succeeded' or 'stale_lease' (unknown lease, or the
--- step is no longer running under it: nothing was changed for it); then one row per claimed step, in step id
+-- step is no longer running under it: nothing was changed for it), or 'result_refused' (step 0 below); then one
+-- row per claimed step, in step id
 -- order, with status 'claimed', ok = true, lease its new lease, its queue and the other columns as claim returns
 -- them (NULL in the rows of the reported leases).
 CREATE OR REPLACE FUNCTION tasker_internal.complete_and_claim(leases uuid[], results jsonb[], max_claims integer,
@@ -44,6 +45,9 @@ DECLARE
     v_until      timestamptz;
     v_claimed    bigint[] := '{}';
     v_pending    bigint[];
+    v_problem    text;
+    v_problem_at bigint;
+    v_failed     boolean;
     r            record;
 BEGIN
     IF results IS NOT NULL AND cardinality(results) <> cardinality(leases) THEN
@@ -61,6 +65,32 @@ BEGIN
     END IF;
     IF results IS NULL THEN
         results := array_fill(NULL::jsonb, ARRAY[cardinality(leases)]);
+    END IF;
+
+    -- 0. A result the database cannot take (results.sql): reported alone, it fails its step for good, with the
+    --    reason as its error (status 'result_refused'; 'stale_lease' if the lease was no longer valid); in a
+    --    batch, the call is refused as a whole (54000, naming the result), so that this failure never takes its
+    --    locks beside other reports': report that step alone, and the others again. Results under 64 KiB skip it.
+    SELECT y.ord, y.problem INTO v_problem_at, v_problem
+    FROM (SELECT x.ord, tasker._result_problem(leases[x.ord], x.result) AS problem
+          FROM unnest(results) WITH ORDINALITY AS x (result, ord)
+          WHERE pg_column_size(x.result) >= 65536
+          OFFSET 0) AS y
+    WHERE y.problem IS NOT NULL
+    ORDER BY y.ord LIMIT 1;
+    IF v_problem IS NOT NULL THEN
+        IF cardinality(leases) > 1 THEN
+            RAISE EXCEPTION 'results[%]: %', v_problem_at, v_problem
+                USING ERRCODE = '54000',
+                      HINT = 'Report that success alone (it fails its step, with this reason) and the others again.';
+        END IF;
+        SELECT f.ok INTO v_failed
+        FROM tasker_internal.fail(leases[1], jsonb_build_object('message', v_problem, 'result_refused', true), false) AS f;
+        RETURN QUERY SELECT leases[1], false,
+                            CASE WHEN v_failed THEN 'result_refused' ELSE 'stale_lease' END::text, NULL::text,
+                            NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::jsonb, NULL::jsonb, NULL::jsonb,
+                            NULL::integer, NULL::integer, NULL::timestamptz;
+        RETURN;
     END IF;
 
     -- 1. Before any lock: delete the messages of the steps these leases hold (see locks.sql).
@@ -92,7 +122,8 @@ BEGIN
     ), u AS (
         UPDATE tasker.steps AS s
         SET state = 'succeeded', result = i.result, finished_at = clock_timestamp(), lease_expires_at = NULL,
-            updated_at = clock_timestamp()
+            updated_at = clock_timestamp(),
+            result_bytes = CASE WHEN pg_column_size(i.result) >= 65536 THEN octet_length(i.result::text) END
         FROM i
         WHERE s.id = i.id AND s.lease = i.lease AND s.state = 'running'
         RETURNING s.id, s.task_id, s.msg_id, s.attempts, s.worker_id, s.lease
