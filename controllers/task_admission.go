@@ -63,6 +63,11 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 			return ctrl.Result{}, true, nil
 		}
 	}
+	if errors.Is(err, errCRDPredatesDefaults) {
+		// Only the CRD upgrade fixes it, and a Task refused meanwhile is admitted afterwards: wait, and say why.
+		conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonCRDOutdated, err.Error())
+		return ctrl.Result{RequeueAfter: templateRetryInterval}, false, nil
+	}
 	if errors.Is(err, engine.ErrInvalidSpec) || errors.Is(err, engine.ErrInvalidArgument) {
 		// The webhook checks the same rules, so this is a template edited into something the engine refuses, or a
 		// Task created while the webhook was off. Nothing will change it: report and stop.

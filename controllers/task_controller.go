@@ -52,7 +52,7 @@ const (
 	// was lost (notifications are not delivered while the listener reconnects).
 	DefaultResyncInterval = 2 * time.Minute
 	// templateRetryInterval is how soon a Task whose TaskTemplate is missing looks again (template creation also
-	// triggers it at once).
+	// triggers it at once), and a Task refused because the CRDs are outdated.
 	templateRetryInterval = 30 * time.Second
 )
 
@@ -65,6 +65,9 @@ const (
 	ReasonReachable        = "Reachable"
 	ReasonUnreachable      = "Unreachable"
 	ReasonNotReady         = "DatabaseNotReady"
+	// ReasonCRDOutdated: a step lacks a value the CRD schema defaults, so the CRD in the cluster is older than the
+	// operator.
+	ReasonCRDOutdated = "CRDOutdated"
 )
 
 // DatabaseGate tells whether the database is ready for use (migrated). The operator's start-up migration

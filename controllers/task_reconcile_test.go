@@ -152,11 +152,15 @@ type reconcileBundle struct {
 	events *events.FakeRecorder
 }
 
+// newReconcileBundle stores objs as the apiserver would (with their CRD's defaults) and builds the reconciler.
 func newReconcileBundle(t *testing.T, objs ...client.Object) *reconcileBundle {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	utilruntime.Must(taskerv1alpha1.AddToScheme(scheme))
 	utilruntime.Must(corev1.AddToScheme(scheme))
+	for _, obj := range objs {
+		applyCRDDefaults(t, scheme, obj)
+	}
 	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).
 		WithStatusSubresource(&taskerv1alpha1.Task{}, &taskerv1alpha1.TaskTemplate{}).
 		WithIndex(&taskerv1alpha1.Task{}, templateNameIndex, templateNameOf).Build()
@@ -272,6 +276,35 @@ func TestReconcileWaitsForAMissingTemplate(t *testing.T) {
 			t.Errorf("admitted without its template: %v", b.eng.calls)
 		}
 	}
+}
+
+// A Task read without the schema's defaults (the CRD in the cluster predates them) waits, saying why, and is
+// admitted once it is read with them.
+func TestReconcileWaitsForTheCRDDefaults(t *testing.T) {
+	b := newReconcileBundle(t, newTestTask("t"))
+	tk := b.task(t, "t")
+	tk.Spec.Steps[0].Retry = nil // as an older CRD stores it
+	if err := b.c.Update(context.Background(), tk); err != nil {
+		t.Fatal(err)
+	}
+	res := b.reconcile(t, "t")
+	tk = b.task(t, "t")
+	wantCondition(t, tk, taskerv1alpha1.TaskConditionAdmitted, metav1.ConditionFalse, ReasonCRDOutdated)
+	wantCondition(t, tk, taskerv1alpha1.TaskConditionReady, metav1.ConditionFalse, ReasonCRDOutdated)
+	if c := findCondition(tk.Status.Conditions, taskerv1alpha1.TaskConditionAdmitted); !strings.Contains(c.Message, "spec.steps[0].retry is not set") {
+		t.Errorf("Admitted message %q does not name the field", c.Message)
+	}
+	if res.RequeueAfter != templateRetryInterval || len(b.eng.admitted) != 0 || tk.Status.Phase != taskerv1alpha1.TaskPending {
+		t.Fatalf("requeue %s, %d admitted, phase %s: want a wait, nothing admitted", res.RequeueAfter, len(b.eng.admitted), tk.Status.Phase)
+	}
+
+	applyCRDDefaults(t, b.r.Scheme, tk) // the CRDs upgraded: the apiserver defaults it when reading it
+	if err := b.c.Update(context.Background(), tk); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Step(res.RequeueAfter)
+	b.reconcile(t, "t")
+	wantCondition(t, b.task(t, "t"), taskerv1alpha1.TaskConditionAdmitted, metav1.ConditionTrue, ReasonAdmitted)
 }
 
 func TestReconcileRunsEachActionOnce(t *testing.T) {

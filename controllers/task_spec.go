@@ -2,20 +2,30 @@ package controllers
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 )
 
-// defaultStepTimeout applies to steps without timeoutSeconds (the API documents 3600).
-const defaultStepTimeout = time.Hour
+// errCRDPredatesDefaults marks a step missing a value the CRD schema defaults: the CRD installed in the cluster is
+// older than the operator. The apiserver sets those fields on every create, and on every read of an object stored
+// before the defaults existed, so with a current CRD they are always set.
+var errCRDPredatesDefaults = errors.New("the CRD installed in the cluster predates this operator's, whose schema defaults it")
 
 // engineTaskSpec turns a Task (and, for spec.templateRef, its TaskTemplate) into what the engine admits. The
 // template is read here, once: the engine stores the steps, so later template edits do not reach admitted Tasks.
+//
+// The steps' static defaults (timeout, retry policy) come from the CRD schema and are passed through as they are;
+// this resolves only the defaults that depend on something else: the queue (the template's, else DefaultQueue)
+// and a backoff's max (DefaultBackoffMax, or the base when that is larger). A step without its schema defaults is
+// refused (errCRDPredatesDefaults) rather than left to the engine's own defaults, which are for callers without
+// the Kubernetes API (an unset timeout there means none at all).
 func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate) (engine.TaskSpec, error) {
 	steps := task.Spec.Steps
 	queue := task.Spec.Queue
@@ -46,47 +56,62 @@ func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate
 		Context:     taskContext,
 		Steps:       make([]engine.StepSpec, len(steps)),
 	}
+	stepsPath := field.NewPath("spec", "steps")
 	for i := range steps {
-		spec.Steps[i] = engineStepSpec(&steps[i])
+		if spec.Steps[i], err = engineStepSpec(stepsPath.Index(i), &steps[i]); err != nil {
+			if tmpl != nil {
+				err = fmt.Errorf("TaskTemplate %q: %w", tmpl.Name, err)
+			}
+			return engine.TaskSpec{}, err
+		}
 	}
 	return spec, nil
 }
 
-func engineStepSpec(s *taskerv1alpha1.StepSpec) engine.StepSpec {
+func engineStepSpec(path *field.Path, s *taskerv1alpha1.StepSpec) (engine.StepSpec, error) {
+	r := s.Retry
+	var missing *field.Path
+	switch {
+	case s.TimeoutSeconds == nil:
+		missing = path.Child("timeoutSeconds")
+	case r == nil:
+		missing = path.Child("retry")
+	case r.MaxAttempts == nil:
+		missing = path.Child("retry", "maxAttempts")
+	case r.Backoff == nil:
+		missing = path.Child("retry", "backoff")
+	case r.Backoff.Base == nil:
+		missing = path.Child("retry", "backoff", "base")
+	case r.Backoff.JitterPercent == nil:
+		missing = path.Child("retry", "backoff", "jitterPercent")
+	}
+	if missing != nil {
+		return engine.StepSpec{}, fmt.Errorf("%s is not set: %w; upgrade the CRDs", missing, errCRDPredatesDefaults)
+	}
+	b := r.Backoff
 	out := engine.StepSpec{
 		Name:      s.Name,
 		Handler:   s.Handler,
 		Queue:     s.Queue,
 		DependsOn: s.DependsOn,
-		Timeout:   defaultStepTimeout,
+		Timeout:   time.Duration(*s.TimeoutSeconds) * time.Second,
+		Retry: engine.RetryPolicy{
+			MaxAttempts: int(*r.MaxAttempts),
+			BackoffBase: b.Base.Duration,
+			BackoffMax:  max(taskerv1alpha1.DefaultBackoffMax, b.Base.Duration),
+			Jitter:      float64(*b.JitterPercent) / 100,
+		},
+	}
+	if b.Max != nil {
+		out.Retry.BackoffMax = b.Max.Duration
+	}
+	if out.Retry.Jitter == 0 {
+		out.Retry.Jitter = engine.NoJitter // the engine reads 0 as its default
 	}
 	if s.Inputs != nil {
 		out.Inputs = json.RawMessage(s.Inputs.Raw)
 	}
-	if s.TimeoutSeconds != nil {
-		out.Timeout = time.Duration(*s.TimeoutSeconds) * time.Second
-	}
-	if r := s.Retry; r != nil {
-		if r.MaxAttempts != nil {
-			out.Retry.MaxAttempts = int(*r.MaxAttempts)
-		}
-		if b := r.Backoff; b != nil {
-			if b.Base != nil {
-				out.Retry.BackoffBase = b.Base.Duration
-			}
-			if b.Max != nil {
-				out.Retry.BackoffMax = b.Max.Duration
-			}
-			if b.JitterPercent != nil {
-				if *b.JitterPercent == 0 {
-					out.Retry.Jitter = engine.NoJitter
-				} else {
-					out.Retry.Jitter = float64(*b.JitterPercent) / 100
-				}
-			}
-		}
-	}
-	return out
+	return out, nil
 }
 
 // mergeContext lays the Task's context over the template's default context: a shallow merge of two JSON objects,

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -19,6 +21,10 @@ const (
 	StepNamePattern = `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// DefaultQueue is the queue of steps that name none, in a Task that names none.
 	DefaultQueue = "default"
+	// DefaultBackoffMax caps the retry delay of a step whose backoff names no max (or the base, when that is
+	// larger). The operator applies it at admission: unlike the other step defaults, which the CRD schema sets, it
+	// depends on another field.
+	DefaultBackoffMax = 5 * time.Minute
 )
 
 // StepSpec is one node of a workflow's graph.
@@ -52,12 +58,15 @@ type StepSpec struct {
 	// +optional
 	Inputs *apiextensionsv1.JSON `json:"inputs,omitempty"`
 
-	// Retry says how often and how fast a failing step is tried again. Defaults: 3 attempts, backoff from 1s
-	// doubling to 5m, 20% jitter.
+	// Retry says how often and how fast a failing step is tried again. Default: {}, whose fields take their own
+	// defaults (3 attempts, backoff from 1s doubling to 5m, 20% jitter), so every stored step shows the policy it
+	// runs with.
+	// +kubebuilder:default={}
 	// +optional
 	Retry *RetryPolicy `json:"retry,omitempty"`
 
-	// TimeoutSeconds bounds one attempt: a handler still running after it is failed (retryably). Default: 3600.
+	// TimeoutSeconds bounds one attempt: a handler still running after it is failed (retryably). Default 3600.
+	// +kubebuilder:default=3600
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=604800
 	// +optional
@@ -73,21 +82,24 @@ type StepSpec struct {
 // RetryPolicy governs retries of a step that fails with a retryable error.
 type RetryPolicy struct {
 	// MaxAttempts counts the first attempt too: 1 means never retry. Default 3.
+	// +kubebuilder:default=3
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
 	// +optional
 	MaxAttempts *int32 `json:"maxAttempts,omitempty"`
 
 	// Backoff between attempts: base·2^(attempt-1), capped at max, with ±jitter. A retry-after given by the
-	// handler wins over it.
+	// handler wins over it. Default: {}, whose fields take their own defaults.
+	// +kubebuilder:default={}
 	// +optional
 	Backoff *Backoff `json:"backoff,omitempty"`
 }
 
 // Backoff is an exponential backoff with jitter.
-// +kubebuilder:validation:XValidation:rule="!has(self.base) || !has(self.max) || duration(self.base) <= duration(self.max)",message="base must not be greater than max",fieldPath=".base"
+// +kubebuilder:validation:XValidation:rule="!has(self.base) || !has(self.max) || duration(self.base) <= duration(self.max)",message="base must not be greater than max (base defaults to 1s)",fieldPath=".base"
 type Backoff struct {
 	// Base is the delay before the second attempt (e.g. "500ms", "2s"). Range 10ms to 1h; default 1s.
+	// +kubebuilder:default="1s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
@@ -95,7 +107,9 @@ type Backoff struct {
 	// +optional
 	Base *metav1.Duration `json:"base,omitempty"`
 
-	// Max caps the delay. Range 10ms to 24h; default 5m.
+	// Max caps the delay. Range 10ms to 24h. Default: 5m, or base when that is larger, applied by the operator
+	// when it admits the Task; it is left unset in the object, since a schema default cannot depend on base (and a
+	// fixed 5m would refuse every base above it).
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
@@ -103,7 +117,9 @@ type Backoff struct {
 	// +optional
 	Max *metav1.Duration `json:"max,omitempty"`
 
-	// JitterPercent spreads retries of many steps apart: each delay is varied by up to ± this share. Default 20.
+	// JitterPercent spreads retries of many steps apart: each delay is varied by up to ± this share; 0 turns
+	// jitter off. Default 20.
+	// +kubebuilder:default=20
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	// +optional

@@ -26,7 +26,9 @@ type TaskSpec struct {
 	// +optional
 	TemplateRef *TemplateReference `json:"templateRef,omitempty"`
 
-	// Queue is the default queue of the Task's steps (immutable). Default: the template's queue, else "default".
+	// Queue is the default queue of the Task's steps (immutable). Default: the template's queue, else "default",
+	// applied by the operator when it admits the Task; it is left unset in the object, since a schema default
+	// cannot depend on the TaskTemplate.
 	// +kubebuilder:validation:Pattern=`^[a-z0-9_]{1,40}$`
 	// +kubebuilder:validation:MaxLength=40
 	// +optional

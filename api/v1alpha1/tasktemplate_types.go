@@ -21,7 +21,8 @@ type TaskTemplateSpec struct {
 	// +required
 	Steps []StepSpec `json:"steps"`
 
-	// Queue is the default queue of the steps of Tasks made from this template. Default "default".
+	// Queue is the default queue of the steps of Tasks made from this template, unless the Task names its own.
+	// Default "default", applied by the operator when it admits a Task (with the Task's spec.queue, which wins).
 	// +kubebuilder:validation:Pattern=`^[a-z0-9_]{1,40}$`
 	// +kubebuilder:validation:MaxLength=40
 	// +optional

@@ -31,7 +31,9 @@ const (
 	maxNameLen   = 253
 )
 
-// Defaults of RetryPolicy.
+// Defaults of RetryPolicy, for the engine's direct Go callers (tools and tests without the Kubernetes API; SQL
+// callers of tasker.admit get that function's own, docs/worker-protocol.md). The operator does not rely on them:
+// it admits Tasks with every value set, from their CRD schema's defaults (docs/tasks.md#defaults).
 const (
 	DefaultMaxAttempts = 3
 	DefaultBackoffBase = time.Second

@@ -119,6 +119,9 @@ func TestAdmissionRejectsInvalidObjects(t *testing.T) {
 			s.Retry = &taskerv1alpha1.RetryPolicy{Backoff: &taskerv1alpha1.Backoff{
 				Base: &metav1.Duration{Duration: time.Minute}, Max: &metav1.Duration{Duration: time.Second}}}
 		}), []string{"spec.steps[0].retry.backoff.base", "base must not be greater than max"}},
+		{"backoff max below the default base", withStep0(func(s *taskerv1alpha1.StepSpec) {
+			s.Retry = &taskerv1alpha1.RetryPolicy{Backoff: &taskerv1alpha1.Backoff{Max: &metav1.Duration{Duration: 500 * time.Millisecond}}}
+		}), []string{"spec.steps[0].retry.backoff.base", "base must not be greater than max (base defaults to 1s)"}},
 		{"timeout zero", withStep0(func(s *taskerv1alpha1.StepSpec) { s.TimeoutSeconds = ptr.To(int32(0)) }),
 			[]string{"spec.steps[0].timeoutSeconds", "greater than or equal to 1"}},
 		{"timeout above a week", withStep0(func(s *taskerv1alpha1.StepSpec) { s.TimeoutSeconds = ptr.To(int32(604801)) }),

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -16,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -46,12 +50,14 @@ type chartCase struct {
 	migration       bool
 	webhook         bool
 	metrics         bool
+	crds, keepCRDs  bool // the chart renders the CRDs (crds.enabled), annotated keep (crds.keep)
 	replicas        int32
 	check           func(t *testing.T, objs Objects)
 }
 
 func chartCases() []chartCase {
-	base := chartCase{dbSecret: "tasker-database", dbKey: "url", migration: true, webhook: true, metrics: true, replicas: 1}
+	base := chartCase{dbSecret: "tasker-database", dbKey: "url", migration: true, webhook: true, metrics: true,
+		crds: true, keepCRDs: true, replicas: 1}
 	with := func(c chartCase, f func(*chartCase)) chartCase { f(&c); return c }
 	return []chartCase{
 		with(base, func(c *chartCase) { c.name = "defaults" }),
@@ -151,6 +157,16 @@ metrics:
 			}
 		}),
 		with(base, func(c *chartCase) {
+			c.name = "crds-not-kept"
+			c.values = "crds: {keep: false}"
+			c.keepCRDs = false
+		}),
+		with(base, func(c *chartCase) {
+			c.name = "crds-disabled"
+			c.values = "crds: {enabled: false}"
+			c.crds, c.keepCRDs = false, false
+		}),
+		with(base, func(c *chartCase) {
 			c.name = "minimal"
 			c.values = "{migration: {enabled: false}, webhook: {enabled: false}, metrics: {enabled: false}}"
 			c.migration, c.webhook, c.metrics = false, false, false
@@ -183,9 +199,7 @@ func TestChartRenders(t *testing.T) {
 					t.Errorf("%s %s has no namespace", obj.GetKind(), obj.GetName())
 				}
 			}
-			if n := len(objs.Find("CustomResourceDefinition", "")); n != 3 {
-				t.Errorf("%d CRDs rendered, want 3", n)
-			}
+			checkChartCRDs(t, objs, tc)
 			checkManagerRole(t, objs, fullname+"-manager", ns, fullname)
 			specs := checkPodSecurity(t, objs)
 
@@ -220,6 +234,44 @@ func TestChartRenders(t *testing.T) {
 				tc.check(t, objs)
 			}
 		})
+	}
+}
+
+// checkChartCRDs: with crds.enabled the chart renders the CRDs of config/crd/bases, their schemas unchanged by the
+// template, labelled as the release's, and annotated helm.sh/resource-policy: keep exactly when crds.keep is on;
+// without it, none.
+func checkChartCRDs(t *testing.T, objs Objects, tc chartCase) {
+	t.Helper()
+	rendered := objs.Find("CustomResourceDefinition", "")
+	if !tc.crds {
+		if len(rendered) != 0 {
+			t.Errorf("crds.enabled is false, but %d CRDs were rendered", len(rendered))
+		}
+		return
+	}
+	bases, err := filepath.Glob(filepath.Join(repoRoot, "config", "crd", "bases", "*.yaml"))
+	if err != nil || len(bases) == 0 {
+		t.Fatalf("no CRDs in config/crd/bases: %v", err)
+	}
+	if len(rendered) != len(bases) {
+		t.Errorf("%d CRDs rendered, %d in config/crd/bases", len(rendered), len(bases))
+	}
+	for _, b := range bases {
+		source := parseObjects(t, b, readRepoFile(t, filepath.Join("config", "crd", "bases", filepath.Base(b))))[0]
+		crd := objs.One(t, "CustomResourceDefinition", source.GetName())
+		if !reflect.DeepEqual(crd.Object["spec"], source.Object["spec"]) {
+			t.Errorf("CRD %s: the rendered spec differs from config/crd/bases/%s", crd.GetName(), filepath.Base(b))
+		}
+		ann := crd.GetAnnotations()
+		if policy, want := ann["helm.sh/resource-policy"], map[bool]string{true: "keep"}[tc.keepCRDs]; policy != want {
+			t.Errorf("CRD %s: helm.sh/resource-policy %q, want %q", crd.GetName(), policy, want)
+		}
+		if v := source.GetAnnotations()["controller-gen.kubebuilder.io/version"]; ann["controller-gen.kubebuilder.io/version"] != v {
+			t.Errorf("CRD %s lost its controller-gen annotation: %v", crd.GetName(), ann)
+		}
+		if l := crd.GetLabels(); l["app.kubernetes.io/managed-by"] != "Helm" || l["app.kubernetes.io/instance"] != releaseName {
+			t.Errorf("CRD %s: labels %v, want the release's", crd.GetName(), l)
+		}
 	}
 }
 
@@ -462,7 +514,7 @@ func TestChartCopiesAreCurrent(t *testing.T) {
 	if err != nil || len(bases) == 0 {
 		t.Fatalf("no CRDs in config/crd/bases: %v", err)
 	}
-	copies, _ := filepath.Glob(filepath.Join(chartDir(), "crds", "*.yaml"))
+	copies, _ := filepath.Glob(filepath.Join(chartDir(), "files", "crds", "*.yaml"))
 	if len(copies) != len(bases) {
 		t.Errorf("%d CRDs in the chart, %d in config/crd/bases: run make manifests", len(copies), len(bases))
 	}
@@ -472,7 +524,7 @@ func TestChartCopiesAreCurrent(t *testing.T) {
 		"files/aggregate-roles.yaml":   "config/rbac/aggregate_roles.yaml",
 	}
 	for _, b := range bases {
-		pairs["crds/"+filepath.Base(b)] = "config/crd/bases/" + filepath.Base(b)
+		pairs["files/crds/"+filepath.Base(b)] = "config/crd/bases/" + filepath.Base(b)
 	}
 	for copyPath, source := range pairs {
 		copyData, err := os.ReadFile(filepath.Join(chartDir(), copyPath))
@@ -494,6 +546,23 @@ func TestChartCopiesAreCurrent(t *testing.T) {
 	}
 }
 
+// TestChartLints: Helm's own linter (what `helm lint --strict` runs) finds nothing to warn about, with the default
+// values and with each CRD option.
+func TestChartLints(t *testing.T) {
+	for _, values := range []string{"", "crds: {keep: false}", "crds: {enabled: false}"} {
+		vals, err := chartutil.ReadValues([]byte(values))
+		if err != nil {
+			t.Fatal(err)
+		}
+		linter := lint.All(chartDir(), vals, "tasker-lint", true)
+		for _, m := range linter.Messages {
+			if m.Severity >= support.WarningSev {
+				t.Errorf("helm lint with values %q: %s", values, m)
+			}
+		}
+	}
+}
+
 // TestChartRejectsBadValues: values the chart cannot work with fail the render with a message, rather than
 // producing a broken install.
 func TestChartRejectsBadValues(t *testing.T) {
@@ -509,6 +578,7 @@ func TestChartRejectsBadValues(t *testing.T) {
 		"no-sa-name":        {"serviceAccount: {create: false}", "serviceAccount.name is required"},
 		"shared-queue-name": {"sharedQueues: [{name: GPU}]", "'/sharedQueues/0/name'"},
 		"shared-queue-key":  {"sharedQueues: [{name: gpu, namespace: [a]}]", "namespace"},
+		"crds-typo":         {"crds: {keeep: false}", "keeep"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := renderChartFiles("tasker-bad", tc.values, nil)

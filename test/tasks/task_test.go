@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -522,4 +523,72 @@ func TestStatusTaskIDIsNotTrusted(t *testing.T) {
 	if p := getTask(t, nsB, b.Name).Status.Phase; p == taskerv1alpha1.TaskCancelled {
 		t.Errorf("victim's Task is %s", p)
 	}
+}
+
+// TestStepDefaultsReachTheEngine: a Task created with bare steps reads back with the CRD schema's defaults, and
+// the engine admits exactly those values (plus the backoff max the operator derives from the base), for inline
+// steps and a template's alike.
+func TestStepDefaultsReachTheEngine(t *testing.T) {
+	ns := newNamespace(t)
+	steps := []taskerv1alpha1.StepSpec{step("bare", "echo"), step("slow-base", "echo"), step("tuned", "echo")}
+	steps[1].Retry = &taskerv1alpha1.RetryPolicy{Backoff: &taskerv1alpha1.Backoff{Base: &metav1.Duration{Duration: 10 * time.Minute}}}
+	steps[2].TimeoutSeconds = ptr.To(int32(30))
+	steps[2].Retry = &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr.To(int32(1)), Backoff: &taskerv1alpha1.Backoff{
+		Max: &metav1.Duration{Duration: time.Minute}, JitterPercent: ptr.To(int32(0))}}
+	tmpl := &taskerv1alpha1.TaskTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "defaults"},
+		Spec: taskerv1alpha1.TaskTemplateSpec{Steps: steps}}
+	create(t, tmpl)
+	inline := newTask(ns, "inline", steps...)
+	inline.Spec.Queue = "no_workers" // the steps stay enqueued
+	fromTemplate := &taskerv1alpha1.Task{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-template"},
+		Spec: taskerv1alpha1.TaskSpec{TemplateRef: &taskerv1alpha1.TemplateReference{Name: "defaults"}, Queue: "no_workers"}}
+	create(t, inline)
+	create(t, fromTemplate)
+
+	read := getTask(t, ns, "inline").Spec.Steps[0]
+	if r := read.Retry; read.TimeoutSeconds == nil || *read.TimeoutSeconds != 3600 || r == nil || r.MaxAttempts == nil ||
+		*r.MaxAttempts != 3 || r.Backoff == nil || r.Backoff.Base == nil || r.Backoff.Base.Duration != time.Second ||
+		r.Backoff.JitterPercent == nil || *r.Backoff.JitterPercent != 20 || r.Backoff.Max != nil {
+		t.Errorf("a bare step read back without the schema's defaults: %s", mustJSON(t, read))
+	}
+
+	// name -> max_attempts, backoff_base_ms, backoff_max_ms, backoff_jitter, timeout_seconds
+	want := map[string]string{
+		"bare":      "3 1000 300000 0.2 3600",
+		"slow-base": "3 600000 600000 0.2 3600",
+		"tuned":     "1 1000 60000 0 30",
+	}
+	for _, name := range []string{"inline", "from-template"} {
+		var id int64
+		waitFor(t, 20*time.Second, name+" admitted", func() (bool, error) {
+			id = getTask(t, ns, name).Status.TaskID
+			return id != 0, fmt.Errorf("%v", getTask(t, ns, name).Status.Conditions)
+		})
+		rows, err := dbPool.Query(context.Background(), `SELECT name, format('%s %s %s %s %s', max_attempts, backoff_base_ms,
+			backoff_max_ms, backoff_jitter, timeout_seconds) FROM tasker.steps WHERE task_id = $1`, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for rows.Next() {
+			var step, policy string
+			if err := rows.Scan(&step, &policy); err != nil {
+				t.Fatal(err)
+			}
+			got[step] = policy
+		}
+		rows.Close()
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: the engine's steps have %v, want %v", name, got, want)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
