@@ -234,3 +234,5 @@ func handle(ctx context.Context, s engine.ClaimedStep) (json.RawMessage, *engine
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
+
+func isForbidden(err error) bool { return apierrors.IsForbidden(err) }

@@ -8,8 +8,10 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -21,11 +23,17 @@ import (
 
 // Two namespaces with the same queue name and the same WorkerPool: each namespace's Tasks feed its own database
 // queue, each pool reads the backlog of, and tells its workers to serve, its own namespace's queue only, so the
-// workers of one namespace never run the other's steps.
+// workers of one namespace never run the other's steps. Namespace A's objects are made by a user who may edit
+// Tasks and WorkerPools there and nowhere else (real RBAC, impersonated): naming B's queue reaches A's own.
 func TestNamespacesHaveTheirOwnQueues(t *testing.T) {
 	ctx := ctxFor(t, 2*time.Minute)
 	nsA, nsB := newNamespace(t), newNamespace(t)
+	mallory := userEditingOnly(t, nsA, "mallory")
 	for _, ns := range []string{nsA, nsB} {
+		c := env.Client
+		if ns == nsA {
+			c = mallory
+		}
 		pool := &taskerv1alpha1.WorkerPool{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "workers"},
 			Spec: taskerv1alpha1.WorkerPoolSpec{
@@ -35,9 +43,16 @@ func TestNamespacesHaveTheirOwnQueues(t *testing.T) {
 				Scaling:  taskerv1alpha1.ScalingSpec{PollingIntervalSeconds: ptr.To(int32(1)), MaxReplicas: ptr.To(int32(3))},
 			},
 		}
-		create(t, pool)
+		if err := c.Create(ctx, pool); err != nil {
+			t.Fatalf("create pool in %s: %v", ns, err)
+		}
 		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), pool) })
-		create(t, newTask(ns, "job", step("only", "echo")))
+		if err := c.Create(ctx, newTask(ns, "job", step("only", "echo"))); err != nil {
+			t.Fatalf("create task in %s: %v", ns, err)
+		}
+	}
+	if err := mallory.Create(ctx, newTask(nsB, "intruder", step("only", "echo"))); !isForbidden(err) {
+		t.Fatalf("a Task in namespace B by a user of A: %v, want Forbidden", err)
 	}
 
 	// Each pool serves its namespace's queue and counts only its own Task's step.
@@ -87,4 +102,33 @@ func TestNamespacesHaveTheirOwnQueues(t *testing.T) {
 	startWorkersOn(t, 1, served[nsB])
 	waitPhase(t, nsB, "job", taskerv1alpha1.TaskSucceeded, time.Minute)
 	t.Logf("namespaces %s and %s: queue default is %s and %s", nsA, nsB, served[nsA], served[nsB])
+}
+
+// userEditingOnly returns a client of an impersonated user who may create and read Tasks and WorkerPools in ns
+// (a Role bound there) and has no other rights.
+func userEditingOnly(t *testing.T, ns, user string) client.Client {
+	t.Helper()
+	ctx := ctxFor(t, 30*time.Second)
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: user},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{taskerv1alpha1.GroupVersion.Group},
+			Resources: []string{"tasks", "workerpools"}, Verbs: []string{"create", "get", "list", "watch"}}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: user},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+	}
+	for _, obj := range []client.Object{role, binding} {
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	c, err := client.New(cfg, client.Options{Scheme: env.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
