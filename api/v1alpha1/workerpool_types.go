@@ -32,7 +32,8 @@ type WorkerPoolSpec struct {
 	// +required
 	Template corev1.PodTemplateSpec `json:"template"`
 
-	// Scaling says how replicas follow the backlog.
+	// Scaling says how replicas follow the backlog. Defaulted to {} so that its fields' defaults show in the object.
+	// +kubebuilder:default={}
 	// +optional
 	Scaling ScalingSpec `json:"scaling,omitempty"`
 
