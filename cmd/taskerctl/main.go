@@ -211,7 +211,7 @@ func getCmd(g *globals) *cobra.Command {
 				}
 				return printStructured(cmd.OutOrStdout(), g.output, views)
 			}
-			return cli.Table(cmd.OutOrStdout(), items, all, time.Now())
+			return cli.Table(cmd.OutOrStdout(), items, cli.TableOptions{WithNamespace: all}, time.Now())
 		},
 	}
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "List Tasks of every namespace.")
