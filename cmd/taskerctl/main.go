@@ -21,7 +21,7 @@ import (
 	"golang.org/x/term"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -33,14 +33,18 @@ import (
 	"github.com/tasker-operator/tasker-operator/internal/store"
 )
 
+// globals are the flags of every command.
 type globals struct {
-	kubeconfig  string
-	context     string
-	namespace   string
+	// config are kubectl's connection flags (--kubeconfig, --context, --namespace, --as, --server,
+	// --request-timeout, ...), as cli-runtime defines them.
+	config      *genericclioptions.ConfigFlags
 	databaseURL string
 	output      string
-	timeout     time.Duration
 }
+
+// defaultRequestTimeout is --request-timeout's default (kubectl's is none): every request of watch and wait is
+// bounded, so that their own --timeout holds when the apiserver stops answering.
+const defaultRequestTimeout = "30s"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -51,7 +55,9 @@ func main() {
 }
 
 func newRoot() *cobra.Command {
-	g := &globals{}
+	g := &globals{config: genericclioptions.NewConfigFlags(true)}
+	*g.config.Timeout = defaultRequestTimeout
+	g.config.CacheDir = nil // no --cache-dir: the discovery cache is not used (the client discovers the Task's group)
 	name := "taskerctl"
 	if strings.HasPrefix(filepath.Base(os.Args[0]), "kubectl-") {
 		name = "kubectl tasker"
@@ -63,12 +69,9 @@ func newRoot() *cobra.Command {
 		SilenceErrors: false,
 	}
 	f := root.PersistentFlags()
-	f.StringVar(&g.kubeconfig, "kubeconfig", "", "Path to the kubeconfig (default: $KUBECONFIG or ~/.kube/config).")
-	f.StringVar(&g.context, "context", "", "The kubeconfig context to use.")
-	f.StringVarP(&g.namespace, "namespace", "n", "", "Namespace (default: the context's).")
+	g.config.AddFlags(f)
 	f.StringVar(&g.databaseURL, "database-url", os.Getenv("TASKER_DATABASE_URL"),
 		"PostgreSQL URL of the tasker database (default $TASKER_DATABASE_URL): with it, describe shows every step with results.")
-	f.DurationVar(&g.timeout, "request-timeout", 30*time.Second, "Time limit of each request.")
 
 	root.AddCommand(getCmd(g), describeCmd(g), historyCmd(g), watchCmd(g), waitCmd(g), cancelCmd(g),
 		actionCmd(g, taskerv1alpha1.ActionRetry), actionCmd(g, taskerv1alpha1.ActionResolve), actionCmd(g, taskerv1alpha1.ActionComplete))
@@ -86,24 +89,18 @@ func newRoot() *cobra.Command {
 	return root
 }
 
+// client connects as the connection flags say; it returns the namespace they select (--namespace, else the
+// kubeconfig context's, else "default").
 func (g *globals) client() (client.Client, string, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if g.kubeconfig != "" {
-		rules.ExplicitPath = g.kubeconfig
-	}
-	cfg := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: g.context})
-	rest, err := cfg.ClientConfig()
+	cfg, err := g.config.ToRESTConfig()
 	if err != nil {
 		return nil, "", err
 	}
-	rest.Timeout = g.timeout
-	ns := g.namespace
-	if ns == "" {
-		if ns, _, err = cfg.Namespace(); err != nil {
-			return nil, "", err
-		}
+	ns, _, err := g.config.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, "", err
 	}
-	c, err := client.New(rest, client.Options{Scheme: operator.NewScheme()})
+	c, err := client.New(cfg, client.Options{Scheme: operator.NewScheme()})
 	return c, ns, err
 }
 
@@ -143,11 +140,16 @@ func (g *globals) view(ctx context.Context, tk *taskerv1alpha1.Task) (cli.TaskVi
 
 // engine opens the database of --database-url (one connection) for reads; call closeDB when done.
 func (g *globals) engine(ctx context.Context) (eng *engine.Engine, closeDB func(), err error) {
+	cfg, err := g.config.ToRESTConfig()
+	if err != nil {
+		return nil, nil, err
+	}
 	pool, err := store.Open(ctx, g.databaseURL, store.Options{MaxConns: 1, ApplicationName: "taskerctl"})
 	if err != nil {
 		return nil, nil, err
 	}
-	return engine.New(pool, engine.Options{QueryTimeout: g.timeout}), pool.Close, nil
+	// Queries are bounded as requests to the apiserver are (--request-timeout; 0 leaves the engine's default).
+	return engine.New(pool, engine.Options{QueryTimeout: cfg.Timeout}), pool.Close, nil
 }
 
 func printStructured(w io.Writer, format string, v any) error {
