@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,7 +23,6 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/cli"
@@ -39,7 +37,8 @@ type globals struct {
 	// --request-timeout, ...), as cli-runtime defines them.
 	config      *genericclioptions.ConfigFlags
 	databaseURL string
-	output      string
+	// output is describe's and history's -o (get has its own printer flags).
+	output string
 }
 
 // defaultRequestTimeout is --request-timeout's default (kubectl's is none): every request of watch and wait is
@@ -100,9 +99,12 @@ func (g *globals) client() (client.Client, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: operator.NewScheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	return c, ns, err
 }
+
+// scheme knows the Tasks and Kubernetes' own types.
+var scheme = operator.NewScheme()
 
 func (g *globals) getTask(ctx context.Context, c client.Client, ns, name string) (*taskerv1alpha1.Task, error) {
 	var tk taskerv1alpha1.Task
@@ -152,75 +154,6 @@ func (g *globals) engine(ctx context.Context) (eng *engine.Engine, closeDB func(
 	return engine.New(pool, engine.Options{QueryTimeout: cfg.Timeout}), pool.Close, nil
 }
 
-func printStructured(w io.Writer, format string, v any) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	case "yaml":
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	default:
-		return fmt.Errorf("unknown output format %q (use json or yaml)", format)
-	}
-}
-
-func getCmd(g *globals) *cobra.Command {
-	var all bool
-	cmd := &cobra.Command{
-		Use:   "get [NAME...]",
-		Short: "List Tasks: phase, steps done/total, age",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns, err := g.client()
-			if err != nil {
-				return err
-			}
-			var items []taskerv1alpha1.Task
-			if len(args) > 0 {
-				for _, name := range args {
-					tk, err := g.getTask(cmd.Context(), c, ns, name)
-					if err != nil {
-						return err
-					}
-					items = append(items, *tk)
-				}
-			} else {
-				var list taskerv1alpha1.TaskList
-				var opts []client.ListOption
-				if !all {
-					opts = append(opts, client.InNamespace(ns))
-				}
-				if err := c.List(cmd.Context(), &list, opts...); err != nil {
-					return err
-				}
-				items = list.Items
-			}
-			sort.Slice(items, func(i, j int) bool {
-				if items[i].Namespace != items[j].Namespace {
-					return items[i].Namespace < items[j].Namespace
-				}
-				return items[i].Name < items[j].Name
-			})
-			if g.output != "" {
-				views := make([]cli.TaskView, len(items))
-				for i := range items {
-					views[i] = cli.FromStatus(&items[i])
-				}
-				return printStructured(cmd.OutOrStdout(), g.output, views)
-			}
-			return cli.Table(cmd.OutOrStdout(), items, cli.TableOptions{WithNamespace: all}, time.Now())
-		},
-	}
-	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "List Tasks of every namespace.")
-	cmd.Flags().StringVarP(&g.output, "output", "o", "", "Output format: json or yaml.")
-	return cmd
-}
-
 func describeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "describe NAME",
@@ -236,13 +169,22 @@ func describeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if g.output != "" {
-				return printStructured(cmd.OutOrStdout(), g.output, v)
+				return cli.PrintView(cmd.OutOrStdout(), g.output, v)
 			}
 			return describe(cmd.OutOrStdout(), v)
 		},
 	}
-	cmd.Flags().StringVarP(&g.output, "output", "o", "", "Output format: json or yaml.")
+	g.addViewOutputFlag(cmd)
 	return cmd
+}
+
+// addViewOutputFlag adds describe's and history's -o: json or yaml of the view (default: the command's own
+// rendering), checked before the command reads anything.
+func (g *globals) addViewOutputFlag(cmd *cobra.Command) {
+	cmd.PreRunE = func(*cobra.Command, []string) error { return cli.CheckViewFormat(g.output) }
+	cmd.Flags().StringVarP(&g.output, "output", "o", "", "Output format. One of: ("+strings.Join(cli.ViewFormats, ", ")+
+		"), of the view rather than the Task.")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(cli.ViewFormats, cobra.ShellCompDirectiveNoFileComp))
 }
 
 func describe(w io.Writer, v cli.TaskView) error {
