@@ -47,10 +47,19 @@ const defaultRequestTimeout = "30s"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := newRoot().ExecuteContext(ctx); err != nil {
-		os.Exit(exitCode(err))
+	code := run(ctx, newRoot())
+	stop()
+	os.Exit(code)
+}
+
+// run executes the command tree and reports its error on its error output, as kubectl would: it returns the exit
+// status (see exitCode).
+func run(ctx context.Context, root *cobra.Command) int {
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintln(root.ErrOrStderr(), errorMessage(err))
 	}
+	return exitCode(err)
 }
 
 func newRoot() *cobra.Command {
@@ -65,7 +74,7 @@ func newRoot() *cobra.Command {
 		Use:           name,
 		Short:         "Show and steer tasker Tasks",
 		SilenceUsage:  true,
-		SilenceErrors: false,
+		SilenceErrors: true, // run reports them
 	}
 	f := root.PersistentFlags()
 	g.config.AddFlags(f)
