@@ -13,11 +13,11 @@ import (
 
 // completeArgs completes the arguments of a command that takes Task names (all of them when many, else the first)
 // and, when steps, a step of that Task as the second: the names are read from the cluster, in the namespace the
-// flags select. Nothing is completed when the cluster cannot be read (no error is shown while typing).
+// flags select, each request bounded by --request-timeout. Nothing is completed when the cluster cannot be read
+// (no error is shown while typing).
 func (g *globals) completeArgs(many, steps bool) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
-		ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
-		defer cancel()
+		ctx := cmd.Context()
 		var names []string
 		switch {
 		case len(args) == 0 || many:

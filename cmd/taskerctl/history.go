@@ -42,12 +42,12 @@ func historyCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if g.output != "" {
-				return printStructured(cmd.OutOrStdout(), g.output, cli.FromHistory(entries))
+				return cli.PrintView(cmd.OutOrStdout(), g.output, cli.FromHistory(entries))
 			}
 			return cli.HistoryTable(cmd.OutOrStdout(), cli.FromHistory(entries), width)
 		},
 	}
-	cmd.Flags().StringVarP(&g.output, "output", "o", "", "Output format: json or yaml.")
+	g.addViewOutputFlag(cmd)
 	cmd.Flags().IntVar(&width, "width", 160, "Cut long errors to fit about this many columns (0: never).")
 	return cmd
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,10 +20,9 @@ import (
 	"golang.org/x/term"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/cli"
@@ -33,25 +31,41 @@ import (
 	"github.com/tasker-operator/tasker-operator/internal/store"
 )
 
+// globals are the flags of every command.
 type globals struct {
-	kubeconfig  string
-	context     string
-	namespace   string
+	// config are kubectl's connection flags (--kubeconfig, --context, --namespace, --as, --server,
+	// --request-timeout, ...), as cli-runtime defines them.
+	config      *genericclioptions.ConfigFlags
 	databaseURL string
-	output      string
-	timeout     time.Duration
+	// output is describe's and history's -o (get has its own printer flags).
+	output string
 }
+
+// defaultRequestTimeout is --request-timeout's default (kubectl's is none): every request of watch and wait is
+// bounded, so that their own --timeout holds when the apiserver stops answering.
+const defaultRequestTimeout = "30s"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := newRoot().ExecuteContext(ctx); err != nil {
-		os.Exit(exitCode(err))
+	code := run(ctx, newRoot())
+	stop()
+	os.Exit(code)
+}
+
+// run executes the command tree and reports its error on its error output, as kubectl would: it returns the exit
+// status (see exitCode).
+func run(ctx context.Context, root *cobra.Command) int {
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintln(root.ErrOrStderr(), errorMessage(err))
 	}
+	return exitCode(err)
 }
 
 func newRoot() *cobra.Command {
-	g := &globals{}
+	g := &globals{config: genericclioptions.NewConfigFlags(true)}
+	*g.config.Timeout = defaultRequestTimeout
+	g.config.CacheDir = nil // no --cache-dir: the discovery cache is not used (the client discovers the Task's group)
 	name := "taskerctl"
 	if strings.HasPrefix(filepath.Base(os.Args[0]), "kubectl-") {
 		name = "kubectl tasker"
@@ -60,15 +74,12 @@ func newRoot() *cobra.Command {
 		Use:           name,
 		Short:         "Show and steer tasker Tasks",
 		SilenceUsage:  true,
-		SilenceErrors: false,
+		SilenceErrors: true, // run reports them
 	}
 	f := root.PersistentFlags()
-	f.StringVar(&g.kubeconfig, "kubeconfig", "", "Path to the kubeconfig (default: $KUBECONFIG or ~/.kube/config).")
-	f.StringVar(&g.context, "context", "", "The kubeconfig context to use.")
-	f.StringVarP(&g.namespace, "namespace", "n", "", "Namespace (default: the context's).")
+	g.config.AddFlags(f)
 	f.StringVar(&g.databaseURL, "database-url", os.Getenv("TASKER_DATABASE_URL"),
 		"PostgreSQL URL of the tasker database (default $TASKER_DATABASE_URL): with it, describe shows every step with results.")
-	f.DurationVar(&g.timeout, "request-timeout", 30*time.Second, "Time limit of each request.")
 
 	root.AddCommand(getCmd(g), describeCmd(g), historyCmd(g), watchCmd(g), waitCmd(g), cancelCmd(g),
 		actionCmd(g, taskerv1alpha1.ActionRetry), actionCmd(g, taskerv1alpha1.ActionResolve), actionCmd(g, taskerv1alpha1.ActionComplete))
@@ -86,26 +97,23 @@ func newRoot() *cobra.Command {
 	return root
 }
 
+// client connects as the connection flags say; it returns the namespace they select (--namespace, else the
+// kubeconfig context's, else "default").
 func (g *globals) client() (client.Client, string, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if g.kubeconfig != "" {
-		rules.ExplicitPath = g.kubeconfig
-	}
-	cfg := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: g.context})
-	rest, err := cfg.ClientConfig()
+	cfg, err := g.config.ToRESTConfig()
 	if err != nil {
 		return nil, "", err
 	}
-	rest.Timeout = g.timeout
-	ns := g.namespace
-	if ns == "" {
-		if ns, _, err = cfg.Namespace(); err != nil {
-			return nil, "", err
-		}
+	ns, _, err := g.config.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, "", err
 	}
-	c, err := client.New(rest, client.Options{Scheme: operator.NewScheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	return c, ns, err
 }
+
+// scheme knows the Tasks and Kubernetes' own types.
+var scheme = operator.NewScheme()
 
 func (g *globals) getTask(ctx context.Context, c client.Client, ns, name string) (*taskerv1alpha1.Task, error) {
 	var tk taskerv1alpha1.Task
@@ -143,80 +151,16 @@ func (g *globals) view(ctx context.Context, tk *taskerv1alpha1.Task) (cli.TaskVi
 
 // engine opens the database of --database-url (one connection) for reads; call closeDB when done.
 func (g *globals) engine(ctx context.Context) (eng *engine.Engine, closeDB func(), err error) {
+	cfg, err := g.config.ToRESTConfig()
+	if err != nil {
+		return nil, nil, err
+	}
 	pool, err := store.Open(ctx, g.databaseURL, store.Options{MaxConns: 1, ApplicationName: "taskerctl"})
 	if err != nil {
 		return nil, nil, err
 	}
-	return engine.New(pool, engine.Options{QueryTimeout: g.timeout}), pool.Close, nil
-}
-
-func printStructured(w io.Writer, format string, v any) error {
-	switch format {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	case "yaml":
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	default:
-		return fmt.Errorf("unknown output format %q (use json or yaml)", format)
-	}
-}
-
-func getCmd(g *globals) *cobra.Command {
-	var all bool
-	cmd := &cobra.Command{
-		Use:   "get [NAME...]",
-		Short: "List Tasks: phase, steps done/total, age",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ns, err := g.client()
-			if err != nil {
-				return err
-			}
-			var items []taskerv1alpha1.Task
-			if len(args) > 0 {
-				for _, name := range args {
-					tk, err := g.getTask(cmd.Context(), c, ns, name)
-					if err != nil {
-						return err
-					}
-					items = append(items, *tk)
-				}
-			} else {
-				var list taskerv1alpha1.TaskList
-				var opts []client.ListOption
-				if !all {
-					opts = append(opts, client.InNamespace(ns))
-				}
-				if err := c.List(cmd.Context(), &list, opts...); err != nil {
-					return err
-				}
-				items = list.Items
-			}
-			sort.Slice(items, func(i, j int) bool {
-				if items[i].Namespace != items[j].Namespace {
-					return items[i].Namespace < items[j].Namespace
-				}
-				return items[i].Name < items[j].Name
-			})
-			if g.output != "" {
-				views := make([]cli.TaskView, len(items))
-				for i := range items {
-					views[i] = cli.FromStatus(&items[i])
-				}
-				return printStructured(cmd.OutOrStdout(), g.output, views)
-			}
-			return cli.Table(cmd.OutOrStdout(), items, all, time.Now())
-		},
-	}
-	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "List Tasks of every namespace.")
-	cmd.Flags().StringVarP(&g.output, "output", "o", "", "Output format: json or yaml.")
-	return cmd
+	// Queries are bounded as requests to the apiserver are (--request-timeout; 0 leaves the engine's default).
+	return engine.New(pool, engine.Options{QueryTimeout: cfg.Timeout}), pool.Close, nil
 }
 
 func describeCmd(g *globals) *cobra.Command {
@@ -234,13 +178,22 @@ func describeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if g.output != "" {
-				return printStructured(cmd.OutOrStdout(), g.output, v)
+				return cli.PrintView(cmd.OutOrStdout(), g.output, v)
 			}
 			return describe(cmd.OutOrStdout(), v)
 		},
 	}
-	cmd.Flags().StringVarP(&g.output, "output", "o", "", "Output format: json or yaml.")
+	g.addViewOutputFlag(cmd)
 	return cmd
+}
+
+// addViewOutputFlag adds describe's and history's -o: json or yaml of the view (default: the command's own
+// rendering), checked before the command reads anything.
+func (g *globals) addViewOutputFlag(cmd *cobra.Command) {
+	cmd.PreRunE = func(*cobra.Command, []string) error { return cli.CheckViewFormat(g.output) }
+	cmd.Flags().StringVarP(&g.output, "output", "o", "", "Output format. One of: ("+strings.Join(cli.ViewFormats, ", ")+
+		"), of the view rather than the Task.")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(cli.ViewFormats, cobra.ShellCompDirectiveNoFileComp))
 }
 
 func describe(w io.Writer, v cli.TaskView) error {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -9,33 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
-)
-
-// exitError ends taskerctl with its code (main prints the message, as for any error).
-type exitError struct {
-	code int
-	msg  string
-}
-
-func (e *exitError) Error() string { return e.msg }
-
-// exitCode is the process's exit status for err: 0 without one, an exitError's code, else 1.
-func exitCode(err error) int {
-	if err == nil {
-		return 0
-	}
-	var e *exitError
-	if errors.As(err, &e) {
-		return e.code
-	}
-	return 1
-}
-
-// The exit codes of wait (argo wait's).
-const (
-	exitReached  = 0 // the Task is in the phase waited for
-	exitOther    = 1 // it finished in another phase (or an error)
-	exitTimedOut = 2 // the timeout passed first
 )
 
 var phases = []taskerv1alpha1.TaskPhase{taskerv1alpha1.TaskPending, taskerv1alpha1.TaskRunning,

@@ -1,31 +1,66 @@
 package cli
 
 import (
-	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 )
 
-// Table prints Tasks the way `kubectl get tasks` does (NAME, PHASE, STEPS, AGE), with NAMESPACE first when
-// withNamespace.
-func Table(w io.Writer, items []taskerv1alpha1.Task, withNamespace bool, now time.Time) error {
+// TableOptions select Table's columns. The zero value prints NAME, PHASE, STEPS, AGE.
+type TableOptions struct {
+	// WithNamespace puts NAMESPACE first (for --all-namespaces).
+	WithNamespace bool
+	// Wide adds, after AGE (for -o wide): TEMPLATE (spec.templateRef), QUEUE (spec.queue: <none> means the
+	// template's queue, else "default"), PRIORITY and REASON (the Ready condition's reason: why the Task is not
+	// done, or how it ended).
+	Wide bool
+}
+
+// Table prints Tasks the way `kubectl get tasks` does (NAME, PHASE, STEPS, AGE), with the columns opts adds;
+// ages are relative to now.
+func Table(w io.Writer, items []taskerv1alpha1.Task, opts TableOptions, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	if withNamespace {
-		fmt.Fprint(tw, "NAMESPACE\t")
+	row := func(cells ...string) {
+		if !opts.WithNamespace {
+			cells = cells[1:]
+		}
+		_, _ = io.WriteString(tw, strings.Join(cells, "\t")+"\n")
 	}
-	fmt.Fprintln(tw, "NAME\tPHASE\tSTEPS\tAGE")
+	header := []string{"NAMESPACE", "NAME", "PHASE", "STEPS", "AGE"}
+	if opts.Wide {
+		header = append(header, "TEMPLATE", "QUEUE", "PRIORITY", "REASON")
+	}
+	row(header...)
 	for i := range items {
 		tk := &items[i]
-		if withNamespace {
-			fmt.Fprintf(tw, "%s\t", tk.Namespace)
+		cells := []string{tk.Namespace, tk.Name, string(tk.Status.Phase), tk.Status.Progress,
+			duration.HumanDuration(now.Sub(tk.CreationTimestamp.Time))}
+		if opts.Wide {
+			var template, reason string
+			if tk.Spec.TemplateRef != nil {
+				template = tk.Spec.TemplateRef.Name
+			}
+			if c := meta.FindStatusCondition(tk.Status.Conditions, taskerv1alpha1.TaskConditionReady); c != nil {
+				reason = c.Reason
+			}
+			cells = append(cells, orNone(template), orNone(tk.Spec.Queue), strconv.Itoa(int(tk.Spec.Priority)), orNone(reason))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", tk.Name, tk.Status.Phase, tk.Status.Progress,
-			duration.HumanDuration(now.Sub(tk.CreationTimestamp.Time)))
+		row(cells...)
 	}
 	return tw.Flush()
+}
+
+// orNone is what the table shows of a value, "<none>" when it is unset, as kubectl does.
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
 }

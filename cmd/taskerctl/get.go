@@ -1,0 +1,75 @@
+package main
+
+import (
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/cli"
+)
+
+func getCmd(g *globals) *cobra.Command {
+	var all bool
+	printFlags := cli.NewPrintFlags()
+	cmd := &cobra.Command{
+		Use:   "get [NAME...]",
+		Short: "List Tasks: phase, steps done/total, age; or print them (-o yaml, json, name, jsonpath=..., custom-columns=...)",
+		Example: "  taskerctl get -A -o wide\n" +
+			"  taskerctl get nightly-report -o jsonpath='{.status.phase}'\n" +
+			"  taskerctl get -o custom-columns=NAME:.metadata.name,TASKID:.status.taskID",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			printer, err := printFlags.ToPrinter()
+			if err != nil {
+				return err
+			}
+			if all && len(args) > 0 {
+				return errors.New("a resource cannot be retrieved by name across all namespaces")
+			}
+			c, ns, err := g.client()
+			if err != nil {
+				return err
+			}
+			var items []taskerv1alpha1.Task
+			if len(args) > 0 {
+				for _, name := range args {
+					tk, err := g.getTask(cmd.Context(), c, ns, name)
+					if err != nil {
+						return err
+					}
+					items = append(items, *tk)
+				}
+			} else {
+				var list taskerv1alpha1.TaskList
+				var opts []client.ListOption
+				if !all {
+					opts = append(opts, client.InNamespace(ns))
+				}
+				if err := c.List(cmd.Context(), &list, opts...); err != nil {
+					return err
+				}
+				items = list.Items
+			}
+			sort.Slice(items, func(i, j int) bool {
+				if items[i].Namespace != items[j].Namespace {
+					return items[i].Namespace < items[j].Namespace
+				}
+				return items[i].Name < items[j].Name
+			})
+			if printer == nil {
+				return cli.Table(cmd.OutOrStdout(), items, cli.TableOptions{WithNamespace: all, Wide: printFlags.Wide()}, time.Now())
+			}
+			obj, err := cli.Objects(scheme, items, len(args) == 1)
+			if err != nil {
+				return err
+			}
+			return printer.PrintObj(obj, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "List Tasks of every namespace.")
+	printFlags.AddFlags(cmd)
+	return cmd
+}
