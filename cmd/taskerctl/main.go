@@ -19,15 +19,17 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/cli"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
-	"github.com/tasker-operator/tasker-operator/internal/operator"
 	"github.com/tasker-operator/tasker-operator/internal/store"
 )
 
@@ -112,8 +114,14 @@ func (g *globals) client() (client.Client, string, error) {
 	return c, ns, err
 }
 
-// scheme knows the Tasks and Kubernetes' own types.
-var scheme = operator.NewScheme()
+// scheme knows the Tasks and Kubernetes' own types (built here rather than taken from internal/operator, which
+// would link the controllers and the webhook into the kubectl plugin).
+var scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(taskerv1alpha1.AddToScheme(s))
+	return s
+}()
 
 func (g *globals) getTask(ctx context.Context, c client.Client, ns, name string) (*taskerv1alpha1.Task, error) {
 	var tk taskerv1alpha1.Task
