@@ -111,6 +111,12 @@ func engineStepSpec(path *field.Path, s *taskerv1alpha1.StepSpec) (engine.StepSp
 	if s.Inputs != nil {
 		out.Inputs = json.RawMessage(s.Inputs.Raw)
 	}
+	if s.DelaySeconds != nil {
+		out.Delay = time.Duration(*s.DelaySeconds) * time.Second
+	}
+	if s.NotBefore != nil {
+		out.NotBefore = s.NotBefore.Time
+	}
 	return out, nil
 }
 

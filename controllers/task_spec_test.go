@@ -143,3 +143,18 @@ func TestEngineTaskSpecRefusesStepsWithoutTheSchemaDefaults(t *testing.T) {
 		t.Errorf("error %v, want errCRDPredatesDefaults naming the template's field", err)
 	}
 }
+
+func TestEngineStepSpecDelays(t *testing.T) {
+	at := metav1.NewTime(time.Date(2026, 12, 24, 18, 0, 0, 0, time.UTC))
+	spec, err := engineTaskSpec(storedTask(t, func(tk *taskerv1alpha1.Task) {
+		tk.Spec.Steps[0].DelaySeconds = ptr.To(int32(90))
+		tk.Spec.Steps[1].NotBefore = &at
+	}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := spec.Steps[0], spec.Steps[1]
+	if a.Delay != 90*time.Second || !a.NotBefore.IsZero() || b.Delay != 0 || !b.NotBefore.Equal(at.Time) {
+		t.Errorf("a: delay %s, not before %s; b: delay %s, not before %s", a.Delay, a.NotBefore, b.Delay, b.NotBefore)
+	}
+}

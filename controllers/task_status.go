@@ -54,12 +54,13 @@ func applyEngineState(status *taskerv1alpha1.TaskStatus, st *engine.TaskState) {
 	for i := range n {
 		s := &st.Steps[i]
 		summaries[i] = taskerv1alpha1.StepSummary{
-			Name:       s.Name,
-			State:      string(s.Phase),
-			Attempts:   int32(s.Attempts),
-			StartedAt:  metaTime(s.StartedAt),
-			FinishedAt: metaTime(s.FinishedAt),
-			Message:    trim(s.LastErrorMessage, maxStepMessage),
+			Name:          s.Name,
+			State:         string(s.Phase),
+			Attempts:      int32(s.Attempts),
+			StartedAt:     metaTime(s.StartedAt),
+			FinishedAt:    metaTime(s.FinishedAt),
+			Message:       trim(s.LastErrorMessage, maxStepMessage),
+			NextAttemptAt: metaTime(waitingUntil(s)),
 		}
 	}
 	status.Steps = summaries
@@ -69,6 +70,15 @@ func applyEngineState(status *taskerv1alpha1.TaskStatus, st *engine.TaskState) {
 
 // metaTime converts to the API's second-precision time, so that an unchanged time compares equal after a
 // round trip through the apiserver.
+// waitingUntil is when a step that waits for its time (a delayed enqueued step, a retrying one) becomes claimable;
+// nil for the others (a finished step keeps no next attempt in its status).
+func waitingUntil(s *engine.StepState) *time.Time {
+	if s.Phase != engine.StepEnqueued && s.Phase != engine.StepRetrying {
+		return nil
+	}
+	return s.NextAttemptAt
+}
+
 func metaTime(t *time.Time) *metav1.Time {
 	if t == nil {
 		return nil

@@ -77,6 +77,20 @@ type StepSpec struct {
 	// +kubebuilder:validation:MaxLength=40
 	// +optional
 	Queue string `json:"queue,omitempty"`
+
+	// DelaySeconds makes the step wait this long, each time it becomes ready (its dependencies finished, the Task
+	// started or resumed, or an operator retried it), before it can run. The wait is the queue's: the step's
+	// message is invisible until then, no worker holds it, and it survives restarts of everything. Up to a year;
+	// unset or 0: none.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=31536000
+	// +optional
+	DelaySeconds *int32 `json:"delaySeconds,omitempty"`
+
+	// NotBefore is the earliest time the step can run (RFC 3339, e.g. "2026-12-24T18:00:00Z"); with
+	// delaySeconds, the later of the two. A time already past does not delay it.
+	// +optional
+	NotBefore *metav1.Time `json:"notBefore,omitempty"`
 }
 
 // RetryPolicy governs retries of a step that fails with a retryable error.

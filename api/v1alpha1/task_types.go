@@ -183,6 +183,9 @@ type StepSummary struct {
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
 	// +optional
 	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+	// NextAttemptAt is when an enqueued step with a delay, or a retrying step, becomes claimable.
+	// +optional
+	NextAttemptAt *metav1.Time `json:"nextAttemptAt,omitempty"`
 	// Message is the last error, trimmed to 256 characters.
 	// +kubebuilder:validation:MaxLength=256
 	// +optional

@@ -56,6 +56,9 @@ func Render(w io.Writer, v TaskView, opts RenderOptions) error {
 		if len(l.alsoAfter) > 0 {
 			notes = append(notes, "after "+strings.Join(l.alsoAfter, ", "))
 		}
+		if w := waitNote(s, opts.Now); w != "" {
+			notes = append(notes, w)
+		}
 		if s.Error != "" {
 			notes = append(notes, errorNote(s))
 		}
@@ -161,6 +164,22 @@ func errorNote(s StepView) string {
 	default:
 		return "error: " + msg
 	}
+}
+
+// waitNote says when a step that waits for its time becomes claimable: a delayed step ("delayed until") or a
+// retry ("next attempt"), while that time is ahead.
+func waitNote(s StepView, now time.Time) string {
+	if s.NextAttemptAt == nil || (!now.IsZero() && !s.NextAttemptAt.After(now)) {
+		return ""
+	}
+	at := s.NextAttemptAt.UTC().Format(time.RFC3339)
+	switch s.State {
+	case "enqueued":
+		return "delayed until " + at
+	case "retrying":
+		return "next attempt at " + at
+	}
+	return ""
 }
 
 func attempts(n int) string {

@@ -116,3 +116,30 @@ func TestHistoryTable(t *testing.T) {
 		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestWaitNoteSaysWhenAStepCanRun(t *testing.T) {
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	later := now.Add(time.Hour)
+	for _, tc := range []struct {
+		s    StepView
+		want string
+	}{
+		{StepView{State: "enqueued", NextAttemptAt: &later}, "delayed until 2026-12-06T10:00:00Z"},
+		{StepView{State: "retrying", NextAttemptAt: &later}, "next attempt at 2026-12-06T10:00:00Z"},
+		{StepView{State: "enqueued", NextAttemptAt: &now}, ""}, // due: nothing to wait for
+		{StepView{State: "enqueued"}, ""},
+		{StepView{State: "running", NextAttemptAt: &later}, ""},
+	} {
+		if got := waitNote(tc.s, now); got != tc.want {
+			t.Errorf("waitNote(%s, %v) = %q, want %q", tc.s.State, tc.s.NextAttemptAt, got, tc.want)
+		}
+	}
+	var b strings.Builder
+	v := TaskView{Name: "t", Phase: "Running", Steps: []StepView{{Name: "remind", State: "enqueued", NextAttemptAt: &later}}}
+	if err := Render(&b, v, RenderOptions{Width: 120, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "remind") || !strings.Contains(b.String(), "delayed until 2026-12-06T10:00:00Z") {
+		t.Errorf("tree:\n%s", b.String())
+	}
+}

@@ -30,15 +30,17 @@ type TaskView struct {
 
 // StepView is one step.
 type StepView struct {
-	Name       string          `json:"name"`
-	Handler    string          `json:"handler,omitempty"`
-	State      string          `json:"state"`
-	Attempts   int             `json:"attempts"`
-	DependsOn  []string        `json:"dependsOn,omitempty"`
-	StartedAt  *time.Time      `json:"startedAt,omitempty"`
-	FinishedAt *time.Time      `json:"finishedAt,omitempty"`
-	Error      string          `json:"error,omitempty"`
-	Result     json.RawMessage `json:"result,omitempty"`
+	Name       string     `json:"name"`
+	Handler    string     `json:"handler,omitempty"`
+	State      string     `json:"state"`
+	Attempts   int        `json:"attempts"`
+	DependsOn  []string   `json:"dependsOn,omitempty"`
+	StartedAt  *time.Time `json:"startedAt,omitempty"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+	// NextAttemptAt is when an enqueued step with a delay, or a retrying step, becomes claimable.
+	NextAttemptAt *time.Time      `json:"nextAttemptAt,omitempty"`
+	Error         string          `json:"error,omitempty"`
+	Result        json.RawMessage `json:"result,omitempty"`
 }
 
 // ConditionView is one condition of the Task.
@@ -71,6 +73,10 @@ func FromStatus(tk *taskerv1alpha1.Task) TaskView {
 			t := s.FinishedAt.Time
 			sv.FinishedAt = &t
 		}
+		if s.NextAttemptAt != nil {
+			t := s.NextAttemptAt.Time
+			sv.NextAttemptAt = &t
+		}
 		v.Steps = append(v.Steps, sv)
 	}
 	return v
@@ -85,7 +91,8 @@ func FromEngine(tk *taskerv1alpha1.Task, st *engine.TaskState) TaskView {
 	for i := range st.Steps {
 		s := &st.Steps[i]
 		v.Steps = append(v.Steps, StepView{Name: s.Name, Handler: s.Handler, State: string(s.Phase), Attempts: s.Attempts,
-			DependsOn: s.DependsOn, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.LastErrorMessage, Result: s.Result})
+			DependsOn: s.DependsOn, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.LastErrorMessage, Result: s.Result,
+			NextAttemptAt: s.NextAttemptAt})
 	}
 	return v
 }

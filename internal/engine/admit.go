@@ -81,7 +81,18 @@ type StepSpec struct {
 	// Timeout bounds each attempt (rounded up to whole seconds; upkeep fails attempts that run longer). Zero
 	// means no limit.
 	Timeout time.Duration
+	// Delay is how long the step waits, each time it becomes ready (admitted without dependencies, its
+	// dependencies finished, its task resumed, or retried by an operator), before its first attempt becomes
+	// claimable: its message is sent with that visibility, so no worker waits. Millisecond precision, at most
+	// MaxDelay. Zero: none.
+	Delay time.Duration
+	// NotBefore, when set, is the earliest time an attempt of the step becomes claimable (with Delay, the later
+	// of the two).
+	NotBefore time.Time
 }
+
+// MaxDelay bounds StepSpec.Delay: ten years, as the SQL document's delay_seconds.
+const MaxDelay = 10 * 365 * 24 * time.Hour
 
 // RetryPolicy says how a failing step is retried: attempt n (n >= 1) that fails with a retryable error is
 // retried after min(BackoffMax, BackoffBase * 2^(n-1)), spread by +/- Jitter (a fraction), unless the worker
@@ -149,6 +160,8 @@ type admitStep struct {
 	BackoffMaxMs   int64           `json:"backoff_max_ms"`
 	BackoffJitter  float64         `json:"backoff_jitter"`
 	TimeoutSeconds int64           `json:"timeout_seconds"`
+	DelaySeconds   float64         `json:"delay_seconds,omitempty"`
+	NotBefore      *time.Time      `json:"not_before,omitempty"`
 }
 
 // Validate checks spec without admitting it and returns a *SpecError listing every problem, or nil.
@@ -277,6 +290,13 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 		if s.Timeout < 0 || s.Timeout > MaxTimeout {
 			add(f("timeoutSeconds"), "must be between 0 and %s", MaxTimeout)
 		}
+		if s.Delay < 0 || s.Delay > MaxDelay {
+			add(f("delaySeconds"), "must be between 0 and %s", MaxDelay)
+		}
+		var notBefore *time.Time
+		if !s.NotBefore.IsZero() {
+			notBefore = &s.NotBefore
+		}
 		deps := s.DependsOn
 		if deps == nil {
 			deps = []string{}
@@ -292,6 +312,8 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 			BackoffMaxMs:   maxDelay.Milliseconds(),
 			BackoffJitter:  jitter,
 			TimeoutSeconds: int64(math.Ceil(s.Timeout.Seconds())),
+			DelaySeconds:   float64(s.Delay.Milliseconds()) / 1000,
+			NotBefore:      notBefore,
 		}
 	}
 	if len(errs) > 0 {

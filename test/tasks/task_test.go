@@ -65,7 +65,8 @@ func loadSample(t *testing.T, file string, into client.Object) {
 	}
 }
 
-// TestSamplesSucceed runs the sample Tasks (linear, diamond with a step that fails once, template-based).
+// TestSamplesSucceed runs the sample Tasks (linear, diamond with a step that fails once, template-based, with a
+// delayed step).
 func TestSamplesSucceed(t *testing.T) {
 	ns := newNamespace(t)
 	startWorkers(t, 2, ns, "default")
@@ -80,10 +81,15 @@ func TestSamplesSucceed(t *testing.T) {
 		steps          int32
 		retriedStep    string
 		wantStepFields bool
+		// delayed waits at least delay after its first dependency finished.
+		delayed, after string
+		delay          time.Duration
 	}{
-		{"tasker_v1alpha1_task_linear.yaml", 3, "", true},
-		{"tasker_v1alpha1_task_order_fulfillment.yaml", 4, "charge-payment", true},
-		{"tasker_v1alpha1_task_from_template.yaml", 3, "", true},
+		{file: "tasker_v1alpha1_task_linear.yaml", steps: 3, wantStepFields: true},
+		{file: "tasker_v1alpha1_task_order_fulfillment.yaml", steps: 4, retriedStep: "charge-payment", wantStepFields: true},
+		{file: "tasker_v1alpha1_task_from_template.yaml", steps: 3, wantStepFields: true},
+		{file: "tasker_v1alpha1_task_delayed.yaml", steps: 3, wantStepFields: true, delayed: "send-reminder",
+			after: "confirm-order", delay: 3 * time.Second},
 	}
 	for _, s := range samples {
 		var tk taskerv1alpha1.Task
@@ -123,6 +129,18 @@ func TestSamplesSucceed(t *testing.T) {
 			}
 			if c := condition(got, taskerv1alpha1.TaskConditionAdmitted); c == nil || c.Status != metav1.ConditionTrue {
 				t.Errorf("Admitted condition: %+v", c)
+			}
+			if s.delayed != "" {
+				times := map[string]*metav1.Time{}
+				for _, sum := range st.Steps {
+					times[sum.Name+".started"], times[sum.Name+".finished"] = sum.StartedAt, sum.FinishedAt
+				}
+				started, finished := times[s.delayed+".started"], times[s.after+".finished"]
+				// Status times are whole seconds: allow one.
+				if started == nil || finished == nil || started.Sub(finished.Time) < s.delay-time.Second {
+					t.Errorf("%s started at %v, %s finished at %v: want at least %s between", s.delayed, started,
+						s.after, finished, s.delay)
+				}
 			}
 			if s.retriedStep != "" {
 				for _, sum := range st.Steps {

@@ -97,13 +97,14 @@ BEGIN
     END IF;
 
     INSERT INTO tasker.steps (task_id, name, handler, queue, inputs, max_attempts, backoff_base_ms, backoff_max_ms,
-                              backoff_jitter, timeout_seconds, parent_count, remaining_parents)
+                              backoff_jitter, timeout_seconds, parent_count, remaining_parents, delay_ms, not_before)
     SELECT v_id, x.s ->> 'name', x.s ->> 'handler', coalesce(nullif(x.s ->> 'queue', ''), spec ->> 'queue'),
            x.s -> 'inputs', coalesce((x.s ->> 'max_attempts')::integer, 3),
            coalesce((x.s ->> 'backoff_base_ms')::integer, 1000), coalesce((x.s ->> 'backoff_max_ms')::integer, 300000),
            coalesce((x.s ->> 'backoff_jitter')::real, 0.2), coalesce((x.s ->> 'timeout_seconds')::integer, 0),
            jsonb_array_length(coalesce(x.s -> 'depends_on', '[]')),
-           jsonb_array_length(coalesce(x.s -> 'depends_on', '[]'))
+           jsonb_array_length(coalesce(x.s -> 'depends_on', '[]')),
+           round(coalesce((x.s ->> 'delay_seconds')::numeric, 0) * 1000)::bigint, (x.s ->> 'not_before')::timestamptz
     FROM jsonb_array_elements(spec -> 'steps') WITH ORDINALITY AS x (s, ord)
     ORDER BY x.ord;
 
@@ -226,9 +227,10 @@ DECLARE
     c_task_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'string', 'integer', 'any',
                                           'seconds', 'array'];
     c_step_keys  CONSTANT text[] := ARRAY['name', 'handler', 'queue', 'depends_on', 'inputs', 'max_attempts',
-                                          'backoff_base_ms', 'backoff_max_ms', 'backoff_jitter', 'timeout_seconds'];
+                                          'backoff_base_ms', 'backoff_max_ms', 'backoff_jitter', 'timeout_seconds',
+                                          'delay_seconds', 'not_before'];
     c_step_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'strings', 'any', 'integer',
-                                          'integer', 'integer', 'number', 'integer'];
+                                          'integer', 'integer', 'number', 'integer', 'seconds', 'timestamp'];
     v_problem text;
 BEGIN
     IF jsonb_typeof(spec) IS DISTINCT FROM 'object' THEN
@@ -255,6 +257,7 @@ BEGIN
            OR (t.kind <> 'any' AND jsonb_typeof(e.value) <> 'null' AND CASE
                    WHEN t.kind = 'string' THEN jsonb_typeof(e.value) <> 'string'
                    WHEN t.kind = 'array' THEN jsonb_typeof(e.value) <> 'array'
+                   WHEN t.kind = 'timestamp' THEN NOT tasker._is_timestamp(e.value)
                    WHEN t.kind = 'strings' THEN jsonb_typeof(e.value) <> 'array'
                                                 OR jsonb_path_exists(e.value, '$[*] ? (@.type() != "string")')
                    WHEN jsonb_typeof(e.value) <> 'number' THEN true
@@ -315,6 +318,8 @@ BEGIN
     ELSIF p_type = 'strings' AND (v_t <> 'array' OR EXISTS (SELECT FROM jsonb_array_elements(v) AS e
                                                             WHERE jsonb_typeof(e) <> 'string')) THEN
         RETURN format('%s.%s: must be an array of strings', p_path, p_key);
+    ELSIF p_type = 'timestamp' AND NOT tasker._is_timestamp(v) THEN
+        RETURN format('%s.%s: must be an RFC 3339 time with its offset (2026-12-06T09:00:00Z), not %s', p_path, p_key, v);
     ELSIF p_type IN ('number', 'integer', 'seconds') THEN
         IF v_t <> 'number' THEN
             RETURN format('%s.%s: must be a number, not %s', p_path, p_key, v_t);
@@ -328,5 +333,21 @@ BEGIN
         END IF;
     END IF;
     RETURN NULL;
+END;
+$fn$;
+
+-- True when v is a JSON string holding an RFC 3339 time with its offset (as Kubernetes writes times): the offset
+-- makes it one instant whatever the session's time zone.
+CREATE OR REPLACE FUNCTION tasker._is_timestamp(v jsonb) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+BEGIN
+    IF jsonb_typeof(v) IS DISTINCT FROM 'string'
+       OR (v #>> '{}') !~ '^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$' THEN
+        RETURN false;
+    END IF;
+    PERFORM (v #>> '{}')::timestamptz;
+    RETURN true;
+EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+    RETURN false;
 END;
 $fn$;

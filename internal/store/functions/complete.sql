@@ -45,6 +45,7 @@ DECLARE
     v_until      timestamptz;
     v_claimed    bigint[] := '{}';
     v_pending    bigint[];
+    v_later      bigint[];
     v_problem    text;
     v_problem_at bigint;
     v_failed     boolean;
@@ -148,22 +149,27 @@ BEGIN
         END IF;
 
         -- 3. Children: count the finished parents off; those with none left are enqueued (one update each), and
-        --    the first max_claims of them that the caller may claim (mine) are claimed for it.
+        --    the first max_claims of them that the caller may claim (mine) are claimed for it. Those with a delay
+        --    (later) are enqueued by _enqueue, visible only when the delay is over, and never claimed here.
         SELECT array_agg(c.id), array_agg(c.n),
                array_agg(c.id) FILTER (WHERE c.ready AND NOT c.mine), array_agg(c.queue) FILTER (WHERE c.ready AND NOT c.mine),
                array_agg(c.task_id) FILTER (WHERE c.ready AND NOT c.mine),
                array_agg(c.attempts + 1) FILTER (WHERE c.ready AND NOT c.mine),
                array_agg(c.id) FILTER (WHERE c.mine), array_agg(c.queue) FILTER (WHERE c.mine),
-               array_agg(c.task_id) FILTER (WHERE c.mine), array_agg(c.attempts + 1) FILTER (WHERE c.mine)
-        INTO v_children, v_counts, v_ready, v_rqueues, v_rtasks, v_rattempts, v_mine, v_mqueues, v_mtasks, v_mattempts
+               array_agg(c.task_id) FILTER (WHERE c.mine), array_agg(c.attempts + 1) FILTER (WHERE c.mine),
+               array_agg(c.id) FILTER (WHERE c.ready_later)
+        INTO v_children, v_counts, v_ready, v_rqueues, v_rtasks, v_rattempts, v_mine, v_mqueues, v_mtasks, v_mattempts,
+             v_later
         FROM (SELECT c.*, c.claimable AND count(*) FILTER (WHERE c.claimable) OVER (ORDER BY c.id) <= max_claims AS mine
               FROM (SELECT s.id, s.queue, s.task_id, s.attempts, x.n,
-                           s.state = 'pending' AND s.remaining_parents = x.n AS ready,
-                           s.state = 'pending' AND s.remaining_parents = x.n AND s.queue = ANY (v_queues)
-                               AND NOT coalesce(q.prioritized, true) AS claimable
+                           s.state = 'pending' AND s.remaining_parents = x.n AND NOT d.delayed AS ready,
+                           s.state = 'pending' AND s.remaining_parents = x.n AND d.delayed AS ready_later,
+                           s.state = 'pending' AND s.remaining_parents = x.n AND NOT d.delayed
+                               AND s.queue = ANY (v_queues) AND NOT coalesce(q.prioritized, true) AS claimable
                     FROM (SELECT e.child_id, count(*)::integer AS n FROM tasker.step_edges AS e
                           WHERE e.parent_id = ANY (v_ids) GROUP BY e.child_id) AS x
                     JOIN tasker.steps AS s ON s.id = x.child_id
+                    CROSS JOIN LATERAL (SELECT s.delay_ms > 0 OR coalesce(s.not_before > clock_timestamp(), false) AS delayed) AS d
                     LEFT JOIN tasker.queues AS q ON q.name = s.queue) AS c) AS c;
         IF v_children IS NOT NULL THEN
             IF v_ready IS NOT NULL THEN
@@ -172,7 +178,7 @@ BEGIN
             IF v_mine IS NOT NULL THEN
                 -- Invisible from the start: visible again only if the lease expires (no wake-up either).
                 v_until := clock_timestamp() + make_interval(secs => visibility_timeout_seconds);
-                v_mmsgs := tasker._send_for(v_mqueues, v_mtasks, v_mine, v_mattempts, v_until);
+                v_mmsgs := tasker._send_for(v_mqueues, v_mtasks, v_mine, v_mattempts, v_until, 1);
             END IF;
             WITH c AS MATERIALIZED (
                 SELECT x.id, x.n, r.msg_id
@@ -194,6 +200,10 @@ BEGIN
                 v_claimed := tasker._start_attempts(v_mine, array_fill(v_until, ARRAY[cardinality(v_mine)]),
                                                     array_fill('enqueued'::text, ARRAY[cardinality(v_mine)]),
                                                     complete_and_claim.worker_id);
+            END IF;
+            IF v_later IS NOT NULL THEN
+                -- Ready children with a delay (migration 0012): counted off above, enqueued visible later.
+                PERFORM tasker._enqueue(v_later, 'dependencies finished');
             END IF;
         END IF;
 

@@ -1,33 +1,70 @@
--- Sends a message for each step and moves it to enqueued (from pending, failed, ...), recording transitions.
+-- When a step that becomes ready now is first visible: NULL (at once) unless it has a delay or a not_before still
+-- ahead (migration 0012), else the later of now + delay and not_before.
+CREATE OR REPLACE FUNCTION tasker._visible_at(p_delay_ms bigint, p_not_before timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE AS $fn$
+    SELECT CASE WHEN p_delay_ms > 0 OR p_not_before > clock_timestamp()
+                THEN greatest(clock_timestamp() + p_delay_ms * interval '1 millisecond', p_not_before) END
+$fn$;
+
+-- Sends a message for each step and moves it to enqueued (from pending, failed, ...), recording transitions. A
+-- step with a delay or a not_before ahead (_visible_at) gets a message that is visible only then, and
+-- next_attempt_at says when.
 CREATE OR REPLACE FUNCTION tasker._enqueue(p_step_ids bigint[], p_reason text) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    v_ids    bigint[];
-    v_queues text[];
-    v_tasks  bigint[];
-    v_att    integer[];
-    v_states text[];
-    v_msgs   bigint[];
+    v_ids     bigint[];
+    v_queues  text[];
+    v_tasks   bigint[];
+    v_att     integer[];
+    v_states  text[];
+    v_msgs    bigint[];
+    v_visible timestamptz[];
+    v_now     integer[];
+    v_sent    bigint[];
+    i         integer;
 BEGIN
-    SELECT array_agg(s.id), array_agg(s.queue), array_agg(s.task_id), array_agg(s.attempts + 1), array_agg(s.state)
-    INTO v_ids, v_queues, v_tasks, v_att, v_states
+    SELECT array_agg(s.id), array_agg(s.queue), array_agg(s.task_id), array_agg(s.attempts + 1), array_agg(s.state),
+           array_agg(tasker._visible_at(s.delay_ms, s.not_before))
+    INTO v_ids, v_queues, v_tasks, v_att, v_states, v_visible
     FROM tasker.steps AS s WHERE s.id = ANY (p_step_ids);
     IF v_ids IS NULL THEN
         RETURN 0;
     END IF;
-    v_msgs := tasker._send_for(v_queues, v_tasks, v_ids, v_att);
+    v_now := ARRAY(SELECT x.ord FROM unnest(v_visible) WITH ORDINALITY AS x (at, ord) WHERE x.at IS NULL ORDER BY x.ord);
+    IF cardinality(v_now) = cardinality(v_ids) THEN -- no delays: the usual case
+        v_msgs := tasker._send_for(v_queues, v_tasks, v_ids, v_att);
+    ELSE
+        -- Delayed steps are few: one message each, visible at its own time; the others together.
+        v_msgs := array_fill(NULL::bigint, ARRAY[cardinality(v_ids)]);
+        IF cardinality(v_now) > 0 THEN
+            v_sent := tasker._send_for(ARRAY(SELECT v_queues[o.i] FROM unnest(v_now) WITH ORDINALITY AS o (i, n) ORDER BY o.n),
+                                       ARRAY(SELECT v_tasks[o.i] FROM unnest(v_now) WITH ORDINALITY AS o (i, n) ORDER BY o.n),
+                                       ARRAY(SELECT v_ids[o.i] FROM unnest(v_now) WITH ORDINALITY AS o (i, n) ORDER BY o.n),
+                                       ARRAY(SELECT v_att[o.i] FROM unnest(v_now) WITH ORDINALITY AS o (i, n) ORDER BY o.n));
+            FOR i IN 1 .. cardinality(v_now) LOOP
+                v_msgs[v_now[i]] := v_sent[i];
+            END LOOP;
+        END IF;
+        FOR i IN 1 .. cardinality(v_ids) LOOP
+            CONTINUE WHEN v_visible[i] IS NULL;
+            v_msgs[i] := (tasker._send(v_queues[i], ARRAY[v_tasks[i]], ARRAY[v_ids[i]], ARRAY[v_att[i]], v_visible[i]))[1];
+        END LOOP;
+    END IF;
     WITH c AS MATERIALIZED (
-        SELECT x.id, x.msg_id, x.from_state FROM unnest(v_ids, v_msgs, v_states) AS x (id, msg_id, from_state)
+        SELECT x.id, x.msg_id, x.from_state, x.visible
+        FROM unnest(v_ids, v_msgs, v_states, v_visible) AS x (id, msg_id, from_state, visible)
     ), u AS (
         UPDATE tasker.steps AS s
-        SET state = 'enqueued', msg_id = c.msg_id, finished_at = NULL, next_attempt_at = NULL,
+        SET state = 'enqueued', msg_id = c.msg_id, finished_at = NULL, next_attempt_at = c.visible,
             lease_expires_at = NULL, updated_at = clock_timestamp()
         FROM c
         WHERE s.id = c.id
-        RETURNING s.id, s.task_id, s.attempts, c.from_state
+        RETURNING s.id, s.task_id, s.attempts, c.from_state, c.visible
     )
-    INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, reason)
-    SELECT u.task_id, u.id, u.from_state, 'enqueued', u.attempts, p_reason FROM u;
+    INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, reason, metadata)
+    SELECT u.task_id, u.id, u.from_state, 'enqueued', u.attempts, p_reason,
+           CASE WHEN u.visible IS NOT NULL THEN jsonb_build_object('visible_at', u.visible) END
+    FROM u;
     RETURN cardinality(v_ids);
 END;
 $fn$;

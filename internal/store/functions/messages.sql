@@ -1,7 +1,9 @@
 -- Sends one message per step ({"task_id","step_id","attempt"}, and "priority" in a prioritized queue), visible at
--- p_visible_at (NULL: now), and returns the message ids in input order.
+-- p_visible_at (NULL: now), and returns the message ids in input order. p_read_ct 1 marks messages of steps claimed
+-- as they are sent (complete_and_claim, a restored running step's): in flight, not waiting for their time, which
+-- is how a pool's backlog tells the two apart (tasker.queue_backlog).
 CREATE OR REPLACE FUNCTION tasker._send(p_queue text, p_task_ids bigint[], p_step_ids bigint[], p_attempts integer[],
-                             p_visible_at timestamptz DEFAULT NULL) RETURNS bigint[]
+                             p_visible_at timestamptz DEFAULT NULL, p_read_ct integer DEFAULT 0) RETURNS bigint[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_msgs jsonb[];
@@ -27,8 +29,9 @@ BEGIN
     -- input), one statement instead of pgmq's three nested calls: this runs in every completion that enqueues a
     -- step.
     IF cardinality(v_msgs) = 1 THEN
-        EXECUTE format('INSERT INTO pgmq.%I (vt, message) VALUES ($1, $2) RETURNING ARRAY[msg_id]', 'q_' || p_queue)
-            INTO v_ids USING coalesce(p_visible_at, clock_timestamp()), v_msgs[1];
+        EXECUTE format('INSERT INTO pgmq.%I (vt, message, read_ct) VALUES ($1, $2, $3) RETURNING ARRAY[msg_id]',
+                       'q_' || p_queue)
+            INTO v_ids USING coalesce(p_visible_at, clock_timestamp()), v_msgs[1], p_read_ct;
         IF p_visible_at IS NULL OR p_visible_at <= clock_timestamp() THEN
             PERFORM tasker._wake(p_queue, v_ids[1]);
         END IF;
@@ -36,13 +39,13 @@ BEGIN
     END IF;
     EXECUTE format($sql$
         WITH m AS (
-            INSERT INTO pgmq.%1$I (vt, message)
-            SELECT $1, x.msg FROM unnest($2::jsonb[]) WITH ORDINALITY AS x (msg, ord) ORDER BY x.ord
+            INSERT INTO pgmq.%1$I (vt, message, read_ct)
+            SELECT $1, x.msg, $3 FROM unnest($2::jsonb[]) WITH ORDINALITY AS x (msg, ord) ORDER BY x.ord
             RETURNING msg_id
         )
         SELECT array_agg(m.msg_id ORDER BY m.msg_id) FROM m
         $sql$, 'q_' || p_queue)
-        INTO v_ids USING coalesce(p_visible_at, clock_timestamp()), v_msgs;
+        INTO v_ids USING coalesce(p_visible_at, clock_timestamp()), v_msgs, p_read_ct;
     IF cardinality(v_ids) IS DISTINCT FROM cardinality(v_msgs) THEN
         RAISE EXCEPTION 'pgmq returned % message ids for % messages', cardinality(v_ids), cardinality(v_msgs);
     END IF;
@@ -75,7 +78,7 @@ $fn$;
 -- Sends one message per step, grouping by queue, visible at p_visible_at (NULL: now); returns the message ids in
 -- input order.
 CREATE OR REPLACE FUNCTION tasker._send_for(p_queues text[], p_task_ids bigint[], p_step_ids bigint[], p_attempts integer[],
-                                 p_visible_at timestamptz DEFAULT NULL)
+                                 p_visible_at timestamptz DEFAULT NULL, p_read_ct integer DEFAULT 0)
 RETURNS bigint[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -88,7 +91,7 @@ BEGIN
         RETURN '{}';
     END IF;
     IF p_queues[1] = ALL (p_queues) THEN -- one queue: the usual case
-        RETURN tasker._send(p_queues[1], p_task_ids, p_step_ids, p_attempts, p_visible_at);
+        RETURN tasker._send(p_queues[1], p_task_ids, p_step_ids, p_attempts, p_visible_at, p_read_ct);
     END IF;
     v_out := array_fill(NULL::bigint, ARRAY[cardinality(p_step_ids)]);
     FOR r IN SELECT m.queue, array_agg(m.ord ORDER BY m.ord) AS ords, array_agg(m.task_id ORDER BY m.ord) AS task_ids,
@@ -96,7 +99,7 @@ BEGIN
              FROM unnest(p_queues, p_task_ids, p_step_ids, p_attempts) WITH ORDINALITY
                   AS m (queue, task_id, step_id, attempt, ord)
              GROUP BY m.queue ORDER BY m.queue LOOP
-        v_ids := tasker._send(r.queue, r.task_ids, r.step_ids, r.attempts, p_visible_at);
+        v_ids := tasker._send(r.queue, r.task_ids, r.step_ids, r.attempts, p_visible_at, p_read_ct);
         FOR i IN 1 .. cardinality(r.ords) LOOP
             v_out[r.ords[i]] := v_ids[i];
         END LOOP;
@@ -215,7 +218,8 @@ BEGIN
                AND x.state IN ('running', 'enqueued', 'retrying') LOOP
         v_msg := (tasker._send(s.queue, ARRAY[s.task_id], ARRAY[s.id], ARRAY[s.attempts + 1],
                                CASE s.state WHEN 'running' THEN s.lease_expires_at
-                                            WHEN 'retrying' THEN s.next_attempt_at END))[1];
+                                            ELSE s.next_attempt_at END, -- retrying, or a delayed enqueued step
+                               CASE s.state WHEN 'running' THEN 1 ELSE 0 END))[1];
         UPDATE tasker.steps AS x SET msg_id = v_msg WHERE x.id = s.id;
     END LOOP;
 END;
