@@ -1,12 +1,11 @@
-// Package poolmetrics reads what the WorkerPool controller scales on: the backlog of a pool's queues (pgmq's
-// queue_length, through the project's pgmq client) and the workers' own records in tasker.workers. It imports
+// Package poolmetrics reads what the WorkerPool controller scales on: the backlog of a pool's queues
+// (tasker.queue_backlog: claimable or in flight) and the workers' own records in tasker.workers. It imports
 // nothing from Kubernetes; the controller calls it and never writes SQL itself.
 package poolmetrics
 
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"time"
 
@@ -21,46 +20,60 @@ var workersSQL string
 //go:embed sql/legacy_queues.sql
 var legacyQueuesSQL string
 
+//go:embed sql/backlog.sql
+var backlogSQL string
+
 // Reader runs the queries on db: in the operator, the one connection pool shared by every WorkerPool.
 type Reader struct {
 	db pgmq.DBTX
-	mq *pgmq.Client
 }
 
 // New returns a Reader on db (a *pgxpool.Pool in the operator).
-func New(db pgmq.DBTX) *Reader { return &Reader{db: db, mq: pgmq.New(db)} }
+func New(db pgmq.DBTX) *Reader { return &Reader{db: db} }
 
-// Backlog is the summed queue length of a pool's queues.
+// Backlog is the summed backlog of a pool's queues.
 type Backlog struct {
-	// Total is the sum of pgmq's queue_length over the queues: every message not yet deleted or archived,
-	// the ones a worker holds (in flight, invisible) included.
+	// Total is the sum over the queues of tasker.queue_backlog: every message a worker could claim now or holds
+	// (in flight, invisible); not the messages that wait for their time (a step's delay, a retry's backoff), which
+	// no replica could take yet.
 	Total int64
-	// PerQueue is each queue's queue_length.
+	// PerQueue is each queue's backlog.
 	PerQueue map[string]int64
 	// Missing lists the queues that do not exist (yet): they count as empty. Queues are created when the first
 	// Task using them is admitted.
 	Missing []string
 }
 
-// Backlog reads pgmq.metrics for each queue. Any error other than a missing queue fails the whole reading: a
-// partial sum would under-count and scale the pool in.
+// Backlog reads tasker.queue_backlog for each queue, in one query: either all of them are read or the reading
+// fails (a partial sum would under-count and scale the pool in).
 func (r *Reader) Backlog(ctx context.Context, queues []string) (Backlog, error) {
 	b := Backlog{PerQueue: make(map[string]int64, len(queues))}
-	for _, q := range queues {
+	if len(queues) == 0 {
+		return b, nil
+	}
+	rows, err := r.db.Query(ctx, backlogSQL, queues)
+	if err != nil {
+		return Backlog{}, fmt.Errorf("poolmetrics: backlog of queues %v: %w", queues, err)
+	}
+	var (
+		q string
+		n *int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&q, &n}, func() error {
 		if _, seen := b.PerQueue[q]; seen {
-			continue
+			return nil
 		}
-		m, err := r.mq.Metrics(ctx, q)
-		switch {
-		case errors.Is(err, pgmq.ErrQueueNotFound):
+		if n == nil {
 			b.PerQueue[q] = 0
 			b.Missing = append(b.Missing, q)
-		case err != nil:
-			return Backlog{}, fmt.Errorf("poolmetrics: backlog of queue %q: %w", q, err)
-		default:
-			b.PerQueue[q] = m.QueueLength
-			b.Total += m.QueueLength
+			return nil
 		}
+		b.PerQueue[q] = *n
+		b.Total += *n
+		return nil
+	})
+	if err != nil {
+		return Backlog{}, fmt.Errorf("poolmetrics: backlog of queues %v: %w", queues, err)
 	}
 	return b, nil
 }

@@ -69,6 +69,59 @@ func TestBacklogSumsQueueLengthIncludingInFlight(t *testing.T) {
 	if len(got.Missing) != 1 || got.Missing[0] != "not_there" {
 		t.Fatalf("Missing = %v", got.Missing)
 	}
+	// A message that waits for its time (sent with a delay, never read) is no backlog yet: no replica could take it.
+	if _, err := b.mq.SendBatch(b.ctx, "b", msgs[:4], time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.reader.Backlog(b.ctx, []string{"b"}); err != nil || got.Total != 3 {
+		t.Fatalf("Backlog of b with 4 delayed messages = %+v, %v; want 3", got, err)
+	}
+}
+
+// Through the engine: a delayed step and a retry's backoff are not backlog; the next step of a chain that
+// complete_and_claim took for its worker (sent invisible, claimed) is.
+func TestBacklogLeavesOutStepsWaitingForTheirTime(t *testing.T) {
+	b := setup(t)
+	eng := engine.New(b.db, engine.Options{})
+	if _, err := eng.Admit(b.ctx, engine.TaskSpec{ExternalKey: "delayed", Queue: "w", Steps: []engine.StepSpec{
+		{Name: "later", Handler: "h", Delay: time.Hour}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Admit(b.ctx, engine.TaskSpec{ExternalKey: "chain", Queue: "w", Steps: []engine.StepSpec{
+		{Name: "a", Handler: "h"}, {Name: "b", Handler: "h", DependsOn: []string{"a"}},
+		{Name: "flaky", Handler: "h", Retry: engine.RetryPolicy{MaxAttempts: 3, BackoffBase: time.Hour}}}}); err != nil {
+		t.Fatal(err)
+	}
+	backlog := func() int64 {
+		t.Helper()
+		got, err := b.reader.Backlog(b.ctx, []string{"w"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Total
+	}
+	if n := backlog(); n != 2 { // a and flaky; later waits an hour
+		t.Fatalf("backlog after admission %d, want 2", n)
+	}
+	steps, err := eng.Claim(b.ctx, "w", 10, time.Minute, "w1")
+	if err != nil || len(steps) != 2 {
+		t.Fatalf("claim: %d, %v", len(steps), err)
+	}
+	for _, s := range steps {
+		switch s.StepName {
+		case "a": // b is sent claimed for this worker: in flight
+			if _, claimed, err := eng.CompleteAndClaim(b.ctx, []engine.Completion{{Lease: s.Lease}}, 1, time.Minute, "w1"); err != nil || len(claimed) != 1 {
+				t.Fatalf("complete a: %d claimed, %v", len(claimed), err)
+			}
+		case "flaky": // retried in an hour
+			if _, err := eng.Fail(b.ctx, s.Lease, engine.Failure{Message: "boom"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := backlog(); n != 1 {
+		t.Fatalf("backlog %d, want 1: b in flight; not later (delayed) nor flaky (backoff)", n)
+	}
 }
 
 func TestBacklogFailsOnDatabaseErrors(t *testing.T) {

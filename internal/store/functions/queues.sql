@@ -80,3 +80,21 @@ BEGIN
     UPDATE tasker.queues AS q SET prioritized = true WHERE q.name = p_queue;
 END;
 $fn$;
+
+-- A queue's backlog as a WorkerPool scales on it: messages a worker could claim now, and messages in flight
+-- (claimed: read at least once, or sent claimed); not those waiting for their time (a step's delay, a retry's
+-- backoff), for which no replica can do anything yet. NULL when the queue does not exist. Reads the queue's table
+-- (a pool's reading, every polling interval).
+CREATE OR REPLACE FUNCTION tasker.queue_backlog(p_queue text) RETURNS bigint
+LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+    v_n bigint;
+BEGIN
+    IF p_queue IS NULL OR p_queue !~ '^[a-z0-9_]{1,40}$' OR NOT tasker._queue_exists(p_queue) THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT count(*) FROM pgmq.%I WHERE vt <= clock_timestamp() OR read_ct > 0', 'q_' || p_queue)
+        INTO v_n;
+    RETURN v_n;
+END;
+$fn$;
