@@ -551,6 +551,35 @@ func TestWorkerRecordAndMetrics(t *testing.T) {
 	if got["tasker_worker_handler_duration_seconds"] != 3 {
 		t.Errorf("handler duration samples = %v", got["tasker_worker_handler_duration_seconds"])
 	}
+	// Protocol calls: the claims (at least one per queue poll), the successes' reports (one or two batches) and
+	// the one failure.
+	calls := histogramCounts(t, reg, "tasker_worker_protocol_call_duration_seconds", "call")
+	if calls["claim"] == 0 || calls["complete"] == 0 || calls["complete"] > 2 || calls["fail"] != 1 || len(calls) != 3 {
+		t.Errorf("protocol call samples %v, want claim > 0, complete 1 or 2, fail 1", calls)
+	}
+}
+
+// histogramCounts returns the sample counts of a histogram's series, by the value of one label.
+func histogramCounts(t *testing.T, reg *prometheus.Registry, name, label string) map[string]uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label {
+					got[l.GetValue()] += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return got
 }
 
 // metricSums adds up every series of each metric (histograms: their sample counts).
