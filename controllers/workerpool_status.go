@@ -42,31 +42,24 @@ const (
 // pool_namespace: a label named namespace would clash with the target's own (the operator's namespace) when
 // Prometheus scrapes the manager, and come out renamed exported_namespace.
 var (
-	backlogGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "tasker_workerpool_backlog",
-		Help: "Messages in the WorkerPool's queues (pgmq queue_length summed over its queues, in flight included), " +
-			"at the last successful reading.",
-	}, []string{"pool_namespace", "pool"})
-	desiredReplicasGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "tasker_workerpool_desired_replicas",
-		Help: "Replicas the operator wants for the WorkerPool's Deployment.",
-	}, []string{"pool_namespace", "pool"})
-	replicasGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "tasker_workerpool_replicas",
-		Help: "Pods of the WorkerPool's Deployment (its status.replicas), as last seen by the operator.",
-	}, []string{"pool_namespace", "pool"})
-	readyReplicasGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "tasker_workerpool_ready_replicas",
-		Help: "Ready Pods of the WorkerPool's Deployment (its status.readyReplicas), as last seen by the operator.",
-	}, []string{"pool_namespace", "pool"})
-	maxReplicasGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "tasker_workerpool_max_replicas",
-		Help: "The WorkerPool's spec.scaling.maxReplicas (its default when unset): the most replicas the scaler asks for.",
-	}, []string{"pool_namespace", "pool"})
+	backlogGauge = newPoolGauge("tasker_workerpool_backlog", "Messages in the WorkerPool's queues (pgmq "+
+		"queue_length summed over its queues, in flight included), at the last successful reading.")
+	desiredReplicasGauge = newPoolGauge("tasker_workerpool_desired_replicas",
+		"Replicas the operator wants for the WorkerPool's Deployment.")
+	replicasGauge = newPoolGauge("tasker_workerpool_replicas",
+		"Pods of the WorkerPool's Deployment (its status.replicas), as last seen by the operator.")
+	readyReplicasGauge = newPoolGauge("tasker_workerpool_ready_replicas",
+		"Ready Pods of the WorkerPool's Deployment (its status.readyReplicas), as last seen by the operator.")
+	maxReplicasGauge = newPoolGauge("tasker_workerpool_max_replicas",
+		"The WorkerPool's spec.scaling.maxReplicas (its default when unset): the most replicas the scaler asks for.")
 
 	poolGauges = []*prometheus.GaugeVec{backlogGauge, desiredReplicasGauge, replicasGauge, readyReplicasGauge,
 		maxReplicasGauge}
 )
+
+func newPoolGauge(name, help string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{"pool_namespace", "pool"})
+}
 
 // setPoolGauges exports the pool's replica counts (the backlog is set by each successful reading).
 func setPoolGauges(pool *taskerv1alpha1.WorkerPool, spec scaling.Spec) {
