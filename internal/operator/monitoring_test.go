@@ -171,7 +171,7 @@ func checkSelector(name string, matchers []*labels.Matcher, exported map[string]
 	}
 	var errs []error
 	for _, m := range matchers {
-		if m.Name != labels.MetricName && !slices.Contains(labelNames, m.Name) {
+		if m.Name != model.MetricNameLabel && !slices.Contains(labelNames, m.Name) {
 			errs = append(errs, fmt.Errorf("metric %s has no label %s (it has %v)", name, m.Name, labelNames))
 		}
 	}
