@@ -31,7 +31,17 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(statusWrites, admissionLatency, stepDuration, tasksFinished)
+	metrics.Registry.MustRegister(Collectors()...)
+}
+
+// Collectors returns the collectors of the controllers' metrics, which init registers with controller-runtime's
+// registry (served on the manager's metrics endpoint).
+func Collectors() []prometheus.Collector {
+	cs := []prometheus.Collector{statusWrites, admissionLatency, stepDuration, tasksFinished}
+	for _, g := range poolGauges {
+		cs = append(cs, g)
+	}
+	return cs
 }
 
 // StatusWrites is the metric counting Task status writes (read by tests).

@@ -227,7 +227,7 @@ func (r *WorkerPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 
 	r.setStatus(&pool, &dep, st, spec, desired)
-	desiredReplicasGauge.WithLabelValues(pool.Namespace, pool.Name).Set(float64(desired))
+	setPoolGauges(&pool, spec)
 	if err := r.writeStatus(ctx, orig, &pool); err != nil {
 		return ctrl.Result{}, err
 	}

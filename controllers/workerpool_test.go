@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -199,14 +200,53 @@ func TestStateIsPerUIDAndForgotten(t *testing.T) {
 	if _, isNew := r.state(p2); !isNew || r.trackedPools() != 1 {
 		t.Fatalf("recreated pool: new %v, tracked %d", isNew, r.trackedPools())
 	}
-	backlogGauge.WithLabelValues("ns", "wp").Set(5)
-	desiredReplicasGauge.WithLabelValues("ns", "wp").Set(2)
+	for _, g := range poolGauges {
+		g.WithLabelValues("ns", "wp").Set(2)
+	}
 	r.forget(types.NamespacedName{Namespace: "ns", Name: "wp"})
 	if r.trackedPools() != 0 {
 		t.Errorf("%d pools tracked after forget", r.trackedPools())
 	}
-	if n := testutil.CollectAndCount(backlogGauge); n != 0 {
-		t.Errorf("%d backlog series after forget", n)
+	for _, g := range poolGauges {
+		if n := testutil.CollectAndCount(g); n != 0 {
+			t.Errorf("%d series of %s after forget", n, gaugeName(t, g))
+		}
+	}
+}
+
+// gaugeName is the name of the metric g exports.
+func gaugeName(t *testing.T, g *prometheus.GaugeVec) string {
+	t.Helper()
+	ch := make(chan *prometheus.Desc, 1)
+	g.Describe(ch)
+	return (<-ch).String()
+}
+
+// The pool's gauges follow its status: desired, current and ready replicas, and the (defaulted) maxReplicas.
+func TestReconcileExportsPoolGauges(t *testing.T) {
+	pool := testPool()
+	pool.Spec.Scaling = taskerv1alpha1.ScalingSpec{MinReplicas: ptr.To(int32(0)), MaxReplicas: ptr.To(int32(4)),
+		TargetBacklogPerReplica: ptr.To(int32(10))}
+	r, c, _ := scalingReconciler(t, &fakeMetrics{total: 25}, pool)
+	t.Cleanup(func() { deletePoolGauges("ns", "wp") })
+	reconcilePool(t, r)
+	ctx := context.Background()
+	key := types.NamespacedName{Namespace: "ns", Name: "wp"}
+	var dep appsv1.Deployment
+	if err := c.Get(ctx, key, &dep); err != nil {
+		t.Fatal(err)
+	}
+	dep.Status.Replicas, dep.Status.ReadyReplicas = 3, 2
+	if err := c.Status().Update(ctx, &dep); err != nil {
+		t.Fatal(err)
+	}
+	reconcilePool(t, r)
+	want := map[*prometheus.GaugeVec]float64{backlogGauge: 25, desiredReplicasGauge: 3, replicasGauge: 3,
+		readyReplicasGauge: 2, maxReplicasGauge: 4}
+	for g, v := range want {
+		if got := testutil.ToFloat64(g.WithLabelValues("ns", "wp")); got != v {
+			t.Errorf("%s = %v, want %v", gaugeName(t, g), got, v)
+		}
 	}
 }
 

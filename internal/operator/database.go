@@ -100,6 +100,8 @@ type upkeep struct {
 	db       *Database
 	interval time.Duration
 	log      logr.Logger
+
+	failing bool // the last run failed: an outage is logged once, not at every interval
 }
 
 func (u *upkeep) NeedLeaderElection() bool { return true }
@@ -107,35 +109,46 @@ func (u *upkeep) NeedLeaderElection() bool { return true }
 func (u *upkeep) Start(ctx context.Context) error {
 	t := time.NewTicker(u.interval)
 	defer t.Stop()
-	failing := false // log an outage once, not at every interval
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		if u.db.Ready() != nil {
-			continue
+		u.runOnce(ctx)
+	}
+}
+
+// runOnce runs the maintenance, logs what it did and counts the run in tasker_upkeep_runs_total. While the
+// database is not ready it does nothing (tasker_database_metrics_up tells that), and a run cut short by the
+// manager stopping is not counted.
+func (u *upkeep) runOnce(ctx context.Context) {
+	if u.db.Ready() != nil {
+		return
+	}
+	report, err := u.db.Engine.Upkeep(ctx, time.Time{})
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		upkeepRuns.WithLabelValues(upkeepFailed).Inc()
+		if !u.failing {
+			u.log.Error(err, "upkeep failed; retrying at every interval until it succeeds", "interval", u.interval.String())
+		} else {
+			u.log.V(1).Info("upkeep failed again", "error", err.Error())
 		}
-		report, err := u.db.Engine.Upkeep(ctx, time.Time{})
-		if err != nil {
-			if !failing {
-				u.log.Error(err, "upkeep failed; retrying at every interval until it succeeds", "interval", u.interval.String())
-			} else {
-				u.log.V(1).Info("upkeep failed again", "error", err.Error())
-			}
-			failing = true
-			continue
-		}
-		if failing {
-			u.log.Info("upkeep succeeded again")
-			failing = false
-		}
-		if report != (engine.UpkeepReport{}) {
-			u.log.Info("upkeep", "timedOut", report.TimedOut, "repaired", report.Repaired, "deletedTasks", report.DeletedTasks,
-				"archiveDeleted", report.ArchiveDeleted, "workersDeleted", report.WorkersDeleted,
-				"queuesDropped", report.QueuesDropped)
-		}
+		u.failing = true
+		return
+	}
+	upkeepRuns.WithLabelValues(upkeepSucceeded).Inc()
+	if u.failing {
+		u.log.Info("upkeep succeeded again")
+		u.failing = false
+	}
+	if report != (engine.UpkeepReport{}) {
+		u.log.Info("upkeep", "timedOut", report.TimedOut, "repaired", report.Repaired, "deletedTasks", report.DeletedTasks,
+			"archiveDeleted", report.ArchiveDeleted, "workersDeleted", report.WorkersDeleted,
+			"queuesDropped", report.QueuesDropped)
 	}
 }
 

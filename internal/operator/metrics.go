@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/pgmq"
@@ -29,6 +30,25 @@ var (
 	scrapeErrorDesc = prometheus.NewDesc("tasker_database_metrics_up", "1 when the last read of the database figures succeeded.",
 		nil, nil)
 )
+
+// Values of tasker_upkeep_runs_total's result label.
+const (
+	upkeepSucceeded = "succeeded"
+	upkeepFailed    = "failed"
+)
+
+// upkeepRuns counts the leader's maintenance runs. Both results are exported from the start (at 0, also on the
+// replicas that are not the leader), so that rate() sees the first failure.
+var upkeepRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "tasker_upkeep_runs_total",
+	Help: "Runs of the engine's maintenance (step timeouts, lost messages, retention) on the leader, by result.",
+}, []string{"result"})
+
+func init() {
+	upkeepRuns.WithLabelValues(upkeepSucceeded)
+	upkeepRuns.WithLabelValues(upkeepFailed)
+	metrics.Registry.MustRegister(upkeepRuns)
+}
 
 // dbCollector exports the database's task, step and queue figures.
 type dbCollector struct {

@@ -148,7 +148,9 @@ func (c *completer) flush(batch []completion) (claimed, extra int) {
 		return claimed, extra
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	began := time.Now()
 	steps, err := w.eng.Claim(ctx, queue, want, w.cfg.VisibilityTimeout, w.cfg.ID)
+	observeSince(w.metrics.claimCalls, began)
 	cancel()
 	if err != nil {
 		w.log.Warn("claim after a report failed (the queue's claim loop claims at its next poll)", "queue", queue,
@@ -171,7 +173,9 @@ func (c *completer) report(batch []completion, want int) []engine.ClaimedStep {
 		taken   []engine.ClaimedStep
 	)
 	err := c.retry(len(batch), func(ctx context.Context) (err error) {
+		began := time.Now()
 		results, taken, err = w.eng.CompleteAndClaim(ctx, comps, want, w.cfg.VisibilityTimeout, w.cfg.ID)
+		observeSince(w.metrics.completeCalls, began)
 		return err
 	})
 	if err != nil {

@@ -45,7 +45,8 @@
 //     the attempt, reports what is outstanding and removes its record.
 //   - Observability: structured logs (log/slog; logr through logr.ToSlogHandler), Prometheus metrics
 //     (tasker_worker_steps_claimed_total, _succeeded_total, _failed_total, _retried_total, _released_total,
-//     _lost_total, tasker_worker_handler_duration_seconds, tasker_worker_in_flight) and a row in tasker.workers
+//     _lost_total, tasker_worker_handler_duration_seconds, tasker_worker_in_flight,
+//     tasker_worker_protocol_call_duration_seconds) and a row in tasker.workers
 //     (id, queues, slots, in-flight, last heartbeat) refreshed every Config.RecordInterval.
 //
 // Handlers must be idempotent, or at least safe to run twice: a worker that dies after a handler's side effect

@@ -276,7 +276,9 @@ func (w *Worker) claimLoop(ctx context.Context, queue string) {
 		// A claim that started runs to its end even if ctx ends meanwhile: what it got is given back below,
 		// rather than left to expire (which would count an attempt).
 		cctx, cancel := context.WithTimeout(bg, 30*time.Second)
+		began := time.Now()
 		claimed, err := w.eng.Claim(cctx, queue, n, w.cfg.VisibilityTimeout, w.cfg.ID)
+		observeSince(w.metrics.claimCalls, began)
 		cancel()
 		w.slots.give(n - len(claimed))
 		if err != nil {
@@ -608,8 +610,10 @@ func (w *Worker) fail(j *job, herr error) {
 	}
 	var r engine.FailResult
 	err := w.retryDB(j, func(ctx context.Context) error {
+		began := time.Now()
 		var err error
 		r, err = w.eng.Fail(ctx, j.claim.Lease, f)
+		observeSince(w.metrics.failCalls, began)
 		return err
 	})
 	attrs := append(j.attrs(), "err", msg)

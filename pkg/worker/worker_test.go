@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/enginetest"
@@ -551,29 +552,57 @@ func TestWorkerRecordAndMetrics(t *testing.T) {
 	if got["tasker_worker_handler_duration_seconds"] != 3 {
 		t.Errorf("handler duration samples = %v", got["tasker_worker_handler_duration_seconds"])
 	}
+	// Protocol calls: the claims (at least one per queue poll), the successes' reports (one or two batches) and
+	// the one failure.
+	calls := histogramCounts(t, reg, "tasker_worker_protocol_call_duration_seconds", "call")
+	if calls["claim"] == 0 || calls["complete"] == 0 || calls["complete"] > 2 || calls["fail"] != 1 || len(calls) != 3 {
+		t.Errorf("protocol call samples %v, want claim > 0, complete 1 or 2, fail 1", calls)
+	}
 }
 
 // metricSums adds up every series of each metric (histograms: their sample counts).
 func metricSums(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
+	got := map[string]float64{}
+	eachSeries(t, reg, func(name string, m *dto.Metric) {
+		switch {
+		case m.Counter != nil:
+			got[name] += m.Counter.GetValue()
+		case m.Gauge != nil:
+			got[name] += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			got[name] += float64(m.Histogram.GetSampleCount())
+		}
+	})
+	return got
+}
+
+// histogramCounts returns the sample counts of a histogram's series, by the value of one label.
+func histogramCounts(t *testing.T, reg *prometheus.Registry, name, label string) map[string]uint64 {
+	t.Helper()
+	got := map[string]uint64{}
+	eachSeries(t, reg, func(n string, m *dto.Metric) {
+		for _, l := range m.GetLabel() {
+			if n == name && l.GetName() == label {
+				got[l.GetValue()] += m.GetHistogram().GetSampleCount()
+			}
+		}
+	})
+	return got
+}
+
+// eachSeries calls f with every series reg gathers.
+func eachSeries(t *testing.T, reg *prometheus.Registry, f func(name string, m *dto.Metric)) {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]float64{}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
-			switch {
-			case m.Counter != nil:
-				got[mf.GetName()] += m.Counter.GetValue()
-			case m.Gauge != nil:
-				got[mf.GetName()] += m.Gauge.GetValue()
-			case m.Histogram != nil:
-				got[mf.GetName()] += float64(m.Histogram.GetSampleCount())
-			}
+			f(mf.GetName(), m)
 		}
 	}
-	return got
 }
 
 // Many workers, many tasks: every step runs and succeeds once; results flow down a chain.

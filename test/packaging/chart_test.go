@@ -60,7 +60,10 @@ func chartCases() []chartCase {
 		crds: true, keepCRDs: true, replicas: 1}
 	with := func(c chartCase, f func(*chartCase)) chartCase { f(&c); return c }
 	return []chartCase{
-		with(base, func(c *chartCase) { c.name = "defaults" }),
+		with(base, func(c *chartCase) {
+			c.name = "defaults"
+			c.check = func(t *testing.T, objs Objects) { checkNoMonitoring(t, objs) }
+		}),
 		with(base, func(c *chartCase) {
 			c.name = "existing-secret"
 			c.values = "database: {existingSecret: pg-operator, existingSecretKey: dsn, maxConns: 4}"
@@ -155,6 +158,32 @@ metrics:
 					}
 				}
 			}
+		}),
+		with(base, func(c *chartCase) {
+			c.name = "alerts-dashboard"
+			c.values = `
+metrics:
+  prometheusRule: {enabled: true, labels: {release: prometheus}}
+  dashboard: {enabled: true, namespace: grafana, labels: {grafana_dashboard: "1", team: data}, annotations: {grafana_folder: Tasker}}`
+			c.check = func(t *testing.T, objs Objects) {
+				rule := objs.One(t, "PrometheusRule", fullname)
+				if rule.GetLabels()["release"] != "prometheus" || rule.GetLabels()["app.kubernetes.io/instance"] != releaseName {
+					t.Errorf("PrometheusRule labels %v", rule.GetLabels())
+				}
+				checkRulesFromSource(t, rule)
+				cm := toTyped[corev1.ConfigMap](t, objs.One(t, "ConfigMap", fullname+"-dashboard").Object)
+				if cm.Namespace != "grafana" || cm.Labels["grafana_dashboard"] != "1" || cm.Labels["team"] != "data" ||
+					cm.Annotations["grafana_folder"] != "Tasker" {
+					t.Errorf("dashboard ConfigMap %s/%s labels %v annotations %v", cm.Namespace, cm.Name, cm.Labels, cm.Annotations)
+				}
+				checkDashboardFromSource(t, cm.Data)
+			}
+		}),
+		with(base, func(c *chartCase) {
+			c.name = "alerts-dashboard-metrics-off"
+			c.values = "metrics: {enabled: false, prometheusRule: {enabled: true}, dashboard: {enabled: true}}"
+			c.metrics = false
+			c.check = func(t *testing.T, objs Objects) { checkNoMonitoring(t, objs) }
 		}),
 		with(base, func(c *chartCase) {
 			c.name = "crds-not-kept"
@@ -485,6 +514,14 @@ func checkChartMetrics(t *testing.T, objs Objects, mc *corev1.Container, enabled
 	objs.One(t, "ClusterRole", fullname+"-metrics-reader")
 }
 
+// checkNoMonitoring: no alerts and no dashboard (off by default, and without metrics there is nothing to show).
+func checkNoMonitoring(t *testing.T, objs Objects) {
+	t.Helper()
+	if n := len(objs.Find("PrometheusRule", "")) + len(objs.Find("ConfigMap", fullname+"-dashboard")); n != 0 {
+		t.Errorf("%d PrometheusRule or dashboard ConfigMap rendered", n)
+	}
+}
+
 // TestChartSelfSignedCertificateSurvivesUpgrade: with lookup reading the cluster (as `helm upgrade` does), a
 // second render reuses the CA and certificate of the first instead of generating new ones.
 func TestChartSelfSignedCertificateSurvivesUpgrade(t *testing.T) {
@@ -508,7 +545,8 @@ func TestChartSelfSignedCertificateSurvivesUpgrade(t *testing.T) {
 }
 
 // TestChartCopiesAreCurrent: the chart's copies of generated files (CRDs, the manager's ClusterRole, the webhook
-// configuration) equal their sources, and the README's values table matches values.yaml.
+// configuration) and of config/prometheus' alerts and dashboard equal their sources, and the README's values
+// table matches values.yaml.
 func TestChartCopiesAreCurrent(t *testing.T) {
 	bases, err := filepath.Glob(filepath.Join(repoRoot, "config", "crd", "bases", "*.yaml"))
 	if err != nil || len(bases) == 0 {
@@ -522,6 +560,8 @@ func TestChartCopiesAreCurrent(t *testing.T) {
 		"files/manager-role.yaml":      "config/rbac/role.yaml",
 		"files/webhook-manifests.yaml": "config/webhook/manifests.yaml",
 		"files/aggregate-roles.yaml":   "config/rbac/aggregate_roles.yaml",
+		"files/prometheus-rules.yaml":  "config/prometheus/rules.yaml",
+		"files/grafana-dashboard.json": "config/prometheus/grafana-dashboard.json",
 	}
 	for _, b := range bases {
 		pairs["files/crds/"+filepath.Base(b)] = "config/crd/bases/" + filepath.Base(b)
@@ -532,7 +572,13 @@ func TestChartCopiesAreCurrent(t *testing.T) {
 			t.Errorf("%v: run make manifests", err)
 			continue
 		}
-		if !equalIgnoringHeader(copyData, readRepoFile(t, source)) {
+		sourceData := readRepoFile(t, source)
+		// JSON has no comments: a JSON copy has no header.
+		same := equalIgnoringHeader(copyData, sourceData)
+		if filepath.Ext(copyPath) == ".json" {
+			same = bytes.Equal(copyData, sourceData)
+		}
+		if !same {
 			t.Errorf("charts/tasker-operator/%s differs from %s: run make manifests", copyPath, source)
 		}
 	}
@@ -549,7 +595,8 @@ func TestChartCopiesAreCurrent(t *testing.T) {
 // TestChartLints: Helm's own linter (what `helm lint --strict` runs) finds nothing to warn about, with the default
 // values and with each CRD option.
 func TestChartLints(t *testing.T) {
-	for _, values := range []string{"", "crds: {keep: false}", "crds: {enabled: false}"} {
+	for _, values := range []string{"", "crds: {keep: false}", "crds: {enabled: false}",
+		"metrics: {prometheusRule: {enabled: true}, dashboard: {enabled: true}}"} {
 		vals, err := chartutil.ReadValues([]byte(values))
 		if err != nil {
 			t.Fatal(err)
@@ -579,6 +626,8 @@ func TestChartRejectsBadValues(t *testing.T) {
 		"shared-queue-name": {"sharedQueues: [{name: GPU}]", "'/sharedQueues/0/name'"},
 		"shared-queue-key":  {"sharedQueues: [{name: gpu, namespace: [a]}]", "namespace"},
 		"crds-typo":         {"crds: {keeep: false}", "keeep"},
+		"dashboard-typo":    {"metrics: {dashboard: {enable: true}}", "enable"},
+		"rule-label-type":   {"metrics: {prometheusRule: {labels: {severity: 1}}}", "'/metrics/prometheusRule/labels/severity'"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := renderChartFiles("tasker-bad", tc.values, nil)

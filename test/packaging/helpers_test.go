@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -505,5 +507,28 @@ func checkScraper(t *testing.T, objs Objects, sm *unstructured.Unstructured, sa,
 	b := toTyped[rbacv1.ClusterRoleBinding](t, objs.One(t, "ClusterRoleBinding", sa).Object)
 	if b.RoleRef.Name != reader || len(b.Subjects) != 1 || b.Subjects[0].Name != sa {
 		t.Errorf("scraper binding %+v, want %s bound to %s", b, sa, reader)
+	}
+}
+
+// checkRulesFromSource: a rendered PrometheusRule holds the groups of config/prometheus/rules.yaml, unchanged.
+func checkRulesFromSource(t *testing.T, rule *unstructured.Unstructured) {
+	t.Helper()
+	const path = "config/prometheus/rules.yaml"
+	source := parseObjects(t, path, readRepoFile(t, path)).One(t, "PrometheusRule", "alerts")
+	want, _, _ := unstructured.NestedSlice(source.Object, "spec", "groups")
+	got, _, _ := unstructured.NestedSlice(rule.Object, "spec", "groups")
+	if len(want) == 0 || !reflect.DeepEqual(got, want) {
+		t.Errorf("PrometheusRule %s/%s: its groups differ from those of %s", rule.GetNamespace(), rule.GetName(), path)
+	}
+}
+
+// checkDashboardFromSource: a dashboard ConfigMap's data is config/prometheus/grafana-dashboard.json alone, under
+// the file name Grafana's sidecar writes it to.
+func checkDashboardFromSource(t *testing.T, data map[string]string) {
+	t.Helper()
+	const path = "config/prometheus/grafana-dashboard.json"
+	want := strings.TrimRight(string(readRepoFile(t, path)), "\n")
+	if len(data) != 1 || strings.TrimRight(data["tasker-operator.json"], "\n") != want {
+		t.Errorf("dashboard ConfigMap: keys %v, want tasker-operator.json holding %s", slices.Sorted(maps.Keys(data)), path)
 	}
 }

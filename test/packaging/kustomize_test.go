@@ -98,8 +98,9 @@ func mountsSecret(tmpl *corev1.PodTemplateSpec, c *corev1.Container, secret, pat
 	return false
 }
 
-// TestKustomizeOptionalOverlays: the overlays applied beside config/default (ServiceMonitor, NetworkPolicies,
-// the GitOps migration Job, the CRDs alone) build and pass a dry run, and select what config/default creates.
+// TestKustomizeOptionalOverlays: the overlays applied beside config/default (ServiceMonitor, alerts and
+// dashboard, NetworkPolicies, the GitOps migration Job, the CRDs alone) build and pass a dry run, and select what
+// config/default creates.
 func TestKustomizeOptionalOverlays(t *testing.T) {
 	def := kustomizeBuild(t, "config/default")
 	manager := podSpecs(t, def)["Deployment/tasker-controller-manager"]
@@ -116,6 +117,14 @@ func TestKustomizeOptionalOverlays(t *testing.T) {
 		}
 		def.One(t, "ClusterRole", "tasker-metrics-reader")
 		checkScraper(t, objs, sm, "tasker-metrics-scraper", "tasker-metrics-reader")
+		rule := objs.One(t, "PrometheusRule", "tasker-alerts")
+		checkRulesFromSource(t, rule)
+		cm := toTyped[corev1.ConfigMap](t, objs.One(t, "ConfigMap", "tasker-grafana-dashboard").Object)
+		if cm.Labels["grafana_dashboard"] != "1" || rule.GetNamespace() != "tasker-system" || cm.Namespace != "tasker-system" {
+			t.Errorf("dashboard ConfigMap %s/%s labels %v, PrometheusRule in %q", cm.Namespace, cm.Name, cm.Labels,
+				rule.GetNamespace())
+		}
+		checkDashboardFromSource(t, cm.Data)
 	})
 	t.Run("network-policy", func(t *testing.T) {
 		objs := kustomizeBuild(t, "config/network-policy")
