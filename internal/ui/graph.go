@@ -23,7 +23,7 @@ type graphNode struct {
 
 // maxLabel is the number of characters of a step name that fit a box; longer names are cut (the tooltip and
 // the panel have them whole).
-const maxLabel = 22
+const maxLabel = 24
 
 // renderGraph draws the nodes as an inline SVG (layoutDAG's layered drawing): boxes coloured by state (CSS
 // classes s-<state>), each a link to its step panel (?step=NAME), edges from a dependency to its dependants.
@@ -71,7 +71,7 @@ func renderGraph(nodes []graphNode, selected string) template.HTML {
 			fmt.Fprintf(&b, `<rect class="stack" x="4" y="-4" width="%d" height="%d" rx="6"/>`, nodeWidth, nodeHeight)
 		}
 		fmt.Fprintf(&b, `<rect width="%d" height="%d" rx="6"/><text class="name" x="10" y="17">%s</text><text class="sub" x="10" y="33">%s</text></a>`,
-			nodeWidth, nodeHeight, esc(cut(n.Name, maxLabel)), esc(cut(nodeSub(n, state), maxLabel+6)))
+			nodeWidth, nodeHeight, esc(cut(n.Name, maxLabel)), esc(cut(nodeSub(n, state), maxLabel+8)))
 	}
 	b.WriteString(`</g></svg>`)
 	return template.HTML(b.String()) //nolint:gosec // every interpolated text is escaped above

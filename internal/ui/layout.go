@@ -7,7 +7,7 @@ import (
 
 // Geometry of the drawn graph, in SVG user units (CSS pixels): layers run left to right.
 const (
-	nodeWidth   = 172 // a node's box
+	nodeWidth   = 190 // a node's box
 	nodeHeight  = 42
 	dummyHeight = 10 // the slot a long edge takes in a layer it crosses
 	layerGap    = 60 // horizontal room between two layers, for the edges

@@ -29,7 +29,8 @@ type taskRow struct {
 	Created                                    time.Time
 	// Age is how long ago it was created; Duration how long it ran (so far, when it still runs).
 	Age, Duration time.Duration
-	Running       bool
+	// Started is false before the first step ran (no Duration); Running until the Task finishes.
+	Started, Running bool
 }
 
 // taskList is the list page's data.
@@ -85,6 +86,7 @@ func buildList(tasks []taskerv1alpha1.Task, f taskFilter, now time.Time) taskLis
 		row := taskRow{Namespace: tk.Namespace, Name: tk.Name, Phase: phaseOf(tk), Progress: tk.Status.Progress,
 			Template: templateOf(tk), Created: tk.CreationTimestamp.Time, Age: now.Sub(tk.CreationTimestamp.Time)}
 		if st := tk.Status.StartedAt; st != nil {
+			row.Started = true
 			end := now
 			if c := tk.Status.CompletedAt; c != nil {
 				end = c.Time

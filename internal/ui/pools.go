@@ -10,6 +10,7 @@ import (
 	"time"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/cli"
 )
 
 // Size of a pool's chart, in CSS pixels.
@@ -57,14 +58,18 @@ func (s *Server) poolsPage(w http.ResponseWriter, _ *http.Request) {
 			row.LastScale = &t.Time
 		}
 		samples, since := s.pools.samples(p.Namespace, p.Name)
-		row.Chart = renderChart(samples, now.Add(-s.pools.window), now)
+		from := now.Add(-s.pools.window)
+		if since.After(from) {
+			from = since // an hour at most, since the UI started
+		}
+		row.Chart = renderChart(samples, from, now)
 		l.Since = since
 		l.Pools = append(l.Pools, row)
 	}
 	s.render(w, "pools", http.StatusOK, page{Title: "WorkerPools", Nav: "pools", Watch: "pool", Data: l})
 }
 
-// renderChart draws a pool's readings between from and to as an SVG: the backlog as a filled step area scaled to
+// renderChart draws a pool's readings between from and to (labelled by its length) as an SVG: the backlog as a filled step area scaled to
 // its maximum, desired and ready replicas as step lines scaled to theirs. A reading holds until the next one; the
 // time before the first reading is left blank.
 func renderChart(samples []poolSample, from, to time.Time) template.HTML {
@@ -108,7 +113,7 @@ func renderChart(samples []poolSample, from, to time.Time) template.HTML {
 		fmt.Fprintf(&b, `<path class="desired" d="%s"/>`, step(func(s poolSample) float64 { return float64(s.Desired) }, float64(maxReplicas)))
 		fmt.Fprintf(&b, `<path class="ready" d="%s"/>`, step(func(s poolSample) float64 { return float64(s.Ready) }, float64(maxReplicas)))
 	}
-	fmt.Fprintf(&b, `<text x="2" y="10">backlog ≤ %d · replicas ≤ %d</text><text x="%d" y="10" text-anchor="end">-1h … now</text></svg>`,
-		maxBacklog, maxReplicas, chartWidth-2)
+	fmt.Fprintf(&b, `<text x="2" y="10">backlog ≤ %d · replicas ≤ %d</text><text x="%d" y="10" text-anchor="end">last %s</text></svg>`,
+		maxBacklog, maxReplicas, chartWidth-2, cli.FormatDuration(to.Sub(from)))
 	return template.HTML(b.String()) //nolint:gosec // numbers only
 }

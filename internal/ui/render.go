@@ -20,6 +20,7 @@ var pages = func() map[string]*template.Template {
 		"lower":    strings.ToLower,
 		"duration": cli.FormatDuration,
 		"clock":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+		"instant":  func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
 		"asset":    func(name string) string { return "/static/" + name + "?v=" + assetVersion },
 		"args": func(name, label, value string, choices []string) selectArgs {
 			return selectArgs{Name: name, Label: label, Value: value, Choices: choices}
