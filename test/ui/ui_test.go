@@ -139,6 +139,7 @@ func TestThousandStepTask(t *testing.T) {
 	}
 	f := pageFigures(t, browser)
 	t.Logf("UI figures, 1,000-step Task: %s", f)
+	screenshot(t, browser, "task-1000")
 	if f.GraphDrawnMs > 15000 {
 		t.Errorf("the 1,000-step graph took %.0f ms to draw", f.GraphDrawnMs)
 	}
