@@ -202,7 +202,7 @@ func TestEventsStreamTheChangesAPageWatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" || resp.Header.Get("Content-Encoding") != "" {
 		t.Fatalf("content type %q, encoding %q", ct, resp.Header.Get("Content-Encoding"))
 	}

@@ -49,8 +49,7 @@ type timing struct {
 }
 
 func (s *Server) stepPanelFragment(w http.ResponseWriter, r *http.Request) {
-	ns, name := r.PathValue("namespace"), r.PathValue("name")
-	tk, ok := s.getTask(w, ns, name)
+	tk, ok := s.getTask(w, r)
 	if !ok {
 		return
 	}

@@ -36,8 +36,7 @@ type stateCount struct {
 }
 
 func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
-	ns, name := r.PathValue("namespace"), r.PathValue("name")
-	tk, ok := s.getTask(w, ns, name)
+	tk, ok := s.getTask(w, r)
 	if !ok {
 		return
 	}
@@ -47,11 +46,13 @@ func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
 	if step != "" {
 		d.Panel = s.stepPanel(r.Context(), tk, d.View, step)
 	}
-	s.render(w, "task", http.StatusOK, page{Title: ns + "/" + name, Nav: "tasks", Watch: "task " + ns + "/" + name, Data: d})
+	key := tk.Namespace + "/" + tk.Name
+	s.render(w, "task", http.StatusOK, page{Title: key, Nav: "tasks", Watch: "task " + key, Data: d})
 }
 
-// getTask reads a Task or answers the request with why it cannot.
-func (s *Server) getTask(w http.ResponseWriter, ns, name string) (*taskerv1alpha1.Task, bool) {
+// getTask reads the Task of the request's path or answers the request with why it cannot.
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request) (*taskerv1alpha1.Task, bool) {
+	ns, name := r.PathValue("namespace"), r.PathValue("name")
 	tk, err := s.opts.Cluster.Task(ns, name)
 	switch {
 	case apierrors.IsNotFound(err):

@@ -65,10 +65,10 @@ func applySamples(t *testing.T, ns string) []string {
 
 // kindRank orders the sample files: WorkerPool, TaskTemplate, then Tasks.
 func kindRank(file string) int {
-	switch base := filepath.Base(file); {
-	case base == "tasker_v1alpha1_workerpool.yaml":
+	switch filepath.Base(file) {
+	case "tasker_v1alpha1_workerpool.yaml":
 		return 0
-	case base == "tasker_v1alpha1_tasktemplate_report.yaml":
+	case "tasker_v1alpha1_tasktemplate_report.yaml":
 		return 1
 	}
 	return 2

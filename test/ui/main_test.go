@@ -7,6 +7,7 @@ package ui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -30,58 +31,65 @@ var (
 	uiURL string
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var stops []func()
+	err := setup(ctx, &stops)
+	code := 1
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test/ui:", err)
+	} else {
+		code = m.Run()
+	}
+	cancel()
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i]()
+	}
+	os.Exit(code)
+}
 
-func run(m *testing.M) int {
+// setup starts PostgreSQL, the control plane with the operator on its own database, and the UI; stops collects
+// what to stop afterwards, in the reverse order.
+func setup(ctx context.Context, stops *[]func()) error {
 	teardown, err := pgtest.Setup(pgtest.Options{})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
-	defer teardown()
+	*stops = append(*stops, teardown)
 	url, err := pgtest.CreateDatabase("ui")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
 	// The operator writes status at most every 200 ms, so that the UI's updates are seen quickly.
 	db, err := operator.NewDatabase(url, store.Options{MaxConns: 10}, engine.Options{}, false, testenv.Logger())
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
-	env, err = testenv.Start(testenv.Options{Operator: operator.Options{Database: db, UpkeepInterval: time.Second,
-		StatusInterval: 200 * time.Millisecond}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	if env, err = testenv.Start(testenv.Options{Operator: operator.Options{Database: db, UpkeepInterval: time.Second,
+		StatusInterval: 200 * time.Millisecond}}); err != nil {
+		return err
 	}
-	defer env.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	*stops = append(*stops, env.Stop)
 	for deadline := time.Now().Add(time.Minute); db.Ready() != nil; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			fmt.Fprintln(os.Stderr, "the operator's database never became ready")
-			return 1
+			return errors.New("the operator's database never became ready")
 		}
 	}
-	dbPool, err = store.Open(ctx, url, store.Options{MaxConns: 8, ApplicationName: "ui-test"})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	if dbPool, err = store.Open(ctx, url, store.Options{MaxConns: 8, ApplicationName: "ui-test"}); err != nil {
+		return err
 	}
-	defer dbPool.Close()
+	*stops = append(*stops, dbPool.Close)
 	running, err := ui.Start(ctx, ui.Config{REST: env.Config, Scheme: operator.NewScheme(), Address: "127.0.0.1:0",
 		Database: engine.New(dbPool, engine.Options{}), ErrorLog: log.New(os.Stderr, "ui: ", log.LstdFlags)})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
+	// Stopped first (the context is cancelled before the stops run): wait for it before the pool closes.
+	*stops = append(*stops, func() {
+		if err := running.Wait(); err != nil {
+			fmt.Fprintln(os.Stderr, "ui:", err)
+		}
+	})
 	uiURL = running.URL
-	code := m.Run()
-	cancel()
-	if err := running.Wait(); err != nil {
-		fmt.Fprintln(os.Stderr, "ui:", err)
-	}
-	return code
+	return nil
 }
