@@ -96,7 +96,7 @@ verify-fmt: ## Fail if gofmt would change a file.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: test
-test: envtest-assets kustomize python-deps verify-generated verify-fmt vet lint ## Everything CI runs: provisioning, generated-file check, vet, unit + envtest + PostgreSQL tests, a short fuzzing run.
+test: envtest-assets kustomize python-deps browser-deps verify-generated verify-fmt vet lint ## Everything CI runs: provisioning, generated-file check, vet, unit + envtest + PostgreSQL tests, a short fuzzing run.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" KUSTOMIZE="$(KUSTOMIZE)" go test -count=1 -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
@@ -203,6 +203,10 @@ envtest-assets: ## Build kube-apiserver, kube-controller-manager and etcd into t
 .PHONY: python-deps
 python-deps: ## Install Debian's python3-psycopg2 for the second-language worker test (idempotent).
 	@hack/python-deps.sh
+
+.PHONY: browser-deps
+browser-deps: ## Install Debian's chromium for the web UI's browser test, test/ui (idempotent; prints its path).
+	@hack/browser-deps.sh
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into the cache.

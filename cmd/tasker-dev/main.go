@@ -39,7 +39,8 @@ func devCmd() *cobra.Command {
 		Short: "Run the local stack (PostgreSQL, kube-apiserver, operator, workers) with the demo workflows",
 		Long: `dev starts, all on loopback: a PostgreSQL cluster (data under --dir, kept across runs), etcd and
 kube-apiserver from the hack/ cache, the CRDs and webhooks, the operator, and a runner that keeps as many
-reference-worker processes alive as each WorkerPool's Deployment asks for (it stands in for kubelet). It applies
+reference-worker processes alive as each WorkerPool's Deployment asks for (it stands in for kubelet), and the web UI
+(its URL is printed beside the kubeconfig). It applies
 config/samples and a burst of small Tasks, shows their progress, and stops everything it started when the demo is
 done (or on Ctrl-C). 'make demo' builds what is missing and runs it.`,
 		SilenceUsage: true, SilenceErrors: true,
@@ -87,6 +88,7 @@ done (or on Ctrl-C). 'make demo' builds what is missing and runs it.`,
 	f.StringVar(&cfg.WorkerBin, "worker-bin", "bin/worker", "The reference worker binary.")
 	f.IntVar(&cfg.Burst, "burst", 200, "Small Tasks applied after the samples, to make the pool scale up and down.")
 	f.BoolVar(&cfg.Keep, "keep", false, "Keep the stack up after the demo finished, until Ctrl-C.")
+	f.StringVar(&cfg.UIAddress, "ui-address", "127.0.0.1:0", "Address of the web UI while the stack runs (port 0: a free one; the URL is printed).")
 	f.StringVar(&live, "live", "auto", "Redraw the progress in place: auto (when stdout is a terminal), true or false.")
 	return cmd
 }

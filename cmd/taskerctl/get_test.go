@@ -226,25 +226,31 @@ func TestNamespaceFlags(t *testing.T) {
 func TestImpersonation(t *testing.T) {
 	mine, other := env.NewNamespace(t, "as"), env.NewNamespace(t, "as")
 	createTask(t, mine, "mine", taskerv1alpha1.TaskRunning, nil)
-	ctx := context.Background()
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Namespace: mine, Name: "task-reader"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{taskerv1alpha1.GroupVersion.Group}, Resources: []string{"tasks"}, Verbs: []string{"get", "list"}}},
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: mine, Name: "reader"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "reader"}},
-	}
-	for _, obj := range []client.Object{role, binding} {
-		if err := env.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-	}
+	grantTaskReader(t, mine, "reader")
 
 	taskerctl(t, "--as", "nobody", "get", "-n", mine).want(t, exitOther, "", `Error from server (Forbidden): tasks.tasker.dev is forbidden: `+
 		`User "nobody" cannot list resource "tasks" in API group "tasker.dev" in the namespace "`+mine+`"`+"\n")
 	taskerctl(t, "--as", "reader", "get", "-n", mine, "-o", "name").want(t, 0, "task.tasker.dev/mine\n", "")
 	taskerctl(t, "--as", "reader", "get", "mine", "-n", other).want(t, exitOther, "", `Error from server (Forbidden): tasks.tasker.dev "mine" is forbidden: `+
 		`User "reader" cannot get resource "tasks" in API group "tasker.dev" in the namespace "`+other+`"`+"\n")
+}
+
+// grantTaskReader lets user get, list and watch the Tasks of ns (and nothing else).
+func grantTaskReader(t *testing.T, ns, user string) {
+	t.Helper()
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "task-reader"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{taskerv1alpha1.GroupVersion.Group}, Resources: []string{"tasks"},
+			Verbs: []string{"get", "list", "watch"}}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+	}
+	for _, obj := range []client.Object{role, binding} {
+		if err := env.Client.Create(context.Background(), obj); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

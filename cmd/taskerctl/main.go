@@ -84,7 +84,7 @@ func newRoot() *cobra.Command {
 		"PostgreSQL URL of the tasker database (default $TASKER_DATABASE_URL): with it, describe shows every step with results.")
 
 	root.AddCommand(getCmd(g), describeCmd(g), historyCmd(g), watchCmd(g), waitCmd(g), cancelCmd(g),
-		actionCmd(g, taskerv1alpha1.ActionRetry), actionCmd(g, taskerv1alpha1.ActionResolve), actionCmd(g, taskerv1alpha1.ActionComplete))
+		actionCmd(g, taskerv1alpha1.ActionRetry), actionCmd(g, taskerv1alpha1.ActionResolve), actionCmd(g, taskerv1alpha1.ActionComplete), uiCmd(g))
 	// Shell completion (`taskerctl completion bash|zsh|fish|powershell`, cobra's) of Task and step names.
 	for _, c := range root.Commands() {
 		switch c.Name() {
@@ -159,11 +159,16 @@ func (g *globals) view(ctx context.Context, tk *taskerv1alpha1.Task) (cli.TaskVi
 
 // engine opens the database of --database-url (one connection) for reads; call closeDB when done.
 func (g *globals) engine(ctx context.Context) (eng *engine.Engine, closeDB func(), err error) {
+	return g.engineConns(ctx, 1)
+}
+
+// engineConns is engine with a pool of conns connections.
+func (g *globals) engineConns(ctx context.Context, conns int32) (eng *engine.Engine, closeDB func(), err error) {
 	cfg, err := g.config.ToRESTConfig()
 	if err != nil {
 		return nil, nil, err
 	}
-	pool, err := store.Open(ctx, g.databaseURL, store.Options{MaxConns: 1, ApplicationName: "taskerctl"})
+	pool, err := store.Open(ctx, g.databaseURL, store.Options{MaxConns: conns, ApplicationName: "taskerctl"})
 	if err != nil {
 		return nil, nil, err
 	}

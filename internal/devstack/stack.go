@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -37,6 +38,7 @@ import (
 	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/store"
 	"github.com/tasker-operator/tasker-operator/internal/testenv"
+	"github.com/tasker-operator/tasker-operator/internal/ui"
 )
 
 // Config says where things are and how the demo behaves.
@@ -57,6 +59,9 @@ type Config struct {
 	Live bool
 	// Out receives the progress.
 	Out io.Writer
+	// UIAddress is where the web UI listens while the stack runs (host:port); default 127.0.0.1:0, a free port
+	// (the URL is printed beside the kubeconfig).
+	UIAddress string
 }
 
 // Namespace is where the demo's objects go.
@@ -70,6 +75,8 @@ type Result struct {
 	ReplicasAfter           int32
 	Elapsed                 time.Duration
 	Kubeconfig, DatabaseURL string
+	// UIURL is the web UI's address.
+	UIURL string
 }
 
 // Run starts the stack, runs the demo and stops everything it started before returning, also on error or when
@@ -80,6 +87,9 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	}
 	if cfg.Out == nil {
 		cfg.Out = os.Stdout
+	}
+	if cfg.UIAddress == "" {
+		cfg.UIAddress = "127.0.0.1:0"
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(cfg.Out, "==> "+format+"\n", args...) }
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "logs"), 0o755); err != nil {
@@ -141,21 +151,37 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 	go func() { runner.Run(runCtx, 300*time.Millisecond); close(runnerDone) }()
 	defer func() { stopRunner(); <-runnerDone }()
 
-	fmt.Fprintf(cfg.Out, "\nkubeconfig: %s\n  KUBECONFIG=%s kubectl get tasks,workerpools -n %s\n  (workers are local processes; the runner stands in for kubelet — see docs/local-stack.md)\n\n",
-		res.Kubeconfig, res.Kubeconfig, Namespace)
+	pool, err := store.Open(ctx, dbURL, store.Options{MaxConns: 6, ApplicationName: "taskerctl-dev"})
+	if err != nil {
+		return res, err
+	}
+	defer pool.Close()
+	eng := engine.New(pool, engine.Options{})
+
+	// The web UI, as `taskerctl ui -A --database-url` serves it, for as long as the stack runs.
+	uiLog, err := os.Create(filepath.Join(cfg.Dir, "logs", "ui.log"))
+	if err != nil {
+		return res, err
+	}
+	defer func() { _ = uiLog.Close() }()
+	uiCtx, stopUI := context.WithCancel(ctx)
+	webUI, err := ui.Start(uiCtx, ui.Config{REST: restCfg, Scheme: operator.NewScheme(), Database: eng, Address: cfg.UIAddress,
+		ErrorLog: log.New(uiLog, "", log.LstdFlags)})
+	if err != nil {
+		stopUI()
+		return res, fmt.Errorf("web UI: %w", err)
+	}
+	defer func() { stopUI(); _ = webUI.Wait() }()
+	res.UIURL = webUI.URL
+
+	fmt.Fprintf(cfg.Out, "\nkubeconfig: %s\n  KUBECONFIG=%s kubectl get tasks,workerpools -n %s\nweb UI:     %s\n  (workers are local processes; the runner stands in for kubelet — see docs/local-stack.md)\n\n",
+		res.Kubeconfig, res.Kubeconfig, Namespace, res.UIURL)
 
 	samples, burst, err := applyDemo(ctx, c, cfg, dbURL)
 	if err != nil {
 		return res, err
 	}
 	res.Samples, res.BurstTasks = len(samples), burst
-
-	pool, err := store.Open(ctx, dbURL, store.Options{MaxConns: 2, ApplicationName: "taskerctl-dev"})
-	if err != nil {
-		return res, err
-	}
-	defer pool.Close()
-	eng := engine.New(pool, engine.Options{})
 
 	// Progress until every Task succeeded and the pool came back down.
 	phase := "running"

@@ -55,6 +55,7 @@ var (
 	sqlTaskChanges     = mustSQL("task_changes")
 	sqlHistory         = mustSQL("history")
 	sqlLatestChange    = mustSQL("latest_task_change")
+	sqlStepInputs      = mustSQL("step_inputs")
 )
 
 // Defaults of Options.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -203,6 +204,23 @@ func TestDemo(t *testing.T) {
 		}
 		return out.has("all sample tasks succeeded")
 	})
+	// The web UI's address is printed beside the kubeconfig, and it serves the demo's Tasks.
+	uiURL := regexp.MustCompile(`(?m)^web UI: +(http://127\.0\.0\.1:\d+/)$`).FindStringSubmatch(out.all())
+	if uiURL == nil {
+		t.Fatalf("no web UI address in the demo's output:\n%s", out.all())
+	}
+	for path, want := range map[string]string{"tasks?namespace=demo": `data-task="demo/order-fulfillment" data-phase="Succeeded"`,
+		"tasks/demo/order-fulfillment": `data-step="charge-payment"`} {
+		resp, err := http.Get(uiURL[1] + path)
+		if err != nil {
+			t.Fatalf("web UI: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("web UI %s: %s, lacks %s\n%s", path, resp.Status, want, body)
+		}
+	}
 	waitFor(t, 5*time.Minute, "the pool to scale back down", func() bool { return out.has("back down to") })
 	if !out.has("scaled up to") {
 		t.Fatalf("the pool did not scale up during the burst:\n%s", out.all())
