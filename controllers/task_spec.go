@@ -111,6 +111,7 @@ func engineStepSpec(path *field.Path, s *taskerv1alpha1.StepSpec) (engine.StepSp
 	if s.Inputs != nil {
 		out.Inputs = json.RawMessage(s.Inputs.Raw)
 	}
+	out.When = s.When
 	if s.DelaySeconds != nil {
 		out.Delay = time.Duration(*s.DelaySeconds) * time.Second
 	}

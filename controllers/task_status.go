@@ -47,6 +47,7 @@ func applyEngineState(status *taskerv1alpha1.TaskStatus, st *engine.TaskState) {
 		Cancelled: int32(c[engine.StepCancelled]),
 		Skipped:   int32(c[engine.StepSkipped]),
 		Resolved:  int32(c[engine.StepResolved]),
+		Omitted:   int32(c[engine.StepOmitted]),
 	}
 	status.Progress = strconv.Itoa(st.Done()) + "/" + strconv.Itoa(len(st.Steps))
 	n := min(len(st.Steps), taskerv1alpha1.MaxStepSummaries)

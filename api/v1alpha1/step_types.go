@@ -87,6 +87,16 @@ type StepSpec struct {
 	// +optional
 	DelaySeconds *int32 `json:"delaySeconds,omitempty"`
 
+	// When is a condition: the step runs only if it holds when the step becomes ready, else it is omitted —
+	// finished without running, its dependents see a null result (Argo's "Omitted"), which is not "skipped" (an
+	// upstream step failed). A SQL/JSON path predicate, evaluated by PostgreSQL over
+	// {"context": <the Task's context>, "deps": {<dependency>: <its result>}}, e.g.
+	// `$.deps.review.approved == true`, `$.context.region == "eu"`, `exists($.deps.lookup.coupon)`; an unknown
+	// result (e.g. comparing a string with a number) counts as false. Checked at admission.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	When string `json:"when,omitempty"`
+
 	// NotBefore is the earliest time the step can run (RFC 3339, e.g. "2026-12-24T18:00:00Z"); with
 	// delaySeconds, the later of the two. A time already past does not delay it.
 	// +optional

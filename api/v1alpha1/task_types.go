@@ -171,12 +171,15 @@ type StepCounts struct {
 	Cancelled int32 `json:"cancelled,omitempty"`
 	Skipped   int32 `json:"skipped,omitempty"`
 	Resolved  int32 `json:"resolved,omitempty"`
+	// Omitted steps did not run: their condition (when) was false.
+	Omitted int32 `json:"omitted,omitempty"`
 }
 
 // StepSummary is the state of one step, as the database had it at the last status write.
 type StepSummary struct {
 	Name string `json:"name"`
-	// State is one of pending, enqueued, running, retrying, succeeded, failed, cancelled, skipped, resolved.
+	// State is one of pending, enqueued, running, retrying, succeeded, failed, cancelled, skipped, resolved,
+	// omitted.
 	State    string `json:"state"`
 	Attempts int32  `json:"attempts,omitempty"`
 	// +optional

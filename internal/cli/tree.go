@@ -226,7 +226,7 @@ var stateColors = map[string]string{
 	"succeeded": "32", "Succeeded": "32", "resolved": "32",
 	"failed": "31", "Failed": "31",
 	"running": "36", "Running": "36", "retrying": "33",
-	"cancelled": "90", "Cancelled": "90", "skipped": "90",
+	"cancelled": "90", "Cancelled": "90", "skipped": "90", "omitted": "90",
 }
 
 func paint(on bool, state, text string) string {

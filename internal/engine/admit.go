@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/tasker-operator/tasker-operator/internal/dag"
 	"github.com/tasker-operator/tasker-operator/internal/pgmq"
 )
@@ -89,6 +90,11 @@ type StepSpec struct {
 	// NotBefore, when set, is the earliest time an attempt of the step becomes claimable (with Delay, the later
 	// of the two).
 	NotBefore time.Time
+	// When, if set, is a condition: a SQL/JSON path predicate over {"context": <the task's context>, "deps":
+	// {<dependency>: <its result>}}, e.g. `$.deps.review.approved == true`, evaluated by PostgreSQL as the step
+	// becomes ready. False or unknown: the step is omitted (StepOmitted): it finishes without running, and its
+	// children see a null result. Checked at admission (at most 1024 characters, a predicate).
+	When string
 }
 
 // MaxDelay bounds StepSpec.Delay: ten years, as the SQL document's delay_seconds.
@@ -162,6 +168,24 @@ type admitStep struct {
 	TimeoutSeconds int64           `json:"timeout_seconds"`
 	DelaySeconds   float64         `json:"delay_seconds,omitempty"`
 	NotBefore      *time.Time      `json:"not_before,omitempty"`
+	When           string          `json:"when,omitempty"`
+}
+
+// ConditionProblems says, for each condition (StepSpec.When), why it cannot be one ("" when it can), as admission
+// will: PostgreSQL parses it, and it must be a predicate. The admission webhook calls it, so that a bad condition
+// is refused when the Task is applied.
+func (e *Engine) ConditionProblems(ctx context.Context, conditions []string) ([]string, error) {
+	cctx, cancel := e.callCtx(ctx)
+	defer cancel()
+	rows, err := e.pool.Query(cctx, sqlConditions, conditions)
+	if err != nil {
+		return nil, dbError(ctx, "check conditions", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, dbError(ctx, "check conditions", err)
+	}
+	return out, nil
 }
 
 // Validate checks spec without admitting it and returns a *SpecError listing every problem, or nil.
@@ -314,6 +338,7 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 			TimeoutSeconds: int64(math.Ceil(s.Timeout.Seconds())),
 			DelaySeconds:   float64(s.Delay.Milliseconds()) / 1000,
 			NotBefore:      notBefore,
+			When:           s.When,
 		}
 	}
 	if len(errs) > 0 {

@@ -50,6 +50,7 @@ var (
 	sqlStepsByTaskKey  = mustSQL("steps_by_task_key")
 	sqlUpkeep          = mustSQL("upkeep")
 	sqlDropQueues      = mustSQL("drop_unused_queues")
+	sqlConditions      = mustSQL("condition_problems")
 	sqlWorkerHeartbeat = mustSQL("worker_heartbeat")
 	sqlWorkerStopped   = mustSQL("worker_stopped")
 	sqlTaskChanges     = mustSQL("task_changes")

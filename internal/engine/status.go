@@ -42,16 +42,17 @@ const (
 	StepCancelled StepPhase = "cancelled" // stopped: task cancelled, or failed elsewhere
 	StepSkipped   StepPhase = "skipped"   // cannot run: a dependency failed
 	StepResolved  StepPhase = "resolved"  // marked done by an operator
+	StepOmitted   StepPhase = "omitted"   // not run: its condition (StepSpec.When) was false; done, no result
 )
 
 // AllStepPhases lists the step states in their usual order of progress.
 var AllStepPhases = []StepPhase{StepPending, StepEnqueued, StepRunning, StepRetrying, StepSucceeded, StepFailed,
-	StepCancelled, StepSkipped, StepResolved}
+	StepCancelled, StepSkipped, StepResolved, StepOmitted}
 
 // Finished reports whether the phase is terminal.
 func (p StepPhase) Finished() bool {
 	switch p {
-	case StepSucceeded, StepFailed, StepCancelled, StepSkipped, StepResolved:
+	case StepSucceeded, StepFailed, StepCancelled, StepSkipped, StepResolved, StepOmitted:
 		return true
 	}
 	return false

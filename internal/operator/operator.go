@@ -101,16 +101,21 @@ func Setup(mgr ctrl.Manager, opts Options) (*Components, error) {
 		return nil, fmt.Errorf("workerpool controller: %w", err)
 	}
 	if opts.EnableWebhooks {
-		if err := SetupWebhooks(mgr); err != nil {
+		var conditions webhook.ConditionChecker
+		if opts.Database != nil {
+			conditions = opts.Database.Engine
+		}
+		if err := SetupWebhooks(mgr, conditions); err != nil {
 			return nil, err
 		}
 	}
 	return &Components{Tasks: tasks}, nil
 }
 
-// SetupWebhooks registers only the validating webhooks.
-func SetupWebhooks(mgr ctrl.Manager) error {
-	if err := webhook.Setup(mgr); err != nil {
+// SetupWebhooks registers only the validating webhooks; conditions checks the steps' conditions (nil: the
+// engine does, at admission).
+func SetupWebhooks(mgr ctrl.Manager, conditions webhook.ConditionChecker) error {
+	if err := webhook.Setup(mgr, conditions); err != nil {
 		return fmt.Errorf("webhooks: %w", err)
 	}
 	return nil

@@ -143,7 +143,7 @@ func Start(opts Options) (*Env, error) {
 	}
 	e.Manager = mgr
 	if opts.SkipOperator {
-		err = operator.SetupWebhooks(mgr)
+		err = operator.SetupWebhooks(mgr, nil)
 	} else {
 		opOpts := opts.Operator
 		opOpts.EnableWebhooks = true

@@ -14,29 +14,41 @@ import (
 // +kubebuilder:webhook:path=/validate-tasker-dev-v1alpha1-task,mutating=false,failurePolicy=fail,sideEffects=None,groups=tasker.dev,resources=tasks,verbs=create;update,versions=v1alpha1,name=vtask.tasker.dev,admissionReviewVersions=v1
 // +kubebuilder:webhook:path=/validate-tasker-dev-v1alpha1-tasktemplate,mutating=false,failurePolicy=fail,sideEffects=None,groups=tasker.dev,resources=tasktemplates,verbs=create;update,versions=v1alpha1,name=vtasktemplate.tasker.dev,admissionReviewVersions=v1
 
-// Setup registers the validating webhooks of Task and TaskTemplate with the manager.
-func Setup(mgr ctrl.Manager) error {
-	if err := ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.Task{}).WithValidator(TaskValidator{}).Complete(); err != nil {
+// Setup registers the validating webhooks of Task and TaskTemplate with the manager. conditions checks the steps'
+// conditions (nil: they are left to the engine's admission, with a warning).
+func Setup(mgr ctrl.Manager, conditions ConditionChecker) error {
+	if err := ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.Task{}).
+		WithValidator(TaskValidator{Conditions: conditions}).Complete(); err != nil {
 		return err
 	}
-	return ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.TaskTemplate{}).WithValidator(TaskTemplateValidator{}).Complete()
+	return ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.TaskTemplate{}).
+		WithValidator(TaskTemplateValidator{Conditions: conditions}).Complete()
 }
 
 // TaskValidator rejects Tasks whose step graph is invalid.
-type TaskValidator struct{}
+type TaskValidator struct {
+	// Conditions checks the steps' conditions; nil leaves them to the engine.
+	Conditions ConditionChecker
+}
 
 var _ admission.Validator[*taskerv1alpha1.Task] = TaskValidator{}
 
-func (TaskValidator) ValidateCreate(_ context.Context, task *taskerv1alpha1.Task) (admission.Warnings, error) {
-	return nil, invalid(task.Name, "Task", ValidateTask(task))
+func (v TaskValidator) ValidateCreate(ctx context.Context, task *taskerv1alpha1.Task) (admission.Warnings, error) {
+	return v.validate(ctx, task)
 }
 
-func (TaskValidator) ValidateUpdate(_ context.Context, _, task *taskerv1alpha1.Task) (admission.Warnings, error) {
+func (v TaskValidator) ValidateUpdate(ctx context.Context, _, task *taskerv1alpha1.Task) (admission.Warnings, error) {
 	// Objects being deleted only lose finalizers; never block that on their content.
 	if task.DeletionTimestamp != nil {
 		return nil, nil
 	}
-	return nil, invalid(task.Name, "Task", ValidateTask(task))
+	return v.validate(ctx, task)
+}
+
+func (v TaskValidator) validate(ctx context.Context, task *taskerv1alpha1.Task) (admission.Warnings, error) {
+	errs := ValidateTask(task)
+	condErrs, warnings := checkConditions(ctx, v.Conditions, field.NewPath("spec", "steps"), task.Spec.Steps)
+	return warnings, invalid(task.Name, "Task", append(errs, condErrs...))
 }
 
 func (TaskValidator) ValidateDelete(context.Context, *taskerv1alpha1.Task) (admission.Warnings, error) {
@@ -44,19 +56,28 @@ func (TaskValidator) ValidateDelete(context.Context, *taskerv1alpha1.Task) (admi
 }
 
 // TaskTemplateValidator rejects TaskTemplates whose step graph is invalid.
-type TaskTemplateValidator struct{}
+type TaskTemplateValidator struct {
+	// Conditions checks the steps' conditions; nil leaves them to the engine.
+	Conditions ConditionChecker
+}
 
 var _ admission.Validator[*taskerv1alpha1.TaskTemplate] = TaskTemplateValidator{}
 
-func (TaskTemplateValidator) ValidateCreate(_ context.Context, t *taskerv1alpha1.TaskTemplate) (admission.Warnings, error) {
-	return nil, invalid(t.Name, "TaskTemplate", ValidateTaskTemplate(t))
+func (v TaskTemplateValidator) ValidateCreate(ctx context.Context, t *taskerv1alpha1.TaskTemplate) (admission.Warnings, error) {
+	return v.validate(ctx, t)
 }
 
-func (TaskTemplateValidator) ValidateUpdate(_ context.Context, _, t *taskerv1alpha1.TaskTemplate) (admission.Warnings, error) {
+func (v TaskTemplateValidator) ValidateUpdate(ctx context.Context, _, t *taskerv1alpha1.TaskTemplate) (admission.Warnings, error) {
 	if t.DeletionTimestamp != nil {
 		return nil, nil
 	}
-	return nil, invalid(t.Name, "TaskTemplate", ValidateTaskTemplate(t))
+	return v.validate(ctx, t)
+}
+
+func (v TaskTemplateValidator) validate(ctx context.Context, t *taskerv1alpha1.TaskTemplate) (admission.Warnings, error) {
+	errs := ValidateTaskTemplate(t)
+	condErrs, warnings := checkConditions(ctx, v.Conditions, field.NewPath("spec", "steps"), t.Spec.Steps)
+	return warnings, invalid(t.Name, "TaskTemplate", append(errs, condErrs...))
 }
 
 func (TaskTemplateValidator) ValidateDelete(context.Context, *taskerv1alpha1.TaskTemplate) (admission.Warnings, error) {

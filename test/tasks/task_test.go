@@ -84,12 +84,15 @@ func TestSamplesSucceed(t *testing.T) {
 		// delayed waits at least delay after its first dependency finished.
 		delayed, after string
 		delay          time.Duration
+		// omitted is the step whose condition is false: it does not run; the others succeed.
+		omitted string
 	}{
 		{file: "tasker_v1alpha1_task_linear.yaml", steps: 3, wantStepFields: true},
 		{file: "tasker_v1alpha1_task_order_fulfillment.yaml", steps: 4, retriedStep: "charge-payment", wantStepFields: true},
 		{file: "tasker_v1alpha1_task_from_template.yaml", steps: 3, wantStepFields: true},
 		{file: "tasker_v1alpha1_task_delayed.yaml", steps: 3, wantStepFields: true, delayed: "send-reminder",
 			after: "confirm-order", delay: 3 * time.Second},
+		{file: "tasker_v1alpha1_task_conditional.yaml", steps: 5, wantStepFields: true, omitted: "explain-refusal"},
 	}
 	for _, s := range samples {
 		var tk taskerv1alpha1.Task
@@ -103,8 +106,18 @@ func TestSamplesSucceed(t *testing.T) {
 			loadSample(t, s.file, &tk)
 			got := waitPhase(t, ns, tk.Name, taskerv1alpha1.TaskSucceeded, 60*time.Second)
 			st := got.Status
-			if st.StepCounts.Total != s.steps || st.StepCounts.Succeeded != s.steps || st.Progress != fmt.Sprintf("%d/%d", s.steps, s.steps) {
-				t.Errorf("counts %+v progress %q, want %d succeeded", st.StepCounts, st.Progress, s.steps)
+			omitted := int32(0)
+			if s.omitted != "" {
+				omitted = 1
+			}
+			if st.StepCounts.Total != s.steps || st.StepCounts.Succeeded != s.steps-omitted || st.StepCounts.Omitted != omitted ||
+				st.Progress != fmt.Sprintf("%d/%d", s.steps, s.steps) {
+				t.Errorf("counts %+v progress %q, want %d succeeded, %d omitted", st.StepCounts, st.Progress, s.steps-omitted, omitted)
+			}
+			for _, sum := range st.Steps {
+				if want := sum.Name == s.omitted; want != (sum.State == "omitted") || want && sum.Attempts != 0 {
+					t.Errorf("step %s: %s after %d attempts", sum.Name, sum.State, sum.Attempts)
+				}
 			}
 			if len(st.Steps) != int(s.steps) || st.TaskID == 0 || st.StartedAt == nil || st.CompletedAt == nil {
 				t.Errorf("status incomplete: %+v", st)
@@ -609,4 +622,21 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// The webhook checks a step's condition with the database's own SQL/JSON path parser: kubectl apply is refused
+// with the field named.
+func TestBadConditionIsRefusedAtApply(t *testing.T) {
+	ns := newNamespace(t)
+	for when, want := range map[string]string{
+		`$.deps.first`: "must be a predicate",
+		`$.deps.(`:     "not a SQL/JSON path expression",
+	} {
+		s := step("second", "echo", "first")
+		s.When = when
+		err := env.Client.Create(context.Background(), newTask(ns, "bad-when", step("first", "echo"), s))
+		if err == nil || !strings.Contains(err.Error(), "spec.steps[1].when") || !strings.Contains(err.Error(), want) {
+			t.Errorf("when %q: %v, want spec.steps[1].when: %s", when, err, want)
+		}
+	}
 }

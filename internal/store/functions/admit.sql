@@ -43,7 +43,7 @@ BEGIN
                coalesce(nullif(x.s ->> 'queue', ''), spec ->> 'queue') AS queue, x.s -> 'depends_on' AS deps,
                (x.s ->> 'max_attempts')::integer AS max_attempts, (x.s ->> 'backoff_base_ms')::bigint AS base_ms,
                (x.s ->> 'backoff_max_ms')::bigint AS max_ms, (x.s ->> 'backoff_jitter')::double precision AS jitter,
-               (x.s ->> 'timeout_seconds')::bigint AS timeout
+               (x.s ->> 'timeout_seconds')::bigint AS timeout, x.s ->> 'when' AS cond
         FROM jsonb_array_elements(spec -> 'steps') WITH ORDINALITY AS x (s, ord)
     )
     SELECT p.msg INTO v_problem FROM (
@@ -69,6 +69,9 @@ BEGIN
                           AND coalesce(s.base_ms, 1000) >= 0
                           AND coalesce(s.max_ms, 300000) BETWEEN coalesce(s.base_ms, 1000) AND 86400000
                           AND coalesce(s.jitter, 0.2) BETWEEN 0 AND 1 AND coalesce(s.timeout, 0) >= 0)
+        UNION ALL
+        SELECT s.i, 7, format('spec.steps[%s].when: %s', s.i, tasker._when_problem(s.cond))
+        FROM s WHERE s.cond IS NOT NULL AND tasker._when_problem(s.cond) IS NOT NULL
         UNION ALL
         SELECT s.i, 6, format('spec.steps[%s].depends_on: unknown step %s', s.i, quote_nullable(d.name))
         FROM s CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(s.deps, '[]')) AS d (name)
@@ -97,14 +100,16 @@ BEGIN
     END IF;
 
     INSERT INTO tasker.steps (task_id, name, handler, queue, inputs, max_attempts, backoff_base_ms, backoff_max_ms,
-                              backoff_jitter, timeout_seconds, parent_count, remaining_parents, delay_ms, not_before)
+                              backoff_jitter, timeout_seconds, parent_count, remaining_parents, delay_ms, not_before,
+                              condition)
     SELECT v_id, x.s ->> 'name', x.s ->> 'handler', coalesce(nullif(x.s ->> 'queue', ''), spec ->> 'queue'),
            x.s -> 'inputs', coalesce((x.s ->> 'max_attempts')::integer, 3),
            coalesce((x.s ->> 'backoff_base_ms')::integer, 1000), coalesce((x.s ->> 'backoff_max_ms')::integer, 300000),
            coalesce((x.s ->> 'backoff_jitter')::real, 0.2), coalesce((x.s ->> 'timeout_seconds')::integer, 0),
            jsonb_array_length(coalesce(x.s -> 'depends_on', '[]')),
            jsonb_array_length(coalesce(x.s -> 'depends_on', '[]')),
-           round(coalesce((x.s ->> 'delay_seconds')::numeric, 0) * 1000)::bigint, (x.s ->> 'not_before')::timestamptz
+           round(coalesce((x.s ->> 'delay_seconds')::numeric, 0) * 1000)::bigint, (x.s ->> 'not_before')::timestamptz,
+           (x.s ->> 'when')::jsonpath
     FROM jsonb_array_elements(spec -> 'steps') WITH ORDINALITY AS x (s, ord)
     ORDER BY x.ord;
 
@@ -114,6 +119,13 @@ BEGIN
     CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(x.s -> 'depends_on', '[]')) AS d (name)
     JOIN tasker.steps AS c ON c.task_id = v_id AND c.name = x.s ->> 'name'
     JOIN tasker.steps AS p ON p.task_id = v_id AND p.name = d.name;
+
+    -- Parents of conditional steps take their task's whole lock set when they complete (complete.sql).
+    IF jsonb_path_exists(spec, '$.steps[*] ? (exists(@.when) && @.when != null)') THEN
+        UPDATE tasker.steps AS p SET conditional_children = true
+        WHERE p.id IN (SELECT e.parent_id FROM tasker.steps AS c JOIN tasker.step_edges AS e ON e.child_id = c.id
+                       WHERE c.task_id = v_id AND c.condition IS NOT NULL);
+    END IF;
 
     FOR v_queue IN SELECT DISTINCT s.queue FROM tasker.steps AS s WHERE s.task_id = v_id ORDER BY 1 LOOP
         PERFORM tasker._ensure_queue(v_queue);
@@ -228,9 +240,9 @@ DECLARE
                                           'seconds', 'array'];
     c_step_keys  CONSTANT text[] := ARRAY['name', 'handler', 'queue', 'depends_on', 'inputs', 'max_attempts',
                                           'backoff_base_ms', 'backoff_max_ms', 'backoff_jitter', 'timeout_seconds',
-                                          'delay_seconds', 'not_before'];
+                                          'delay_seconds', 'not_before', 'when'];
     c_step_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'strings', 'any', 'integer',
-                                          'integer', 'integer', 'number', 'integer', 'seconds', 'timestamp'];
+                                          'integer', 'integer', 'number', 'integer', 'seconds', 'timestamp', 'string'];
     v_problem text;
 BEGIN
     IF jsonb_typeof(spec) IS DISTINCT FROM 'object' THEN

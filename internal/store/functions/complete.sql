@@ -46,6 +46,7 @@ DECLARE
     v_claimed    bigint[] := '{}';
     v_pending    bigint[];
     v_later      bigint[];
+    v_conditional boolean;
     v_problem    text;
     v_problem_at bigint;
     v_failed     boolean;
@@ -95,8 +96,9 @@ BEGIN
     END IF;
 
     -- 1. Before any lock: delete the messages of the steps these leases hold (see locks.sql).
-    SELECT array_agg(s.task_id), array_agg(s.queue), array_agg(s.msg_id), array_agg(s.id)
-    INTO v_tasks, v_queues, v_msgs, v_steps
+    SELECT array_agg(s.task_id), array_agg(s.queue), array_agg(s.msg_id), array_agg(s.id),
+           bool_or(s.conditional_children)
+    INTO v_tasks, v_queues, v_msgs, v_steps, v_conditional
     FROM unnest(leases) AS l (lease)
     JOIN tasker.steps AS s ON s.id = tasker.lease_step_id(l.lease) AND s.lease = l.lease
     WHERE s.state = 'running';
@@ -112,8 +114,12 @@ BEGIN
     -- 2. Lock the steps and the children whose parent counts this changes (ascending id, see locks.sql), then
     --    finish the steps whose lease is (still) valid. Steps without children need no lock first: the guarded
     --    update below locks them (in ascending id order too). The task rows are not locked until step 4.
+    --    A child with a condition may be omitted, which releases its own children and counts its task: then the
+    --    tasks' whole lock set is taken instead (_lock_tasks, as failures and upkeep do), before anything else.
     v_children := ARRAY(SELECT e.child_id FROM tasker.step_edges AS e WHERE e.parent_id = ANY (v_steps));
-    IF cardinality(v_children) > 0 THEN
+    IF v_conditional THEN
+        PERFORM tasker._lock_tasks(ARRAY(SELECT DISTINCT x.id FROM unnest(v_tasks) AS x (id)));
+    ELSIF cardinality(v_children) > 0 THEN
         PERFORM 1 FROM tasker.steps AS s WHERE s.id = ANY (v_steps || v_children) ORDER BY s.id FOR NO KEY UPDATE OF s;
     END IF;
     WITH i AS MATERIALIZED ( -- in step id order, which is the order the update locks them in
@@ -149,8 +155,8 @@ BEGIN
         END IF;
 
         -- 3. Children: count the finished parents off; those with none left are enqueued (one update each), and
-        --    the first max_claims of them that the caller may claim (mine) are claimed for it. Those with a delay
-        --    (later) are enqueued by _enqueue, visible only when the delay is over, and never claimed here.
+        --    the first max_claims of them that the caller may claim (mine) are claimed for it. Those with a delay or
+        --    a condition (later) go through _enqueue, which delays or omits them, and are never claimed here.
         SELECT array_agg(c.id), array_agg(c.n),
                array_agg(c.id) FILTER (WHERE c.ready AND NOT c.mine), array_agg(c.queue) FILTER (WHERE c.ready AND NOT c.mine),
                array_agg(c.task_id) FILTER (WHERE c.ready AND NOT c.mine),
@@ -169,7 +175,8 @@ BEGIN
                     FROM (SELECT e.child_id, count(*)::integer AS n FROM tasker.step_edges AS e
                           WHERE e.parent_id = ANY (v_ids) GROUP BY e.child_id) AS x
                     JOIN tasker.steps AS s ON s.id = x.child_id
-                    CROSS JOIN LATERAL (SELECT s.delay_ms > 0 OR coalesce(s.not_before > clock_timestamp(), false) AS delayed) AS d
+                    CROSS JOIN LATERAL (SELECT s.delay_ms > 0 OR coalesce(s.not_before > clock_timestamp(), false)
+                                               OR s.condition IS NOT NULL AS delayed) AS d
                     LEFT JOIN tasker.queues AS q ON q.name = s.queue) AS c) AS c;
         IF v_children IS NOT NULL THEN
             IF v_ready IS NOT NULL THEN
@@ -202,7 +209,8 @@ BEGIN
                                                     complete_and_claim.worker_id);
             END IF;
             IF v_later IS NOT NULL THEN
-                -- Ready children with a delay (migration 0012): counted off above, enqueued visible later.
+                -- Ready children with a delay or a condition: counted off above, enqueued (visible later) or
+                -- omitted by _enqueue.
                 PERFORM tasker._enqueue(v_later, 'dependencies finished');
             END IF;
         END IF;

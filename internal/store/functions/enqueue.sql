@@ -8,7 +8,8 @@ $fn$;
 
 -- Sends a message for each step and moves it to enqueued (from pending, failed, ...), recording transitions. A
 -- step with a delay or a not_before ahead (_visible_at) gets a message that is visible only then, and
--- next_attempt_at says when.
+-- next_attempt_at says when. A pending step whose condition is false is omitted instead (conditions.sql); the
+-- caller then holds its task's lock set (_lock_tasks). Returns how many steps were enqueued.
 CREATE OR REPLACE FUNCTION tasker._enqueue(p_step_ids bigint[], p_reason text) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -21,8 +22,16 @@ DECLARE
     v_visible timestamptz[];
     v_now     integer[];
     v_sent    bigint[];
+    v_omit    bigint[];
     i         integer;
 BEGIN
+    IF EXISTS (SELECT FROM tasker.steps AS s WHERE s.id = ANY (p_step_ids) AND s.condition IS NOT NULL) THEN
+        v_omit := tasker._failed_conditions(p_step_ids);
+        IF cardinality(v_omit) > 0 THEN
+            PERFORM tasker._omit(v_omit);
+            p_step_ids := ARRAY(SELECT x.id FROM unnest(p_step_ids) AS x (id) WHERE NOT x.id = ANY (v_omit));
+        END IF;
+    END IF;
     SELECT array_agg(s.id), array_agg(s.queue), array_agg(s.task_id), array_agg(s.attempts + 1), array_agg(s.state),
            array_agg(tasker._visible_at(s.delay_ms, s.not_before))
     INTO v_ids, v_queues, v_tasks, v_att, v_states, v_visible

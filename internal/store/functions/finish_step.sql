@@ -28,6 +28,10 @@ BEGIN
         RETURN QUERY SELECT 'invalid_transition'::text, format('step %s is already %s', s.name, s.state);
         RETURN;
     END IF;
+    IF s.state = 'omitted' THEN -- its children went on already
+        RETURN QUERY SELECT 'invalid_transition'::text, format('step %s was omitted: its condition was false', s.name);
+        RETURN;
+    END IF;
     IF v_task_state = 'cancelled' THEN
         RETURN QUERY SELECT 'invalid_transition'::text, format('task %s is cancelled', p_task_id);
         RETURN;

@@ -32,7 +32,7 @@ BEGIN
         RETURN;
     END IF;
     SELECT s.state INTO v_state FROM tasker.steps AS s WHERE s.id = v_id AND s.lease = heartbeat.lease;
-    RETURN QUERY SELECT false, coalesce(v_state IN ('cancelled', 'skipped', 'succeeded', 'resolved', 'failed'), false),
+    RETURN QUERY SELECT false, coalesce(v_state IN ('cancelled', 'skipped', 'succeeded', 'resolved', 'failed', 'omitted'), false),
                         NULL::timestamptz;
 END;
 $fn$;

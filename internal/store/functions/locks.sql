@@ -19,7 +19,9 @@
 -- task's unfinished steps is changed under the task's lock by an UPDATE that sees the latest value (so exactly
 -- one call finishes the task), and whatever stops or changes a whole task (cancel, a failure that fails it, the
 -- operator's actions, upkeep) locks every step of the task first with _lock_tasks, which freezes it: no claim or
--- completion of any of its steps runs meanwhile, and those that waited see the new step states afterwards.
+-- completion of any of its steps runs meanwhile, and those that waited see the new step states afterwards. So does
+-- a completion of a step some child of which has a condition (steps.conditional_children): omitting the child
+-- reaches its own children and the task (conditions.sql), so the whole set is taken first, before any step lock.
 
 -- Locks every step of the given tasks (ascending id), then the tasks (ascending id). For calls that stop or
 -- change whole tasks; the caller must hold no step lock yet (the hot path locks only the steps it changes).

@@ -70,7 +70,7 @@ BEGIN
     WITH r AS (
         SELECT s.id, s.state,
                (SELECT count(*) FROM tasker.step_edges AS e JOIN tasker.steps AS p ON p.id = e.parent_id
-                WHERE e.child_id = s.id AND p.state NOT IN ('succeeded', 'resolved'))::integer AS remaining
+                WHERE e.child_id = s.id AND p.state NOT IN ('succeeded', 'resolved', 'omitted'))::integer AS remaining
         FROM tasker.steps AS s
         WHERE s.task_id = p_task_id AND s.state IN ('skipped', 'cancelled')
     ), u AS (

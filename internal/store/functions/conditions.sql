@@ -1,0 +1,85 @@
+-- Conditions (`when`, migration 0013): a SQL/JSON path predicate, evaluated by PostgreSQL (jsonb_path_match) over
+-- the document {"context": <the task's context>, "deps": {<dependency>: <its result>, ...}} in the transaction that
+-- would enqueue the step. True: the step is enqueued. False, or unknown (a comparison of different types, a path
+-- that finds nothing): the step is omitted (_omit). A predicate is checked when the task is admitted.
+
+-- Why p_when cannot be a step's condition (NULL: it can): not a SQL/JSON path, or not a predicate (a comparison,
+-- exists(...), like_regex, starts with, is unknown, && || !), which jsonb_path_match needs.
+CREATE OR REPLACE FUNCTION tasker._when_problem(p_when text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+    v_path jsonpath;
+    v_kind text;
+BEGIN
+    IF p_when IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF length(p_when) > 1024 THEN
+        RETURN 'must be at most 1024 characters';
+    END IF;
+    BEGIN
+        v_path := p_when::jsonpath;
+    EXCEPTION WHEN syntax_error OR invalid_parameter_value OR invalid_text_representation THEN
+        RETURN format('not a SQL/JSON path expression (%s)', SQLERRM);
+    END;
+    -- A predicate gives true, false or null (unknown) on any document; a plain path gives the items it finds, none
+    -- on this empty one.
+    v_kind := jsonb_typeof(jsonb_path_query_first('{"context": {}, "deps": {}}', v_path, silent => true));
+    IF v_kind IS NULL OR v_kind NOT IN ('boolean', 'null') THEN
+        RETURN 'must be a predicate that gives true or false, e.g. $.deps.review.approved == true '
+               'or exists($.context.coupon)';
+    END IF;
+    RETURN NULL;
+END;
+$fn$;
+
+-- The document a step's condition is evaluated over.
+CREATE OR REPLACE FUNCTION tasker._condition_document(p_step_id bigint) RETURNS jsonb
+LANGUAGE sql STABLE AS $fn$
+    SELECT jsonb_build_object(
+        'context', coalesce(t.context, 'null'::jsonb),
+        'deps', coalesce((SELECT jsonb_object_agg(p.name, coalesce(p.result, 'null'::jsonb))
+                          FROM tasker.step_edges AS e JOIN tasker.steps AS p ON p.id = e.parent_id
+                          WHERE e.child_id = s.id), '{}'::jsonb))
+    FROM tasker.steps AS s JOIN tasker.tasks AS t ON t.id = s.task_id
+    WHERE s.id = p_step_id
+$fn$;
+
+-- Of p_step_ids (steps about to be enqueued), the pending ones whose condition does not hold now (a failed step
+-- retried by an operator ran, so its condition held: it is not looked at again).
+CREATE OR REPLACE FUNCTION tasker._failed_conditions(p_step_ids bigint[]) RETURNS bigint[]
+LANGUAGE sql STABLE AS $fn$
+    SELECT coalesce(array_agg(s.id ORDER BY s.id), '{}')
+    FROM tasker.steps AS s
+    WHERE s.id = ANY (p_step_ids) AND s.state = 'pending' AND s.condition IS NOT NULL
+      AND NOT coalesce(jsonb_path_match(tasker._condition_document(s.id), s.condition, silent => true), false)
+$fn$;
+
+-- Omits pending steps whose condition is false: they finish without running (state omitted, no result, the
+-- condition in the transition's metadata), their children count them as done (and are enqueued, or omitted in
+-- turn, as they become ready), and their tasks count them as finished. The caller holds the tasks' locks
+-- (_lock_tasks: every step and the task), as every caller of _enqueue does when a step may have a condition.
+CREATE OR REPLACE FUNCTION tasker._omit(p_step_ids bigint[]) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_tasks bigint[];
+BEGIN
+    WITH u AS (
+        UPDATE tasker.steps AS s
+        SET state = 'omitted', finished_at = clock_timestamp(), next_attempt_at = NULL, updated_at = clock_timestamp()
+        WHERE s.id = ANY (p_step_ids) AND s.state = 'pending'
+        RETURNING s.id, s.task_id, s.attempts, s.condition
+    ), tr AS (
+        INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, reason, metadata)
+        SELECT u.task_id, u.id, 'pending', 'omitted', u.attempts, 'condition false',
+               jsonb_build_object('when', u.condition::text)
+        FROM u
+    )
+    SELECT array_agg(u.task_id) INTO v_tasks FROM u;
+    IF v_tasks IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM tasker._release_children(p_step_ids, true);
+    PERFORM tasker._count_finished(v_tasks);
+END;
+$fn$;

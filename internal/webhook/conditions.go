@@ -1,0 +1,59 @@
+package webhook
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+)
+
+// conditionCheckTimeout bounds the webhook's one query for a Task's conditions (the apiserver waits 10 s for the
+// whole review).
+const conditionCheckTimeout = 2 * time.Second
+
+// ConditionChecker checks step conditions (`when`) as the engine will when it admits them: with PostgreSQL's own
+// SQL/JSON path parser (engine.Engine.ConditionProblems), so that the webhook and the engine never disagree.
+type ConditionChecker interface {
+	// ConditionProblems returns, for each condition, why it cannot be one ("" when it can).
+	ConditionProblems(ctx context.Context, conditions []string) ([]string, error)
+}
+
+// checkConditions returns a field error for each step whose condition is not a predicate PostgreSQL can evaluate.
+// When they cannot be checked now (no checker, the database unreachable), it returns a warning instead: the
+// engine checks them again at admission, and the Task's Admitted condition then names the field.
+func checkConditions(ctx context.Context, checker ConditionChecker, stepsPath *field.Path,
+	steps []taskerv1alpha1.StepSpec) (field.ErrorList, admission.Warnings) {
+	var (
+		conds []string
+		at    []int
+	)
+	for i := range steps {
+		if steps[i].When != "" {
+			conds = append(conds, steps[i].When)
+			at = append(at, i)
+		}
+	}
+	if len(conds) == 0 {
+		return nil, nil
+	}
+	if checker == nil {
+		return nil, admission.Warnings{"the steps' conditions (when) are checked when the operator admits the Task"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, conditionCheckTimeout)
+	defer cancel()
+	problems, err := checker.ConditionProblems(ctx, conds)
+	if err != nil {
+		return nil, admission.Warnings{"the steps' conditions (when) could not be checked now (the database is " +
+			"unreachable); the operator checks them when it admits the Task"}
+	}
+	var errs field.ErrorList
+	for j, p := range problems {
+		if p != "" {
+			errs = append(errs, field.Invalid(stepsPath.Index(at[j]).Child("when"), conds[j], p))
+		}
+	}
+	return errs, nil
+}
