@@ -57,7 +57,7 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 			conditions.True(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonAdmitted, msg)
 			conditions.True(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, ReasonReachable, "")
 			if adm.Created {
-				observeAdmission(task.CreationTimestamp.Time)
+				observeAdmission(task.CreationTimestamp.Time, r.now())
 				r.event(task, corev1.EventTypeNormal, "Admitted", "Admit", "%s", msg)
 			}
 			return ctrl.Result{}, true, nil
