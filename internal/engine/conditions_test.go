@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,24 @@ func TestConditionsAreCheckedAtAdmission(t *testing.T) {
 		{Name: "a", Handler: "h"}, {Name: "b", Handler: "h", DependsOn: []string{"a"}, When: `$.deps.a`}}})
 	if err == nil || !strings.Contains(err.Error(), "spec.steps[1].when: must be a predicate") {
 		t.Errorf("admit with a non-predicate: %v", err)
+	}
+}
+
+// Omission goes round by round, not recursively: a chain of 1,000 steps whose conditions are all false is
+// omitted whole at admission (a recursive walk ran out of PostgreSQL's stack at a depth of 300).
+func TestLongChainOfOmittedSteps(t *testing.T) {
+	b := setup(t)
+	spec := engine.TaskSpec{Queue: "deep"}
+	for i := range 1000 {
+		s := engine.StepSpec{Name: fmt.Sprintf("s%d", i), Handler: "h", When: "false"}
+		if i > 0 {
+			s.DependsOn = []string{fmt.Sprintf("s%d", i-1)}
+		}
+		spec.Steps = append(spec.Steps, s)
+	}
+	id := b.admit(t, spec)
+	st := b.task(t, id)
+	if st.Phase != engine.TaskSucceeded || st.Counts[engine.StepOmitted] != 1000 {
+		t.Fatalf("task %s, counts %v: want succeeded with 1,000 omitted steps", st.Phase, st.Counts)
 	}
 }

@@ -1,7 +1,7 @@
 -- Conditions (`when`, migration 0013): a SQL/JSON path predicate, evaluated by PostgreSQL (jsonb_path_match) over
 -- the document {"context": <the task's context>, "deps": {<dependency>: <its result>, ...}} in the transaction that
 -- would enqueue the step. True: the step is enqueued. False, or unknown (a comparison of different types, a path
--- that finds nothing): the step is omitted (_omit). A predicate is checked when the task is admitted.
+-- that finds nothing): the step is omitted (_omit_steps). A predicate is checked when the task is admitted.
 
 -- Why p_when cannot be a step's condition (NULL: it can): not a SQL/JSON path, or not a predicate (a comparison,
 -- exists(...), like_regex, starts with, is unknown, && || !), which jsonb_path_match needs.
@@ -56,12 +56,14 @@ LANGUAGE sql STABLE AS $fn$
 $fn$;
 
 -- Omits pending steps whose condition is false: they finish without running (state omitted, no result, the
--- condition in the transition's metadata), their children count them as done (and are enqueued, or omitted in
--- turn, as they become ready), and their tasks count them as finished. The caller holds the tasks' locks
--- (_lock_tasks: every step and the task), as every caller of _enqueue does when a step may have a condition.
-CREATE OR REPLACE FUNCTION tasker._omit(p_step_ids bigint[]) RETURNS void
+-- condition in the transition's metadata), their tasks count them as finished, and their children count them as
+-- done. Returns the children that became ready, for _enqueue to settle (enqueue, or omit in turn). The caller
+-- holds the tasks' locks (_lock_tasks: every step and the task), as every caller of _enqueue does when a step may
+-- have a condition.
+CREATE OR REPLACE FUNCTION tasker._omit_steps(p_step_ids bigint[]) RETURNS bigint[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
+    v_ids   bigint[];
     v_tasks bigint[];
 BEGIN
     WITH u AS (
@@ -75,11 +77,11 @@ BEGIN
                jsonb_build_object('when', u.condition::text)
         FROM u
     )
-    SELECT array_agg(u.task_id) INTO v_tasks FROM u;
-    IF v_tasks IS NULL THEN
-        RETURN;
+    SELECT array_agg(u.id), array_agg(u.task_id) INTO v_ids, v_tasks FROM u;
+    IF v_ids IS NULL THEN
+        RETURN '{}';
     END IF;
-    PERFORM tasker._release_children(p_step_ids, true);
     PERFORM tasker._count_finished(v_tasks);
+    RETURN tasker._count_off_children(v_ids);
 END;
 $fn$;

@@ -6,11 +6,43 @@ LANGUAGE sql STABLE AS $fn$
                 THEN greatest(clock_timestamp() + p_delay_ms * interval '1 millisecond', p_not_before) END
 $fn$;
 
--- Sends a message for each step and moves it to enqueued (from pending, failed, ...), recording transitions. A
--- step with a delay or a not_before ahead (_visible_at) gets a message that is visible only then, and
--- next_attempt_at says when. A pending step whose condition is false is omitted instead (conditions.sql); the
--- caller then holds its task's lock set (_lock_tasks). Returns how many steps were enqueued.
+-- Moves each step to enqueued (from pending, failed, ...), recording transitions — except pending steps whose
+-- condition is false, which are omitted instead (conditions.sql); the caller then holds their task's lock set
+-- (_lock_tasks). An omitted step counts off its children, which may become ready and be omitted in turn: this goes
+-- round by round, not recursively, so a long chain of omitted steps needs no stack. Children made ready that way
+-- are enqueued with the reason 'dependencies finished'. Returns how many steps were enqueued.
 CREATE OR REPLACE FUNCTION tasker._enqueue(p_step_ids bigint[], p_reason text) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_ids      bigint[] := p_step_ids;
+    v_released bigint[] := '{}';
+    v_check    bigint[] := p_step_ids;
+    v_omit     bigint[];
+    v_ready    bigint[];
+    v_n        integer := 0;
+BEGIN
+    LOOP
+        v_omit := tasker._failed_conditions(v_check);
+        EXIT WHEN cardinality(v_omit) = 0;
+        v_ready := tasker._omit_steps(v_omit);
+        v_ids := ARRAY(SELECT x.id FROM unnest(v_ids) AS x (id) WHERE NOT x.id = ANY (v_omit));
+        v_released := ARRAY(SELECT x.id FROM unnest(v_released) AS x (id) WHERE NOT x.id = ANY (v_omit)) || v_ready;
+        v_check := v_ready;
+    END LOOP;
+    IF cardinality(v_ids) > 0 THEN
+        v_n := tasker._enqueue_now(v_ids, p_reason);
+    END IF;
+    IF cardinality(v_released) > 0 THEN
+        v_n := v_n + tasker._enqueue_now(v_released, 'dependencies finished');
+    END IF;
+    RETURN v_n;
+END;
+$fn$;
+
+-- Sends a message for each step and moves it to enqueued, recording transitions (_enqueue, once conditions are
+-- settled). A step with a delay or a not_before ahead (_visible_at) gets a message that is visible only then, and
+-- next_attempt_at says when. Returns how many steps were enqueued.
+CREATE OR REPLACE FUNCTION tasker._enqueue_now(p_step_ids bigint[], p_reason text) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_ids     bigint[];
@@ -22,16 +54,8 @@ DECLARE
     v_visible timestamptz[];
     v_now     integer[];
     v_sent    bigint[];
-    v_omit    bigint[];
     i         integer;
 BEGIN
-    IF EXISTS (SELECT FROM tasker.steps AS s WHERE s.id = ANY (p_step_ids) AND s.condition IS NOT NULL) THEN
-        v_omit := tasker._failed_conditions(p_step_ids);
-        IF cardinality(v_omit) > 0 THEN
-            PERFORM tasker._omit(v_omit);
-            p_step_ids := ARRAY(SELECT x.id FROM unnest(p_step_ids) AS x (id) WHERE NOT x.id = ANY (v_omit));
-        END IF;
-    END IF;
     SELECT array_agg(s.id), array_agg(s.queue), array_agg(s.task_id), array_agg(s.attempts + 1), array_agg(s.state),
            array_agg(tasker._visible_at(s.delay_ms, s.not_before))
     INTO v_ids, v_queues, v_tasks, v_att, v_states, v_visible
@@ -84,12 +108,26 @@ $fn$;
 CREATE OR REPLACE FUNCTION tasker._release_children(p_step_ids bigint[], p_enqueue boolean) RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
+    v_ready bigint[];
+BEGIN
+    v_ready := tasker._count_off_children(p_step_ids);
+    IF p_enqueue AND cardinality(v_ready) > 0 THEN
+        PERFORM tasker._enqueue(v_ready, 'dependencies finished');
+    END IF;
+END;
+$fn$;
+
+-- Counts steps that just became done (succeeded, resolved, omitted) off their children's remaining parents, and
+-- returns the children that became ready (pending, none left).
+CREATE OR REPLACE FUNCTION tasker._count_off_children(p_step_ids bigint[]) RETURNS bigint[]
+LANGUAGE plpgsql AS $fn$
+DECLARE
     v_children bigint[];
     v_ready    bigint[];
 BEGIN
     v_children := ARRAY(SELECT DISTINCT e.child_id FROM tasker.step_edges AS e WHERE e.parent_id = ANY (p_step_ids));
     IF cardinality(v_children) = 0 THEN
-        RETURN;
+        RETURN '{}';
     END IF;
     WITH u AS (
         UPDATE tasker.steps AS c
@@ -100,10 +138,9 @@ BEGIN
         WHERE c.id = ANY (v_children)
         RETURNING c.id, c.state, c.remaining_parents
     )
-    SELECT array_agg(u.id) FILTER (WHERE u.remaining_parents = 0 AND u.state = 'pending') INTO v_ready FROM u;
-    IF p_enqueue AND v_ready IS NOT NULL THEN
-        PERFORM tasker._enqueue(v_ready, 'dependencies finished');
-    END IF;
+    SELECT coalesce(array_agg(u.id) FILTER (WHERE u.remaining_parents = 0 AND u.state = 'pending'), '{}') INTO v_ready
+    FROM u;
+    RETURN v_ready;
 END;
 $fn$;
 
