@@ -204,11 +204,32 @@ def run(cur, step, worker_id, max_claims, visibility_timeout):
         log(msg="step failed", worker=worker_id, task=step["task_id"], step=step["step_name"],
             attempt=step["attempt"], status=status, next_attempt_at=next_at)
         return []
-    cur.execute(COMPLETE, (step["lease"], json.dumps(result), max_claims, visibility_timeout, worker_id))
+    encoded = json.dumps(result)
+    if has_nul(result):  # PostgreSQL's jsonb cannot store U+0000: fail the step with the reason instead
+        cur.execute(FAIL, (step["lease"], json.dumps({"message": "the result holds the character U+0000, which "
+                                                      "PostgreSQL's jsonb cannot store"}), False))
+        log(msg="step failed", worker=worker_id, task=step["task_id"], step=step["step_name"],
+            attempt=step["attempt"], status=cur.fetchone()[1])
+        return []
+    cur.execute(COMPLETE, (step["lease"], encoded, max_claims, visibility_timeout, worker_id))
     rows = cur.fetchall()
-    log(msg="step completed", worker=worker_id, task=step["task_id"], step=step["step_name"],
-        attempt=step["attempt"], status=rows[0][1])
+    status = rows[0][1]
+    # result_refused: the database refused the result (over tasker.max_result_bytes(), or what a child would
+    # receive from its parents over its limit) and failed the step, with the reason as its error.
+    log(msg="step completed" if status == "succeeded" else "step not completed", worker=worker_id,
+        task=step["task_id"], step=step["step_name"], attempt=step["attempt"], status=status)
     return [dict(zip(COLUMNS, row[2:])) for row in rows[1:]]
+
+
+def has_nul(value):
+    """Whether a string (or key) in value holds U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(has_nul(v) for v in value)
+    return False
 
 
 def wait_for_work(listener, queue, timeout):
