@@ -49,6 +49,16 @@ func (r *TaskReconciler) runActions(ctx context.Context, task *taskerv1alpha1.Ta
 				result = a.Result.Raw
 			}
 			err = r.Engine.CompleteStep(ctx, status.TaskID, a.Step, result)
+		case taskerv1alpha1.ActionSignal:
+			var payload []byte
+			if a.Result != nil {
+				payload = a.Result.Raw
+			}
+			reason := a.Reason
+			if reason == "" {
+				reason = "sent by action " + a.ID
+			}
+			err = r.Engine.Signal(ctx, status.TaskID, a.Signal, payload, reason)
 		default:
 			err = fmt.Errorf("%w: unknown action type %q", engine.ErrInvalidArgument, a.Type)
 		}
@@ -56,7 +66,10 @@ func (r *TaskReconciler) runActions(ctx context.Context, task *taskerv1alpha1.Ta
 		switch {
 		case err == nil:
 			record.Message = fmt.Sprintf("%s of step %q done", a.Type, a.Step)
-			r.event(task, corev1.EventTypeNormal, string(a.Type), string(a.Type), "action %s: %s of step %q", a.ID, a.Type, a.Step)
+			if a.Type == taskerv1alpha1.ActionSignal {
+				record.Message = fmt.Sprintf("signal %q sent", a.Signal)
+			}
+			r.event(task, corev1.EventTypeNormal, string(a.Type), string(a.Type), "action %s: %s", a.ID, record.Message)
 		case errors.Is(err, engine.ErrDatabase):
 			return ran, err
 		default:

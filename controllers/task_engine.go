@@ -24,6 +24,8 @@ type TaskEngine interface {
 	RetryStepWith(ctx context.Context, taskID int64, step string, r engine.Retry) error
 	ResolveStep(ctx context.Context, taskID int64, step, reason string) error
 	CompleteStep(ctx context.Context, taskID int64, step string, result json.RawMessage) error
+	// Signal is the Signal action: the task's steps waiting for signal continue, with payload as their result.
+	Signal(ctx context.Context, taskID int64, signal string, payload json.RawMessage, reason string) error
 }
 
 var _ TaskEngine = (*engine.Engine)(nil)

@@ -133,6 +133,10 @@ func (f *fakeEngine) CompleteStep(_ context.Context, id int64, step string, resu
 	return f.action("complete %d %s %s", id, step, result)
 }
 
+func (f *fakeEngine) Signal(_ context.Context, id int64, signal string, payload json.RawMessage, reason string) error {
+	return f.action("signal %d %s %s %s", id, signal, payload, reason)
+}
+
 // finish makes task id succeed (or fail) at t.
 func (f *fakeEngine) finish(id int64, phase engine.TaskPhase, at time.Time) {
 	task := f.tasks[id]
@@ -313,6 +317,7 @@ func TestReconcileRunsEachActionOnce(t *testing.T) {
 			{ID: "r1", Type: taskerv1alpha1.ActionRetry, Step: "a", Inputs: &apiextensionsv1.JSON{Raw: []byte(`{"x":1}`)}},
 			{ID: "s1", Type: taskerv1alpha1.ActionResolve, Step: "b", Reason: "done by hand"},
 			{ID: "c1", Type: taskerv1alpha1.ActionComplete, Step: "b", Result: &apiextensionsv1.JSON{Raw: []byte(`"ok"`)}},
+			{ID: "g1", Type: taskerv1alpha1.ActionSignal, Signal: "approved", Result: &apiextensionsv1.JSON{Raw: []byte(`{"by":"ann"}`)}},
 		}
 	}))
 	b.eng.actionErr = nil
@@ -320,16 +325,18 @@ func TestReconcileRunsEachActionOnce(t *testing.T) {
 	b.reconcile(t, "t")
 	var actions []string
 	for _, c := range b.eng.calls {
-		if strings.HasPrefix(c, "retry") || strings.HasPrefix(c, "resolve") || strings.HasPrefix(c, "complete") {
+		if strings.HasPrefix(c, "retry") || strings.HasPrefix(c, "resolve") || strings.HasPrefix(c, "complete") ||
+			strings.HasPrefix(c, "signal") {
 			actions = append(actions, c)
 		}
 	}
-	want := []string{`retry 1 a retried by action r1 inputs={"x":1}`, "resolve 1 b done by hand", `complete 1 b "ok"`}
+	want := []string{`retry 1 a retried by action r1 inputs={"x":1}`, "resolve 1 b done by hand", `complete 1 b "ok"`,
+		`signal 1 approved {"by":"ann"} sent by action g1`}
 	if !slices.Equal(actions, want) {
 		t.Errorf("engine calls %q, want %q (each once)", actions, want)
 	}
 	tk := b.task(t, "t")
-	if len(tk.Status.Actions) != 3 || tk.Status.Actions[0].Outcome != "Done" {
+	if len(tk.Status.Actions) != 4 || tk.Status.Actions[0].Outcome != "Done" || tk.Status.Actions[3].Message != `signal "approved" sent` {
 		t.Errorf("action records %+v", tk.Status.Actions)
 	}
 }

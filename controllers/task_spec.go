@@ -112,6 +112,12 @@ func engineStepSpec(path *field.Path, s *taskerv1alpha1.StepSpec) (engine.StepSp
 		out.Inputs = json.RawMessage(s.Inputs.Raw)
 	}
 	out.When = s.When
+	if w := s.Wait; w != nil {
+		out.WaitFor = w.Signal
+		if w.TimeoutSeconds != nil {
+			out.WaitTimeout = time.Duration(*w.TimeoutSeconds) * time.Second
+		}
+	}
 	if s.DelaySeconds != nil {
 		out.Delay = time.Duration(*s.DelaySeconds) * time.Second
 	}

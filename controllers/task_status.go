@@ -48,6 +48,7 @@ func applyEngineState(status *taskerv1alpha1.TaskStatus, st *engine.TaskState) {
 		Skipped:   int32(c[engine.StepSkipped]),
 		Resolved:  int32(c[engine.StepResolved]),
 		Omitted:   int32(c[engine.StepOmitted]),
+		Waiting:   int32(c[engine.StepWaiting]),
 	}
 	status.Progress = strconv.Itoa(st.Done()) + "/" + strconv.Itoa(len(st.Steps))
 	n := min(len(st.Steps), taskerv1alpha1.MaxStepSummaries)
@@ -71,10 +72,11 @@ func applyEngineState(status *taskerv1alpha1.TaskStatus, st *engine.TaskState) {
 
 // metaTime converts to the API's second-precision time, so that an unchanged time compares equal after a
 // round trip through the apiserver.
-// waitingUntil is when a step that waits for its time (a delayed enqueued step, a retrying one) becomes claimable;
-// nil for the others (a finished step keeps no next attempt in its status).
+// waitingUntil is when a step that waits for its time (a delayed enqueued step, a retrying one) becomes claimable,
+// or when a waiting step's wait times out; nil for the others (a finished step keeps no next attempt in its
+// status).
 func waitingUntil(s *engine.StepState) *time.Time {
-	if s.Phase != engine.StepEnqueued && s.Phase != engine.StepRetrying {
+	if s.Phase != engine.StepEnqueued && s.Phase != engine.StepRetrying && s.Phase != engine.StepWaiting {
 		return nil
 	}
 	return s.NextAttemptAt

@@ -29,6 +29,7 @@ const (
 
 // StepSpec is one node of a workflow's graph.
 // +kubebuilder:validation:XValidation:rule="!has(self.dependsOn) || !(self.name in self.dependsOn)",message="a step cannot depend on itself",fieldPath=".dependsOn"
+// +kubebuilder:validation:XValidation:rule="has(self.handler) != has(self.wait)",message="a step runs a handler or waits for a signal (wait): exactly one of the two",fieldPath=".handler"
 type StepSpec struct {
 	// Name identifies the step within its Task: a DNS label, unique among the Task's steps.
 	// +kubebuilder:validation:MinLength=1
@@ -38,11 +39,20 @@ type StepSpec struct {
 	Name string `json:"name"`
 
 	// Handler is the name a worker registered the code for this step under (e.g. "echo", "billing.charge").
+	// Required, unless the step waits for a signal (wait).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.:/-]*$`
-	// +required
-	Handler string `json:"handler"`
+	// +optional
+	Handler string `json:"handler,omitempty"`
+
+	// Wait makes the step wait for a signal instead of running a handler: an approval gate, or a callback from an
+	// outside system. When the step becomes ready it is "waiting" — no worker, nothing polls — until the signal is
+	// sent (a Signal action in spec.actions, `taskerctl signal`, or SQL tasker.signal), which completes it with the
+	// signal's payload as its result. A signal sent before the step waits is kept and completes it when it
+	// becomes ready; only the first signal of a name counts.
+	// +optional
+	Wait *WaitSpec `json:"wait,omitempty"`
 
 	// DependsOn lists the steps that must succeed (or be resolved manually) before this one runs.
 	// Every entry must name another step of the same Task; cycles are rejected at admission.
@@ -101,6 +111,23 @@ type StepSpec struct {
 	// delaySeconds, the later of the two. A time already past does not delay it.
 	// +optional
 	NotBefore *metav1.Time `json:"notBefore,omitempty"`
+}
+
+// WaitSpec is what a step waits for.
+type WaitSpec struct {
+	// Signal is the name of the signal the step waits for.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$`
+	// +required
+	Signal string `json:"signal"`
+
+	// TimeoutSeconds bounds each wait: past it the attempt fails and the retry policy applies (a retry waits
+	// again; with the default policy, three waits in all, then the Task fails). Unset: no limit.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=31536000
+	// +optional
+	TimeoutSeconds *int32 `json:"timeoutSeconds,omitempty"`
 }
 
 // RetryPolicy governs retries of a step that fails with a retryable error.

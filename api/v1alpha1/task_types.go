@@ -77,7 +77,7 @@ type TemplateReference struct {
 }
 
 // TaskActionType is a kind of manual intervention.
-// +kubebuilder:validation:Enum=Retry;Resolve;Complete
+// +kubebuilder:validation:Enum=Retry;Resolve;Complete;Signal
 type TaskActionType string
 
 const (
@@ -87,9 +87,12 @@ const (
 	ActionResolve TaskActionType = "Resolve"
 	// ActionComplete completes a step with the given result, as a worker would.
 	ActionComplete TaskActionType = "Complete"
+	// ActionSignal sends a signal (with result as its payload) to the steps that wait for it.
+	ActionSignal TaskActionType = "Signal"
 )
 
-// TaskAction is one manual intervention on a step.
+// TaskAction is one manual intervention on a step, or a signal to the steps waiting for it.
+// +kubebuilder:validation:XValidation:rule="self.type == 'Signal' ? (has(self.signal) && !has(self.step)) : (has(self.step) && !has(self.signal))",message="a Signal action names a signal and no step; the others name a step and no signal"
 type TaskAction struct {
 	// ID makes the action idempotent: an action runs once per id. Any unique string (a date, a counter).
 	// +kubebuilder:validation:MinLength=1
@@ -102,14 +105,21 @@ type TaskAction struct {
 	// +required
 	Type TaskActionType `json:"type"`
 
-	// Step the action applies to.
+	// Step the action applies to (not for type Signal).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
-	// +required
-	Step string `json:"step"`
+	// +optional
+	Step string `json:"step,omitempty"`
 
-	// Result of the step, for type Complete (only).
+	// Signal to send, for type Signal (only): the steps that wait for it (wait.signal) continue.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$`
+	// +optional
+	Signal string `json:"signal,omitempty"`
+
+	// Result of the step, for type Complete, or the signal's payload, for type Signal (only).
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
@@ -173,13 +183,15 @@ type StepCounts struct {
 	Resolved  int32 `json:"resolved,omitempty"`
 	// Omitted steps did not run: their condition (when) was false.
 	Omitted int32 `json:"omitted,omitempty"`
+	// Waiting steps wait for a signal.
+	Waiting int32 `json:"waiting,omitempty"`
 }
 
 // StepSummary is the state of one step, as the database had it at the last status write.
 type StepSummary struct {
 	Name string `json:"name"`
 	// State is one of pending, enqueued, running, retrying, succeeded, failed, cancelled, skipped, resolved,
-	// omitted.
+	// omitted, waiting.
 	State    string `json:"state"`
 	Attempts int32  `json:"attempts,omitempty"`
 	// +optional

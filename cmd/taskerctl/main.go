@@ -84,13 +84,14 @@ func newRoot() *cobra.Command {
 		"PostgreSQL URL of the tasker database (default $TASKER_DATABASE_URL): with it, describe shows every step with results.")
 
 	root.AddCommand(getCmd(g), describeCmd(g), historyCmd(g), watchCmd(g), waitCmd(g), cancelCmd(g),
-		actionCmd(g, taskerv1alpha1.ActionRetry), actionCmd(g, taskerv1alpha1.ActionResolve), actionCmd(g, taskerv1alpha1.ActionComplete), uiCmd(g))
+		actionCmd(g, taskerv1alpha1.ActionRetry), actionCmd(g, taskerv1alpha1.ActionResolve), actionCmd(g, taskerv1alpha1.ActionComplete),
+		actionCmd(g, taskerv1alpha1.ActionSignal), uiCmd(g))
 	// Shell completion (`taskerctl completion bash|zsh|fish|powershell`, cobra's) of Task and step names.
 	for _, c := range root.Commands() {
 		switch c.Name() {
 		case "get":
 			c.ValidArgsFunction = g.completeArgs(true, false)
-		case "describe", "watch", "wait", "cancel":
+		case "describe", "watch", "wait", "cancel", "signal":
 			c.ValidArgsFunction = g.completeArgs(false, false)
 		case "history", "retry", "resolve", "complete":
 			c.ValidArgsFunction = g.completeArgs(false, true)
@@ -304,9 +305,14 @@ func actionCmd(g *globals, typ taskerv1alpha1.TaskActionType) *cobra.Command {
 		taskerv1alpha1.ActionRetry:    "Run a failed step again (optionally with new --inputs); the Task resumes",
 		taskerv1alpha1.ActionResolve:  "Mark a step resolved by hand: its dependants proceed",
 		taskerv1alpha1.ActionComplete: "Complete a step with a given --result, as its handler would",
+		taskerv1alpha1.ActionSignal:   "Send a signal (with a --payload) to the steps that wait for it: they continue",
 	}[typ]
+	target := "STEP"
+	if typ == taskerv1alpha1.ActionSignal {
+		target = "SIGNAL"
+	}
 	cmd := &cobra.Command{
-		Use:   verb + " NAME STEP",
+		Use:   verb + " NAME " + target,
 		Short: short,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -315,17 +321,26 @@ func actionCmd(g *globals, typ taskerv1alpha1.TaskActionType) *cobra.Command {
 				return err
 			}
 			action := taskerv1alpha1.TaskAction{ID: id, Type: typ, Step: args[1], Reason: reason}
+			what := fmt.Sprintf("%s of step %q", verb, args[1])
+			if typ == taskerv1alpha1.ActionSignal {
+				action.Step, action.Signal = "", args[1]
+				what = fmt.Sprintf("signal %q", args[1])
+			}
 			if action.ID == "" {
 				action.ID = fmt.Sprintf("%s-%s", verb, strconv.FormatInt(time.Now().UnixMilli(), 36))
 			}
-			for flag, raw := range map[string]string{"--result": result, "--inputs": inputs} {
+			resultFlag := "--result"
+			if typ == taskerv1alpha1.ActionSignal {
+				resultFlag = "--payload"
+			}
+			for flag, raw := range map[string]string{resultFlag: result, "--inputs": inputs} {
 				if raw == "" {
 					continue
 				}
 				if !json.Valid([]byte(raw)) {
 					return fmt.Errorf("%s is not valid JSON", flag)
 				}
-				if flag == "--result" {
+				if flag == resultFlag {
 					action.Result = &apiextensionsv1.JSON{Raw: []byte(raw)}
 				} else {
 					action.Inputs = &apiextensionsv1.JSON{Raw: []byte(raw)}
@@ -335,7 +350,7 @@ func actionCmd(g *globals, typ taskerv1alpha1.TaskActionType) *cobra.Command {
 			if err := addAction(cmd.Context(), c, key, action); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s of step %q requested on task %s (action %s)\n", verb, args[1], key, action.ID)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s requested on task %s (action %s)\n", what, key, action.ID)
 			if !wait {
 				return nil
 			}
@@ -348,6 +363,8 @@ func actionCmd(g *globals, typ taskerv1alpha1.TaskActionType) *cobra.Command {
 	switch typ {
 	case taskerv1alpha1.ActionComplete:
 		cmd.Flags().StringVar(&result, "result", "", "The step's result (JSON).")
+	case taskerv1alpha1.ActionSignal:
+		cmd.Flags().StringVar(&result, "payload", "", "The signal's payload (JSON): the waiting steps' result.")
 	case taskerv1alpha1.ActionRetry:
 		cmd.Flags().StringVar(&inputs, "inputs", "", "New inputs for the step (JSON), replacing the ones that made it fail.")
 	}

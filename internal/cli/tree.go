@@ -178,6 +178,8 @@ func waitNote(s StepView, now time.Time) string {
 		return "delayed until " + at
 	case "retrying":
 		return "next attempt at " + at
+	case "waiting":
+		return "waits for a signal until " + at
 	}
 	return ""
 }
@@ -226,7 +228,7 @@ var stateColors = map[string]string{
 	"succeeded": "32", "Succeeded": "32", "resolved": "32",
 	"failed": "31", "Failed": "31",
 	"running": "36", "Running": "36", "retrying": "33",
-	"cancelled": "90", "Cancelled": "90", "skipped": "90", "omitted": "90",
+	"cancelled": "90", "Cancelled": "90", "skipped": "90", "omitted": "90", "waiting": "35",
 }
 
 func paint(on bool, state, text string) string {

@@ -95,6 +95,14 @@ type StepSpec struct {
 	// becomes ready. False or unknown: the step is omitted (StepOmitted): it finishes without running, and its
 	// children see a null result. Checked at admission (at most 1024 characters, a predicate).
 	When string
+	// WaitFor makes the step wait for the signal of that name (Engine.Signal, SQL tasker.signal) instead of
+	// running a handler (Handler must then be empty): when it becomes ready it is StepWaiting, with no message,
+	// until the signal completes it with its payload as the result. A signal sent earlier completes it at once. A
+	// lower-case name of letters, digits, '-', '_' and '.', at most 63 characters.
+	WaitFor string
+	// WaitTimeout, with WaitFor, bounds each wait (whole seconds): past it the attempt fails and the retry policy
+	// applies (a retry waits again). Zero: no limit.
+	WaitTimeout time.Duration
 }
 
 // MaxDelay bounds StepSpec.Delay: ten years, as the SQL document's delay_seconds.
@@ -169,6 +177,8 @@ type admitStep struct {
 	DelaySeconds   float64         `json:"delay_seconds,omitempty"`
 	NotBefore      *time.Time      `json:"not_before,omitempty"`
 	When           string          `json:"when,omitempty"`
+	WaitFor        string          `json:"wait_for,omitempty"`
+	WaitTimeout    int64           `json:"wait_timeout_seconds,omitempty"`
 }
 
 // ConditionProblems says, for each condition (StepSpec.When), why it cannot be one ("" when it can), as admission
@@ -255,8 +265,10 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 	for i, s := range spec.Steps {
 		f := func(name string) string { return "steps[" + strconv.Itoa(i) + "]." + name }
 		switch {
-		case s.Handler == "":
-			add(f("handler"), "required")
+		case s.Handler == "" && s.WaitFor == "":
+			add(f("handler"), "required (or waitFor, for a step that waits for a signal)")
+		case s.Handler != "" && s.WaitFor != "":
+			add(f("waitFor"), "a step waits for a signal or runs a handler, not both")
 		case len(s.Handler) > maxNameLen:
 			add(f("handler"), "must be at most %d characters", maxNameLen)
 		}
@@ -339,6 +351,8 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 			DelaySeconds:   float64(s.Delay.Milliseconds()) / 1000,
 			NotBefore:      notBefore,
 			When:           s.When,
+			WaitFor:        s.WaitFor,
+			WaitTimeout:    int64(math.Ceil(s.WaitTimeout.Seconds())),
 		}
 	}
 	if len(errs) > 0 {

@@ -66,6 +66,18 @@ func (e *Engine) CompleteStep(ctx context.Context, taskID int64, step string, re
 	return e.action(ctx, "complete step", sqlCompleteStep, taskID, step, res, nil)
 }
 
+// Signal sends the signal named signal to a task: every step of the task waiting for it (StepSpec.WaitFor)
+// succeeds with payload (JSON; empty means null) as its result, and the signal is kept for steps that wait for it
+// later. The first signal of a name counts: sending it again changes nothing (nil). A task that succeeded or was
+// cancelled refuses it (ErrInvalidTransition); a failed one keeps it for when it resumes.
+func (e *Engine) Signal(ctx context.Context, taskID int64, signal string, payload json.RawMessage, reason string) error {
+	res, ok := jsonValue(payload)
+	if !ok {
+		return fmt.Errorf("%w: payload is not valid JSON", ErrInvalidArgument)
+	}
+	return e.action(ctx, "signal", sqlSignal, taskID, signal, res, nullable(reason))
+}
+
 func (e *Engine) action(ctx context.Context, op, sql string, args ...any) error {
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()

@@ -43,11 +43,12 @@ const (
 	StepSkipped   StepPhase = "skipped"   // cannot run: a dependency failed
 	StepResolved  StepPhase = "resolved"  // marked done by an operator
 	StepOmitted   StepPhase = "omitted"   // not run: its condition (StepSpec.When) was false; done, no result
+	StepWaiting   StepPhase = "waiting"   // waits for a signal (StepSpec.WaitFor); no message, no worker
 )
 
 // AllStepPhases lists the step states in their usual order of progress.
 var AllStepPhases = []StepPhase{StepPending, StepEnqueued, StepRunning, StepRetrying, StepSucceeded, StepFailed,
-	StepCancelled, StepSkipped, StepResolved, StepOmitted}
+	StepCancelled, StepSkipped, StepResolved, StepOmitted, StepWaiting}
 
 // Finished reports whether the phase is terminal.
 func (p StepPhase) Finished() bool {

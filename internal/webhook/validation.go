@@ -49,8 +49,9 @@ func ValidateTask(task *taskerv1alpha1.Task) field.ErrorList {
 			errs = append(errs, field.TooLong(spec.Child("actions").Index(i).Child("result"), "", taskerv1alpha1.MaxContextBytes))
 		}
 		// Not CEL: result and inputs are free JSON (schemaless), which CEL rules cannot refer to ("undefined field").
-		if a.Result != nil && a.Type != taskerv1alpha1.ActionComplete {
-			errs = append(errs, field.Forbidden(spec.Child("actions").Index(i).Child("result"), "result is only allowed with type Complete"))
+		if a.Result != nil && a.Type != taskerv1alpha1.ActionComplete && a.Type != taskerv1alpha1.ActionSignal {
+			errs = append(errs, field.Forbidden(spec.Child("actions").Index(i).Child("result"),
+				"result is only allowed with type Complete (the step's result) or Signal (the signal's payload)"))
 		}
 		if a.Inputs != nil && a.Type != taskerv1alpha1.ActionRetry {
 			errs = append(errs, field.Forbidden(spec.Child("actions").Index(i).Child("inputs"), "inputs are only allowed with type Retry"))
@@ -58,7 +59,7 @@ func ValidateTask(task *taskerv1alpha1.Task) field.ErrorList {
 		if a.Inputs != nil && len(a.Inputs.Raw) > taskerv1alpha1.MaxContextBytes {
 			errs = append(errs, field.TooLong(spec.Child("actions").Index(i).Child("inputs"), "", taskerv1alpha1.MaxContextBytes))
 		}
-		if len(task.Spec.Steps) > 0 && !hasStep(task.Spec.Steps, a.Step) {
+		if a.Step != "" && len(task.Spec.Steps) > 0 && !hasStep(task.Spec.Steps, a.Step) {
 			errs = append(errs, field.NotFound(spec.Child("actions").Index(i).Child("step"), a.Step))
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -638,5 +639,47 @@ func TestBadConditionIsRefusedAtApply(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "spec.steps[1].when") || !strings.Contains(err.Error(), want) {
 			t.Errorf("when %q: %v, want spec.steps[1].when: %s", when, err, want)
 		}
+	}
+}
+
+// An approval workflow through the apiserver: the gate waits (no worker holds it), a Signal action added with a
+// patch, as kubectl patch or GitOps would, lets it continue with the payload as its result.
+func TestApprovalWorkflow(t *testing.T) {
+	ns := newNamespace(t)
+	startWorkers(t, 1, ns, "default")
+	var tk taskerv1alpha1.Task
+	loadSample(t, "tasker_v1alpha1_task_approval.yaml", &tk)
+	tk.Namespace = ns
+	create(t, &tk)
+	waitFor(t, 30*time.Second, "the approval step to wait", func() (bool, error) {
+		cur := getTask(t, ns, tk.Name)
+		for _, s := range cur.Status.Steps {
+			if s.Name == "approval" {
+				return s.State == "waiting" && s.NextAttemptAt != nil && cur.Status.StepCounts.Waiting == 1,
+					fmt.Errorf("approval %s, counts %+v", s.State, cur.Status.StepCounts)
+			}
+		}
+		return false, fmt.Errorf("no approval step in the status yet")
+	})
+	patch := client.RawPatch(types.MergePatchType, []byte(
+		`{"spec":{"actions":[{"id":"approve-1","type":"Signal","signal":"approved","result":{"by":"alice"}}]}}`))
+	if err := env.Client.Patch(context.Background(), &tk, patch); err != nil {
+		t.Fatal(err)
+	}
+	got := waitPhase(t, ns, tk.Name, taskerv1alpha1.TaskSucceeded, 30*time.Second)
+	if len(got.Status.Actions) != 1 || got.Status.Actions[0].Outcome != "Done" {
+		t.Errorf("action records %+v", got.Status.Actions)
+	}
+	st, err := engine.New(dbPool, engine.Options{}).GetTask(context.Background(), got.Status.TaskID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := string(st.Step("approval").Result); r != `{"by": "alice"}` {
+		t.Errorf("approval's result %s, want the signal's payload", r)
+	}
+	// A Signal action must name a signal and no step (CEL).
+	bad := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"actions":[{"id":"x","type":"Signal","step":"approval"}]}}`))
+	if err := env.Client.Patch(context.Background(), &tk, bad); err == nil || !strings.Contains(err.Error(), "a Signal action names a signal") {
+		t.Errorf("a Signal action naming a step: %v", err)
 	}
 }

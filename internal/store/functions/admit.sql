@@ -43,7 +43,8 @@ BEGIN
                coalesce(nullif(x.s ->> 'queue', ''), spec ->> 'queue') AS queue, x.s -> 'depends_on' AS deps,
                (x.s ->> 'max_attempts')::integer AS max_attempts, (x.s ->> 'backoff_base_ms')::bigint AS base_ms,
                (x.s ->> 'backoff_max_ms')::bigint AS max_ms, (x.s ->> 'backoff_jitter')::double precision AS jitter,
-               (x.s ->> 'timeout_seconds')::bigint AS timeout, x.s ->> 'when' AS cond
+               (x.s ->> 'timeout_seconds')::bigint AS timeout, x.s ->> 'when' AS cond,
+               nullif(x.s ->> 'wait_for', '') AS wait_for, (x.s ->> 'wait_timeout_seconds')::bigint AS wait_timeout
         FROM jsonb_array_elements(spec -> 'steps') WITH ORDINALITY AS x (s, ord)
     )
     SELECT p.msg INTO v_problem FROM (
@@ -54,8 +55,18 @@ BEGIN
         SELECT s.i, 2, format('spec.steps[%s].name: duplicate step name %s', s.i, quote_nullable(s.name))
         FROM s WHERE (SELECT count(*) FROM s AS s2 WHERE s2.name = s.name) > 1
         UNION ALL
-        SELECT s.i, 3, format('spec.steps[%s].handler: required', s.i)
-        FROM s WHERE coalesce(s.handler, '') = '' OR length(s.handler) > 253
+        SELECT s.i, 3, format('spec.steps[%s].handler: required (or wait_for, for a step that waits for a signal)', s.i)
+        FROM s WHERE (coalesce(s.handler, '') = '' AND s.wait_for IS NULL) OR length(s.handler) > 253
+        UNION ALL
+        SELECT s.i, 3, format('spec.steps[%s].wait_for: a step waits for a signal or runs a handler, not both', s.i)
+        FROM s WHERE coalesce(s.handler, '') <> '' AND s.wait_for IS NOT NULL
+        UNION ALL
+        SELECT s.i, 3, format('spec.steps[%s].wait_for: %s is not a valid signal name (lower-case letters, digits, '
+                              '- _ ., at most 63)', s.i, quote_nullable(s.wait_for))
+        FROM s WHERE s.wait_for !~ '^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$'
+        UNION ALL
+        SELECT s.i, 3, format('spec.steps[%s].wait_timeout_seconds: must be 0 (none) or more, and needs wait_for', s.i)
+        FROM s WHERE coalesce(s.wait_timeout, 0) < 0 OR (coalesce(s.wait_timeout, 0) > 0 AND s.wait_for IS NULL)
         UNION ALL
         SELECT s.i, 4, format('spec.steps[%s].queue: the step names no queue and the task has none (spec.queue)', s.i)
         FROM s WHERE s.queue IS NULL
@@ -101,15 +112,15 @@ BEGIN
 
     INSERT INTO tasker.steps (task_id, name, handler, queue, inputs, max_attempts, backoff_base_ms, backoff_max_ms,
                               backoff_jitter, timeout_seconds, parent_count, remaining_parents, delay_ms, not_before,
-                              condition)
-    SELECT v_id, x.s ->> 'name', x.s ->> 'handler', coalesce(nullif(x.s ->> 'queue', ''), spec ->> 'queue'),
+                              condition, wait_signal, wait_timeout_seconds)
+    SELECT v_id, x.s ->> 'name', coalesce(x.s ->> 'handler', ''), coalesce(nullif(x.s ->> 'queue', ''), spec ->> 'queue'),
            x.s -> 'inputs', coalesce((x.s ->> 'max_attempts')::integer, 3),
            coalesce((x.s ->> 'backoff_base_ms')::integer, 1000), coalesce((x.s ->> 'backoff_max_ms')::integer, 300000),
            coalesce((x.s ->> 'backoff_jitter')::real, 0.2), coalesce((x.s ->> 'timeout_seconds')::integer, 0),
            jsonb_array_length(coalesce(x.s -> 'depends_on', '[]')),
            jsonb_array_length(coalesce(x.s -> 'depends_on', '[]')),
            round(coalesce((x.s ->> 'delay_seconds')::numeric, 0) * 1000)::bigint, (x.s ->> 'not_before')::timestamptz,
-           (x.s ->> 'when')::jsonpath
+           (x.s ->> 'when')::jsonpath, nullif(x.s ->> 'wait_for', ''), coalesce((x.s ->> 'wait_timeout_seconds')::integer, 0)
     FROM jsonb_array_elements(spec -> 'steps') WITH ORDINALITY AS x (s, ord)
     ORDER BY x.ord;
 
@@ -120,11 +131,12 @@ BEGIN
     JOIN tasker.steps AS c ON c.task_id = v_id AND c.name = x.s ->> 'name'
     JOIN tasker.steps AS p ON p.task_id = v_id AND p.name = d.name;
 
-    -- Parents of conditional steps take their task's whole lock set when they complete (complete.sql).
-    IF jsonb_path_exists(spec, '$.steps[*] ? (exists(@.when) && @.when != null)') THEN
+    -- Parents of conditional and waiting steps take their task's whole lock set when they complete (complete.sql):
+    -- such a child may finish at once (omitted, or signalled already).
+    IF jsonb_path_exists(spec, '$.steps[*] ? ((exists(@.when) && @.when != null) || (exists(@.wait_for) && @.wait_for != null))') THEN
         UPDATE tasker.steps AS p SET conditional_children = true
         WHERE p.id IN (SELECT e.parent_id FROM tasker.steps AS c JOIN tasker.step_edges AS e ON e.child_id = c.id
-                       WHERE c.task_id = v_id AND c.condition IS NOT NULL);
+                       WHERE c.task_id = v_id AND (c.condition IS NOT NULL OR c.wait_signal IS NOT NULL));
     END IF;
 
     FOR v_queue IN SELECT DISTINCT s.queue FROM tasker.steps AS s WHERE s.task_id = v_id ORDER BY 1 LOOP
@@ -240,9 +252,10 @@ DECLARE
                                           'seconds', 'array'];
     c_step_keys  CONSTANT text[] := ARRAY['name', 'handler', 'queue', 'depends_on', 'inputs', 'max_attempts',
                                           'backoff_base_ms', 'backoff_max_ms', 'backoff_jitter', 'timeout_seconds',
-                                          'delay_seconds', 'not_before', 'when'];
+                                          'delay_seconds', 'not_before', 'when', 'wait_for', 'wait_timeout_seconds'];
     c_step_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'strings', 'any', 'integer',
-                                          'integer', 'integer', 'number', 'integer', 'seconds', 'timestamp', 'string'];
+                                          'integer', 'integer', 'number', 'integer', 'seconds', 'timestamp', 'string',
+                                          'string', 'integer'];
     v_problem text;
 BEGIN
     IF jsonb_typeof(spec) IS DISTINCT FROM 'object' THEN

@@ -155,8 +155,9 @@ BEGIN
         END IF;
 
         -- 3. Children: count the finished parents off; those with none left are enqueued (one update each), and
-        --    the first max_claims of them that the caller may claim (mine) are claimed for it. Those with a delay or
-        --    a condition (later) go through _enqueue, which delays or omits them, and are never claimed here.
+        --    the first max_claims of them that the caller may claim (mine) are claimed for it. Those with a delay, a
+        --    condition or a wait (later) go through _enqueue, which delays, omits or parks them, and are never
+        --    claimed here.
         SELECT array_agg(c.id), array_agg(c.n),
                array_agg(c.id) FILTER (WHERE c.ready AND NOT c.mine), array_agg(c.queue) FILTER (WHERE c.ready AND NOT c.mine),
                array_agg(c.task_id) FILTER (WHERE c.ready AND NOT c.mine),
@@ -176,7 +177,7 @@ BEGIN
                           WHERE e.parent_id = ANY (v_ids) GROUP BY e.child_id) AS x
                     JOIN tasker.steps AS s ON s.id = x.child_id
                     CROSS JOIN LATERAL (SELECT s.delay_ms > 0 OR coalesce(s.not_before > clock_timestamp(), false)
-                                               OR s.condition IS NOT NULL AS delayed) AS d
+                                               OR s.condition IS NOT NULL OR s.wait_signal IS NOT NULL AS delayed) AS d
                     LEFT JOIN tasker.queues AS q ON q.name = s.queue) AS c) AS c;
         IF v_children IS NOT NULL THEN
             IF v_ready IS NOT NULL THEN

@@ -7,7 +7,8 @@ LANGUAGE sql STABLE AS $fn$
 $fn$;
 
 -- Moves each step to enqueued (from pending, failed, ...), recording transitions — except pending steps whose
--- condition is false, which are omitted instead (conditions.sql); the caller then holds their task's lock set
+-- condition is false, which are omitted instead (conditions.sql), and steps that wait for a signal, which wait
+-- (waits.sql: no message; done at once if the signal came already); the caller then holds their task's lock set
 -- (_lock_tasks). An omitted step counts off its children, which may become ready and be omitted in turn: this goes
 -- round by round, not recursively, so a long chain of omitted steps needs no stack. Children made ready that way
 -- are enqueued with the reason 'dependencies finished'. Returns how many steps were enqueued.
@@ -18,16 +19,31 @@ DECLARE
     v_released bigint[] := '{}';
     v_check    bigint[] := p_step_ids;
     v_omit     bigint[];
+    v_wait     bigint[];
     v_ready    bigint[];
+    v_round    integer := 0;
     v_n        integer := 0;
 BEGIN
     LOOP
         v_omit := tasker._failed_conditions(v_check);
-        EXIT WHEN cardinality(v_omit) = 0;
-        v_ready := tasker._omit_steps(v_omit);
-        v_ids := ARRAY(SELECT x.id FROM unnest(v_ids) AS x (id) WHERE NOT x.id = ANY (v_omit));
-        v_released := ARRAY(SELECT x.id FROM unnest(v_released) AS x (id) WHERE NOT x.id = ANY (v_omit)) || v_ready;
+        -- Steps that wait for a signal instead of running (waits.sql): never sent to a queue.
+        v_wait := ARRAY(SELECT s.id FROM tasker.steps AS s
+                        WHERE s.id = ANY (v_check) AND s.wait_signal IS NOT NULL AND NOT s.id = ANY (v_omit)
+                          AND s.state IN ('pending', 'failed'));
+        EXIT WHEN cardinality(v_omit) = 0 AND cardinality(v_wait) = 0;
+        v_ready := '{}';
+        IF cardinality(v_omit) > 0 THEN
+            v_ready := tasker._omit_steps(v_omit);
+        END IF;
+        IF cardinality(v_wait) > 0 THEN
+            v_ready := v_ready || tasker._start_waits(v_wait, CASE WHEN v_round = 0 THEN p_reason
+                                                                   ELSE 'dependencies finished' END);
+        END IF;
+        v_ids := ARRAY(SELECT x.id FROM unnest(v_ids) AS x (id) WHERE NOT x.id = ANY (v_omit || v_wait));
+        v_released := ARRAY(SELECT x.id FROM unnest(v_released) AS x (id) WHERE NOT x.id = ANY (v_omit || v_wait))
+                      || v_ready;
         v_check := v_ready;
+        v_round := v_round + 1;
     END LOOP;
     IF cardinality(v_ids) > 0 THEN
         v_n := tasker._enqueue_now(v_ids, p_reason);

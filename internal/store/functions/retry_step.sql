@@ -22,7 +22,7 @@ BEGIN
         RETURN QUERY SELECT 'invalid_transition'::text, format('task %s is cancelled', retry_step.task_id);
         RETURN;
     END IF;
-    IF s.state IN ('enqueued', 'running', 'retrying') THEN
+    IF s.state IN ('enqueued', 'running', 'retrying', 'waiting') THEN
         RETURN QUERY SELECT 'noop'::text, format('step %s is already %s', s.name, s.state);
         RETURN;
     END IF;
@@ -43,6 +43,9 @@ BEGIN
     ELSE
         UPDATE tasker.tasks AS t SET unfinished_steps = t.unfinished_steps + 1, updated_at = clock_timestamp()
         WHERE t.id = retry_step.task_id;
+    END IF;
+    IF s.wait_signal IS NOT NULL THEN -- waits again: a signal sent meanwhile completes it now (waits.sql)
+        PERFORM tasker._apply_kept_signals(retry_step.task_id);
     END IF;
     PERFORM pg_notify('tasker_task', retry_step.task_id::text);
     RETURN QUERY SELECT 'ok'::text, format('step %s enqueued', s.name);

@@ -19,7 +19,7 @@ BEGIN
     ), o AS (
         SELECT s.id, s.state, s.queue, s.msg_id
         FROM tasker.steps AS s
-        WHERE s.task_id = p_task_id AND s.state IN ('pending', 'enqueued', 'running', 'retrying')
+        WHERE s.task_id = p_task_id AND s.state IN ('pending', 'enqueued', 'running', 'retrying', 'waiting')
     ), u AS (
         UPDATE tasker.steps AS s
         SET state = CASE WHEN o.state = 'pending' AND o.id IN (SELECT b.id FROM below AS b)
@@ -86,7 +86,7 @@ BEGIN
     SELECT array_agg(u.id) FILTER (WHERE u.remaining = 0) INTO v_ready FROM u;
 
     SELECT count(*) INTO v_unfinished FROM tasker.steps AS s
-    WHERE s.task_id = p_task_id AND s.state IN ('pending', 'enqueued', 'running', 'retrying');
+    WHERE s.task_id = p_task_id AND s.state IN ('pending', 'enqueued', 'running', 'retrying', 'waiting');
     v_to := CASE WHEN v_unfinished = 0 THEN 'succeeded' ELSE 'running' END;
 
     UPDATE tasker.tasks AS t

@@ -1,7 +1,8 @@
 -- Upkeep: what the operator's leader runs periodically. Safe to run concurrently (every change is re-checked
 -- under the task's lock; deletions skip rows another upkeep holds). Each part handles at most batch_size items,
 -- so one call is a bounded transaction; call again while a count equals batch_size.
---   timed_out:       running steps past timeout_seconds, failed as retryable errors;
+--   timed_out:       running steps past timeout_seconds, failed as retryable errors; waiting steps past their
+--                    wait_timeout_seconds (waits.sql: waiting again while attempts are left, else failed);
 --   repaired:        steps that should have a message but whose message is gone (a running step whose lease
 --                    expired more than lease_grace_seconds ago, an enqueued/retrying step older than that): a
 --                    new message is sent, so the step runs (again) — should not happen, but is cheap to check;
@@ -19,6 +20,8 @@ DECLARE
     v_now       timestamptz := coalesce(upkeep.as_of, clock_timestamp());
     v_ids       bigint[];
     v_timeouts  bigint[];
+    v_waits     bigint[];
+    v_wait      bigint;
     v_lost      bigint[] := '{}';
     v_timed_out integer := 0;
     v_repaired  integer := 0;
@@ -42,6 +45,12 @@ BEGIN
           WHERE t.completed_at IS NULL AND s.state = 'running' AND s.timeout_seconds > 0
             AND s.started_at + s.timeout_seconds * interval '1 second' <= v_now
           ORDER BY s.started_at LIMIT upkeep.batch_size) AS x;
+    -- Waits past their timeout (waits.sql) count as timeouts too.
+    SELECT coalesce(array_agg(x.id), '{}') INTO v_waits
+    FROM (SELECT s.id
+          FROM tasker.tasks AS t JOIN tasker.steps AS s ON s.task_id = t.id
+          WHERE t.completed_at IS NULL AND s.state = 'waiting' AND s.next_attempt_at <= v_now
+          ORDER BY s.next_attempt_at LIMIT upkeep.batch_size) AS x;
     FOR v_queue IN SELECT q.name FROM tasker.queues AS q ORDER BY q.name LOOP
         EXIT WHEN cardinality(v_lost) >= upkeep.batch_size;
         CONTINUE WHEN NOT tasker._queue_exists(v_queue);
@@ -61,11 +70,11 @@ BEGIN
                   upkeep.batch_size - cardinality(v_lost);
         v_lost := v_lost || v_ids;
     END LOOP;
-    IF cardinality(v_timeouts) + cardinality(v_lost) > 0 THEN
+    IF cardinality(v_timeouts) + cardinality(v_lost) + cardinality(v_waits) > 0 THEN
         -- One lock set, taken at once in the order of locks.sql (every step of the tasks concerned, ascending, then
         -- the tasks), so that upkeep never holds one task while it waits for another that a completion holds.
         PERFORM tasker._lock_tasks(ARRAY(SELECT DISTINCT x.task_id FROM tasker.steps AS x
-                                         WHERE x.id = ANY (v_timeouts || v_lost)));
+                                         WHERE x.id = ANY (v_timeouts || v_lost || v_waits)));
 
         -- 1. Timeouts, re-checked under the lock: the failure of an earlier step may have cancelled this one.
         FOR s IN SELECT * FROM tasker.steps AS x WHERE x.id = ANY (v_timeouts) ORDER BY x.id LOOP
@@ -77,6 +86,11 @@ BEGIN
                                    'timeout', true),
                 true, NULL, 'timed out');
             v_timed_out := v_timed_out + 1;
+        END LOOP;
+        FOREACH v_wait IN ARRAY v_waits LOOP -- re-checked under the lock by _time_out_wait
+            IF tasker._time_out_wait(v_wait, v_now) THEN
+                v_timed_out := v_timed_out + 1;
+            END IF;
         END LOOP;
 
         -- 2. Lost messages, re-checked under the lock (a timeout above may have re-sent or finished the step). A
