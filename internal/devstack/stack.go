@@ -377,6 +377,9 @@ func applyDemo(ctx context.Context, c client.Client, cfg Config, dbURL string) (
 		fmt.Fprintf(cfg.Out, "    applied %s/%s\n", strings.ToLower(obj.GetKind()), obj.GetName())
 		if obj.GetKind() == "Task" {
 			samples = append(samples, obj.GetName())
+			if signals := SampleSignals(obj); len(signals) > 0 {
+				signalLater(ctx, c, cfg.Out, Namespace, obj.GetName(), signals, 5*time.Second)
+			}
 		}
 	}
 	for i := range cfg.Burst {

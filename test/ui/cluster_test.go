@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/devstack"
 	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/testenv"
 	"github.com/tasker-operator/tasker-operator/pkg/worker"
@@ -53,6 +54,15 @@ func applySamples(t *testing.T, ns string) []string {
 			t.Fatalf("%s: %v", f, err)
 		}
 		obj.SetNamespace(ns)
+		// Steps that wait for a signal get it up front (it is kept until they wait), as the demo sends it.
+		for _, sig := range devstack.SampleSignals(obj) {
+			a := devstack.SignalAction(sig)
+			actions, _, _ := unstructured.NestedSlice(obj.Object, "spec", "actions")
+			actions = append(actions, map[string]any{"id": a.ID, "type": string(a.Type), "signal": a.Signal, "reason": a.Reason})
+			if err := unstructured.SetNestedSlice(obj.Object, actions, "spec", "actions"); err != nil {
+				t.Fatal(err)
+			}
+		}
 		if err := env.Client.Create(context.Background(), obj); err != nil {
 			t.Fatalf("create %s: %v", f, err)
 		}
