@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
@@ -50,6 +51,16 @@ type CronTaskReconciler struct {
 
 // Reconcile runs the CronTask's due schedule, if any, and asks to be called again at the next one.
 func (r *CronTaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	res, err := r.reconcile(ctx, req)
+	if apierrors.IsConflict(err) {
+		// The CronTask or a Task changed since the cache was read: decide again from the new state, shortly. A
+		// Task created meanwhile is found by its name, so nothing runs twice.
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+	}
+	return res, err
+}
+
+func (r *CronTaskReconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var ct taskerv1alpha1.CronTask
 	if err := r.Get(ctx, req.NamespacedName, &ct); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
