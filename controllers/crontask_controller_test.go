@@ -188,12 +188,18 @@ func TestCronTaskStartingDeadline(t *testing.T) {
 	}
 }
 
-func TestCronTaskForbid(t *testing.T) {
+// newCronBundleRunning is a CronTask with policy whose 11:00 Task is still running.
+func newCronBundleRunning(t *testing.T, policy taskerv1alpha1.ConcurrencyPolicy) (*cronBundle, *taskerv1alpha1.Task) {
+	t.Helper()
 	running := cronTaskOwned(t, cronCreated.Add(time.Hour), taskerv1alpha1.TaskRunning)
-	b := newCronBundle(t, func(ct *taskerv1alpha1.CronTask) {
-		ct.Spec.ConcurrencyPolicy = taskerv1alpha1.ConcurrencyForbid
+	return newCronBundle(t, func(ct *taskerv1alpha1.CronTask) {
+		ct.Spec.ConcurrencyPolicy = policy
 		ct.Status.LastScheduleTime = &metav1.Time{Time: cronCreated.Add(time.Hour)}
-	}, running)
+	}, running), running
+}
+
+func TestCronTaskForbid(t *testing.T) {
+	b, running := newCronBundleRunning(t, taskerv1alpha1.ConcurrencyForbid)
 	b.reconcileAt(t, cronCreated.Add(2*time.Hour+time.Second))
 	if tasks := b.tasks(t); len(tasks) != 1 {
 		t.Fatalf("Tasks = %v, want only the running one", tasks)
@@ -214,11 +220,7 @@ func TestCronTaskForbid(t *testing.T) {
 }
 
 func TestCronTaskReplace(t *testing.T) {
-	running := cronTaskOwned(t, cronCreated.Add(time.Hour), taskerv1alpha1.TaskRunning)
-	b := newCronBundle(t, func(ct *taskerv1alpha1.CronTask) {
-		ct.Spec.ConcurrencyPolicy = taskerv1alpha1.ConcurrencyReplace
-		ct.Status.LastScheduleTime = &metav1.Time{Time: cronCreated.Add(time.Hour)}
-	}, running)
+	b, running := newCronBundleRunning(t, taskerv1alpha1.ConcurrencyReplace)
 	b.reconcileAt(t, cronCreated.Add(2*time.Hour))
 	tasks := b.tasks(t)
 	if !tasks[running.Name].Spec.Cancel {

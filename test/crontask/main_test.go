@@ -21,7 +21,6 @@ import (
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/operator"
-	"github.com/tasker-operator/tasker-operator/internal/pgtest"
 	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/store"
 	"github.com/tasker-operator/tasker-operator/internal/testenv"
@@ -38,42 +37,15 @@ var (
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	teardown, err := pgtest.Setup(pgtest.Options{})
+	e, stop, err := testenv.StartWithDatabase("crontask",
+		testenv.Options{Operator: operator.Options{UpkeepInterval: time.Second, Clock: clock}},
+		store.Options{MaxConns: 10}, engine.Options{})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "crontask:", err)
 		return 1
 	}
-	defer teardown()
-	url, err := pgtest.CreateDatabase("crontask")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	db, err := operator.NewDatabase(url, store.Options{MaxConns: 10}, engine.Options{}, false, testenv.Logger())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	env, err = testenv.Start(testenv.Options{Operator: operator.Options{Database: db, UpkeepInterval: time.Second, Clock: clock}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer env.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for db.Ready() != nil {
-		if ctx.Err() != nil {
-			fmt.Fprintln(os.Stderr, "database never became ready")
-			return 1
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if dbPool, err = store.Open(ctx, url, store.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer dbPool.Close()
+	defer stop()
+	env, dbPool = e.Env, e.Pool
 	return m.Run()
 }
 
