@@ -3,6 +3,11 @@ package crontask
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -203,5 +208,34 @@ func TestRestartInTheMiddleOfASchedule(t *testing.T) {
 	waitPhase(t, ct.Namespace, left.Name, taskerv1alpha1.TaskCancelled) // replaced by the next hour's, once
 	if tk := tasksOf(t, ct)[taskName(ct, next)]; tk.Spec.Cancel {
 		t.Error("the next hour's Task was cancelled by a racing reconciler")
+	}
+}
+
+// kubectl shows a CronTask by its short name with CronJob's columns.
+func TestKubectlColumns(t *testing.T) {
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		t.Fatal("kubectl is needed on PATH (the README lists it as a prerequisite)")
+	}
+	ct := newCronTask(t, "@hourly", nil)
+	h := nextHour()
+	at(t, ct, h.Add(5*time.Second))
+	waitTasks(t, ct, taskName(ct, h))
+	waitNext(t, ct, h.Add(time.Hour))
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "--cache-dir", t.TempDir(), "get", "ctk", "-n", ct.Namespace).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl get ctk: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 || !slices.Equal(strings.Fields(lines[0]), []string{"NAME", "SCHEDULE", "SUSPEND", "ACTIVE", "LAST", "NEXT", "AGE"}) {
+		t.Fatalf("kubectl get ctk:\n%s", out)
+	}
+	row := strings.Fields(lines[1])
+	if len(row) != 7 || row[0] != "ct" || row[1] != "@hourly" || row[2] != "false" || row[3] != "1" ||
+		row[5] != h.Add(time.Hour).UTC().Format(time.RFC3339) {
+		t.Errorf("kubectl get ctk row %q, want ct @hourly false 1 <last> %s <age>", lines[1], h.Add(time.Hour).UTC().Format(time.RFC3339))
 	}
 }
