@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -48,11 +49,14 @@ type Options struct {
 	// Queues says which queues a cluster administrator shared across namespaces (--shared-queue). The zero
 	// Scope shares none: every namespace's queues are its own.
 	Queues queuescope.Scope
+	// Clock is the time CronTask schedules are compared with (tests step a fake one). Nil: the real clock.
+	Clock clock.PassiveClock
 }
 
 // Components are what Setup registered, for tests that need to reach into them.
 type Components struct {
-	Tasks *controllers.TaskReconciler
+	Tasks     *controllers.TaskReconciler
+	CronTasks *controllers.CronTaskReconciler
 }
 
 // Setup registers every reconciler, the database runnables, and the webhooks when enabled.
@@ -93,6 +97,11 @@ func Setup(mgr ctrl.Manager, opts Options) (*Components, error) {
 	if err := (&controllers.TaskTemplateReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme()}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("tasktemplate controller: %w", err)
 	}
+	cronTasks := &controllers.CronTaskReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(),
+		Recorder: mgr.GetEventRecorder("tasker-operator"), Clock: opts.Clock}
+	if err := cronTasks.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("crontask controller: %w", err)
+	}
 	pools := &controllers.WorkerPoolReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Queues: opts.Queues}
 	if opts.Database != nil {
 		pools.Metrics = poolmetrics.New(opts.Database.Pool) // one connection pool shared by every WorkerPool's readings
@@ -109,7 +118,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Components, error) {
 			return nil, err
 		}
 	}
-	return &Components{Tasks: tasks}, nil
+	return &Components{Tasks: tasks, CronTasks: cronTasks}, nil
 }
 
 // SetupWebhooks registers only the validating webhooks; conditions checks the steps' conditions (nil: the

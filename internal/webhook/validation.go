@@ -7,9 +7,12 @@
 package webhook
 
 import (
+	"time"
+
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
+	"github.com/tasker-operator/tasker-operator/internal/cronschedule"
 	"github.com/tasker-operator/tasker-operator/internal/dag"
 )
 
@@ -72,6 +75,27 @@ func ValidateTaskTemplate(tmpl *taskerv1alpha1.TaskTemplate) field.ErrorList {
 	errs := ValidateSteps(spec.Child("steps"), tmpl.Spec.Steps)
 	if tmpl.Spec.DefaultContext != nil && len(tmpl.Spec.DefaultContext.Raw) > taskerv1alpha1.MaxContextBytes {
 		errs = append(errs, field.TooLong(spec.Child("defaultContext"), "", taskerv1alpha1.MaxContextBytes))
+	}
+	return errs
+}
+
+// ValidateCronTask checks what the CRD schema leaves to the webhook: the schedule and time zone parse, and the
+// inline Task's steps and context follow a Task's rules (paths under spec.task).
+func ValidateCronTask(ct *taskerv1alpha1.CronTask) field.ErrorList {
+	spec := field.NewPath("spec")
+	var errs field.ErrorList
+	if _, err := cronschedule.Parse(ct.Spec.Schedule, nil); err != nil {
+		errs = append(errs, field.Invalid(spec.Child("schedule"), ct.Spec.Schedule, err.Error()))
+	}
+	if tz := ct.Spec.TimeZone; tz != nil {
+		if _, err := time.LoadLocation(*tz); err != nil {
+			errs = append(errs, field.Invalid(spec.Child("timeZone"), *tz, "not a known IANA time zone"))
+		}
+	}
+	task := spec.Child("task")
+	errs = append(errs, ValidateSteps(task.Child("steps"), ct.Spec.Task.Steps)...)
+	if ct.Spec.Task.Context != nil && len(ct.Spec.Task.Context.Raw) > taskerv1alpha1.MaxContextBytes {
+		errs = append(errs, field.TooLong(task.Child("context"), "", taskerv1alpha1.MaxContextBytes))
 	}
 	return errs
 }

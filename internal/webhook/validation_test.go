@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 )
@@ -46,15 +47,7 @@ func TestValidateTask(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			errs := ValidateTask(&taskerv1alpha1.Task{Spec: tc.spec})
-			if len(errs) != len(tc.want) {
-				t.Fatalf("got %d errors %v, want %d", len(errs), errs, len(tc.want))
-			}
-			for i, w := range tc.want {
-				if !strings.Contains(errs[i].Error(), w) {
-					t.Errorf("error %d = %q, want it to contain %q", i, errs[i].Error(), w)
-				}
-			}
+			wantErrors(t, ValidateTask(&taskerv1alpha1.Task{Spec: tc.spec}), tc.want)
 		})
 	}
 }
@@ -64,5 +57,42 @@ func TestValidateTaskTemplate(t *testing.T) {
 	errs := ValidateTaskTemplate(tmpl)
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "dependency cycle: a -> c -> b -> a") {
 		t.Fatalf("got %v, want one cycle error", errs)
+	}
+}
+
+func TestValidateCronTask(t *testing.T) {
+	zone := func(z string) *string { return &z }
+	for _, tc := range []struct {
+		name string
+		spec taskerv1alpha1.CronTaskSpec
+		want []string
+	}{
+		{"valid, with a zone", taskerv1alpha1.CronTaskSpec{Schedule: "30 2 * * 1-5", TimeZone: zone("Europe/Berlin"),
+			Task: taskerv1alpha1.CronTaskTaskSpec{Steps: steps([]string{"a"})}}, nil},
+		{"macro and a template", taskerv1alpha1.CronTaskSpec{Schedule: "@daily",
+			Task: taskerv1alpha1.CronTaskTaskSpec{TemplateRef: &taskerv1alpha1.TemplateReference{Name: "t"}}}, nil},
+		{"bad schedule, bad zone, cycle", taskerv1alpha1.CronTaskSpec{Schedule: "0 25 * * *", TimeZone: zone("Europe/Atlantis"),
+			Task: taskerv1alpha1.CronTaskTaskSpec{Steps: steps([]string{"a", "b"}, []string{"b", "a"})}},
+			[]string{`spec.schedule: Invalid value: "0 25 * * *"`, `spec.timeZone: Invalid value: "Europe/Atlantis"`,
+				"spec.task.steps: Invalid value: dependency cycle"}},
+		{"zone in the schedule", taskerv1alpha1.CronTaskSpec{Schedule: "CRON_TZ=UTC @daily",
+			Task: taskerv1alpha1.CronTaskTaskSpec{Steps: steps([]string{"a"})}}, []string{"use spec.timeZone"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantErrors(t, ValidateCronTask(&taskerv1alpha1.CronTask{Spec: tc.spec}), tc.want)
+		})
+	}
+}
+
+// wantErrors checks errs against one substring per expected error, in order (none: valid).
+func wantErrors(t *testing.T, errs field.ErrorList, want []string) {
+	t.Helper()
+	if len(errs) != len(want) {
+		t.Fatalf("got %d errors %v, want %d", len(errs), errs, len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(errs[i].Error(), w) {
+			t.Errorf("error %d = %q, want it to contain %q", i, errs[i].Error(), w)
+		}
 	}
 }

@@ -12,17 +12,22 @@ import (
 )
 
 // +kubebuilder:webhook:path=/validate-tasker-dev-v1alpha1-task,mutating=false,failurePolicy=fail,sideEffects=None,groups=tasker.dev,resources=tasks,verbs=create;update,versions=v1alpha1,name=vtask.tasker.dev,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-tasker-dev-v1alpha1-crontask,mutating=false,failurePolicy=fail,sideEffects=None,groups=tasker.dev,resources=crontasks,verbs=create;update,versions=v1alpha1,name=vcrontask.tasker.dev,admissionReviewVersions=v1
 // +kubebuilder:webhook:path=/validate-tasker-dev-v1alpha1-tasktemplate,mutating=false,failurePolicy=fail,sideEffects=None,groups=tasker.dev,resources=tasktemplates,verbs=create;update,versions=v1alpha1,name=vtasktemplate.tasker.dev,admissionReviewVersions=v1
 
-// Setup registers the validating webhooks of Task and TaskTemplate with the manager. conditions checks the steps'
+// Setup registers the validating webhooks of Task, TaskTemplate and CronTask with the manager. conditions checks the steps'
 // conditions (nil: they are left to the engine's admission, with a warning).
 func Setup(mgr ctrl.Manager, conditions ConditionChecker) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.Task{}).
 		WithValidator(TaskValidator{Conditions: conditions}).Complete(); err != nil {
 		return err
 	}
-	return ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.TaskTemplate{}).
-		WithValidator(TaskTemplateValidator{Conditions: conditions}).Complete()
+	if err := ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.TaskTemplate{}).
+		WithValidator(TaskTemplateValidator{Conditions: conditions}).Complete(); err != nil {
+		return err
+	}
+	return ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.CronTask{}).
+		WithValidator(CronTaskValidator{Conditions: conditions}).Complete()
 }
 
 // TaskValidator rejects Tasks whose step graph is invalid.
@@ -81,6 +86,35 @@ func (v TaskTemplateValidator) validate(ctx context.Context, t *taskerv1alpha1.T
 }
 
 func (TaskTemplateValidator) ValidateDelete(context.Context, *taskerv1alpha1.TaskTemplate) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// CronTaskValidator rejects CronTasks whose schedule, time zone or step graph is invalid.
+type CronTaskValidator struct {
+	// Conditions checks the steps' conditions; nil leaves them to the engine.
+	Conditions ConditionChecker
+}
+
+var _ admission.Validator[*taskerv1alpha1.CronTask] = CronTaskValidator{}
+
+func (v CronTaskValidator) ValidateCreate(ctx context.Context, ct *taskerv1alpha1.CronTask) (admission.Warnings, error) {
+	return v.validate(ctx, ct)
+}
+
+func (v CronTaskValidator) ValidateUpdate(ctx context.Context, _, ct *taskerv1alpha1.CronTask) (admission.Warnings, error) {
+	if ct.DeletionTimestamp != nil {
+		return nil, nil
+	}
+	return v.validate(ctx, ct)
+}
+
+func (v CronTaskValidator) validate(ctx context.Context, ct *taskerv1alpha1.CronTask) (admission.Warnings, error) {
+	errs := ValidateCronTask(ct)
+	condErrs, warnings := checkConditions(ctx, v.Conditions, field.NewPath("spec", "task", "steps"), ct.Spec.Task.Steps)
+	return warnings, invalid(ct.Name, "CronTask", append(errs, condErrs...))
+}
+
+func (CronTaskValidator) ValidateDelete(context.Context, *taskerv1alpha1.CronTask) (admission.Warnings, error) {
 	return nil, nil
 }
 

@@ -63,6 +63,17 @@ func withStep0(mutate func(*taskerv1alpha1.StepSpec)) *taskerv1alpha1.Task {
 	return t
 }
 
+// cronTask is a valid hourly CronTask with one step, changed by mutate.
+func cronTask(mutate func(*taskerv1alpha1.CronTask)) *taskerv1alpha1.CronTask {
+	c := &taskerv1alpha1.CronTask{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "ctk-"},
+		Spec: taskerv1alpha1.CronTaskSpec{Schedule: "@hourly",
+			Task: taskerv1alpha1.CronTaskTaskSpec{Steps: []taskerv1alpha1.StepSpec{step("a", "echo")}}},
+	}
+	mutate(c)
+	return c
+}
+
 func pool(mutate func(*taskerv1alpha1.WorkerPool)) *taskerv1alpha1.WorkerPool {
 	p := &taskerv1alpha1.WorkerPool{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "wp-"},
@@ -172,6 +183,23 @@ func TestAdmissionRejectsInvalidObjects(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{GenerateName: "tkt-"},
 			Spec:       taskerv1alpha1.TaskTemplateSpec{Steps: []taskerv1alpha1.StepSpec{step("-x", "echo")}},
 		}, []string{"spec.steps[0].name", "should match"}},
+		{"crontask schedule", cronTask(func(c *taskerv1alpha1.CronTask) { c.Spec.Schedule = "0 0 31 13 *" }),
+			[]string{"spec.schedule", "0 0 31 13 *"}},
+		{"crontask time zone in the schedule", cronTask(func(c *taskerv1alpha1.CronTask) { c.Spec.Schedule = "CRON_TZ=UTC @daily" }),
+			[]string{"spec.schedule", "use spec.timeZone"}},
+		{"crontask time zone", cronTask(func(c *taskerv1alpha1.CronTask) { c.Spec.TimeZone = ptr.To("Europe/Atlantis") }),
+			[]string{"spec.timeZone", "IANA"}},
+		{"crontask concurrency policy", cronTask(func(c *taskerv1alpha1.CronTask) { c.Spec.ConcurrencyPolicy = "Queue" }),
+			[]string{"spec.concurrencyPolicy", "Unsupported value"}},
+		{"crontask steps and templateRef", cronTask(func(c *taskerv1alpha1.CronTask) {
+			c.Spec.Task.TemplateRef = &taskerv1alpha1.TemplateReference{Name: "t"}
+		}), []string{"spec.task", "exactly one of spec.task.steps or spec.task.templateRef"}},
+		{"crontask step cycle", cronTask(func(c *taskerv1alpha1.CronTask) {
+			c.Spec.Task.Steps = []taskerv1alpha1.StepSpec{step("x", "echo", "y"), step("y", "echo", "x")}
+		}), []string{"spec.task.steps", "dependency cycle: x -> y -> x"}},
+		{"crontask name too long", cronTask(func(c *taskerv1alpha1.CronTask) {
+			c.GenerateName, c.Name = "", strings.Repeat("n", 53)
+		}), []string{"at most 52 characters"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -115,6 +116,16 @@ func TestUserRolesGrantOneNamespace(t *testing.T) {
 	p := pool(func(*taskerv1alpha1.WorkerPool) {})
 	p.Namespace = mine
 	allowed("the editor creates a WorkerPool in her namespace", alice.Create(ctx, p))
+
+	ct := cronTask(func(c *taskerv1alpha1.CronTask) { c.Namespace = mine })
+	allowed("the editor creates a CronTask in her namespace", alice.Create(ctx, ct))
+	ctStatus := client.MergeFrom(ct.DeepCopy())
+	ct.Status.ActiveCount = 3
+	forbidden("the editor writes her CronTask's status", alice.Status().Patch(ctx, ct, ctStatus))
+	forbidden("the editor creates a CronTask in another namespace",
+		alice.Create(ctx, cronTask(func(c *taskerv1alpha1.CronTask) { c.Namespace = other })))
+	allowed("the viewer lists CronTasks", bob.List(ctx, &taskerv1alpha1.CronTaskList{}, client.InNamespace(mine)))
+	forbidden("the viewer suspends a CronTask", bob.Patch(ctx, ct, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"suspend":true}}`))))
 
 	allowed("the viewer lists Tasks", bob.List(ctx, &taskerv1alpha1.TaskList{}, client.InNamespace(mine)))
 	forbidden("the viewer creates a Task", bob.Create(ctx, newTask(mine)))

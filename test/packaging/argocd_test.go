@@ -13,7 +13,7 @@ import (
 )
 
 // TestArgoCDHealthChecks runs the Lua health checks docs/install.md ships for Argo CD, as written there, against
-// Task and WorkerPool objects in each state (Argo CD runs them with gopher-lua too, obj being the object).
+// Task, CronTask and WorkerPool objects in each state (Argo CD runs them with gopher-lua too, obj being the object).
 func TestArgoCDHealthChecks(t *testing.T) {
 	doc, err := os.ReadFile(filepath.Join(repoRoot, "docs", "install.md"))
 	if err != nil {
@@ -40,6 +40,13 @@ func TestArgoCDHealthChecks(t *testing.T) {
 		{"tasker.dev_Task", `{"status":{"phase":"Failed","conditions":[{"type":"Failed","status":"True",
 			"message":"step charge failed: card declined"}]}}`, "Degraded", "card declined"},
 		{"tasker.dev_Task", `{"status":{"phase":"Cancelled"}}`, "Degraded", "cancelled"},
+		{"tasker.dev_CronTask", `{}`, "Progressing", "operator"},
+		{"tasker.dev_CronTask", `{"spec":{"suspend":true},"status":{"conditions":[{"type":"Ready","status":"True",
+			"message":"suspended: no Tasks are created"}]}}`, "Suspended", "suspended"},
+		{"tasker.dev_CronTask", `{"spec":{"suspend":false},"status":{"conditions":[{"type":"Ready","status":"True",
+			"message":"next run at 2027-01-01T11:00:00Z"}]}}`, "Healthy", "next run"},
+		{"tasker.dev_CronTask", `{"status":{"conditions":[{"type":"Ready","status":"False",
+			"message":"time zone \"Mars/Olympus\": unknown time zone"}]}}`, "Degraded", "time zone"},
 		{"tasker.dev_WorkerPool", `{}`, "Progressing", "operator"},
 		{"tasker.dev_WorkerPool", `{"status":{"desiredReplicas":2,"readyReplicas":2,"conditions":[{"type":"Ready",
 			"status":"True","message":"Deployment reconciled"}]}}`, "Healthy", "reconciled"},

@@ -24,6 +24,7 @@ func TestCRDsExplainTheirFields(t *testing.T) {
 		{"tasks.spec.steps", ""},
 		{"tasks.status", ""},
 		{"tasktemplates.spec", ""},
+		{"crontasks.spec.concurrencyPolicy", "forbid"},
 		{"workerpools.spec.scaling", ""},
 	} {
 		// The apiserver publishes a new CRD's OpenAPI a few seconds after installing it.
