@@ -76,7 +76,7 @@ BEGIN
     SELECT y.ord, y.problem INTO v_problem_at, v_problem
     FROM (SELECT x.ord, tasker._result_problem(leases[x.ord], x.result) AS problem
           FROM unnest(results) WITH ORDINALITY AS x (result, ord)
-          WHERE pg_column_size(x.result) >= 65536
+          WHERE tasker._is_large_result(x.result)
           OFFSET 0) AS y
     WHERE y.problem IS NOT NULL
     ORDER BY y.ord LIMIT 1;
@@ -130,7 +130,7 @@ BEGIN
         UPDATE tasker.steps AS s
         SET state = 'succeeded', result = i.result, finished_at = clock_timestamp(), lease_expires_at = NULL,
             updated_at = clock_timestamp(),
-            result_bytes = CASE WHEN pg_column_size(i.result) >= 65536 THEN octet_length(i.result::text) END
+            result_bytes = tasker._large_result_bytes(i.result)
         FROM i
         WHERE s.id = i.id AND s.lease = i.lease AND s.state = 'running'
         RETURNING s.id, s.task_id, s.msg_id, s.attempts, s.worker_id, s.lease

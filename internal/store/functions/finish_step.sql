@@ -42,8 +42,7 @@ BEGIN
     END IF;
     UPDATE tasker.steps AS x
     SET state = p_target, result = CASE WHEN p_target = 'succeeded' THEN p_result ELSE x.result END,
-        result_bytes = CASE WHEN p_target <> 'succeeded' THEN x.result_bytes
-                            WHEN pg_column_size(p_result) >= 65536 THEN octet_length(p_result::text) END,
+        result_bytes = CASE WHEN p_target = 'succeeded' THEN tasker._large_result_bytes(p_result) ELSE x.result_bytes END,
         finished_at = clock_timestamp(), lease_expires_at = NULL, next_attempt_at = NULL,
         updated_at = clock_timestamp()
     WHERE x.id = s.id;

@@ -14,6 +14,17 @@ CREATE OR REPLACE FUNCTION tasker.max_dependency_results_bytes() RETURNS integer
     SELECT 67108864
 $fn$;
 
+-- Whether a result is large: 64 KiB or more as stored (pg_column_size, no conversion), the results whose size
+-- completions record (steps.result_bytes) and check against the limits. A one-expression SQL function: inlined.
+CREATE OR REPLACE FUNCTION tasker._is_large_result(p_result jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT pg_column_size(p_result) >= 65536
+$fn$;
+
+-- What a completion records in steps.result_bytes: a large result's size in bytes of JSON text, else NULL.
+CREATE OR REPLACE FUNCTION tasker._large_result_bytes(p_result jsonb) RETURNS integer LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT CASE WHEN tasker._is_large_result(p_result) THEN octet_length(p_result::text) END
+$fn$;
+
 -- Why the result reported for the step of p_lease cannot be recorded (NULL: it can): larger than
 -- max_result_bytes(), or it would bring the results one of the step's children receives over
 -- max_dependency_results_bytes(). For results of 64 KiB or more (by pg_column_size); smaller ones pass unread.
@@ -25,7 +36,7 @@ DECLARE
     v_child text;
     v_other bigint;
 BEGIN
-    IF p_result IS NULL OR pg_column_size(p_result) < 65536 THEN
+    IF p_result IS NULL OR NOT tasker._is_large_result(p_result) THEN
         RETURN NULL;
     END IF;
     v_size := octet_length(p_result::text);
