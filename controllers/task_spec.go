@@ -112,6 +112,7 @@ func engineStepSpec(path *field.Path, s *taskerv1alpha1.StepSpec) (engine.StepSp
 		out.Inputs = json.RawMessage(s.Inputs.Raw)
 	}
 	out.When = s.When
+	out.ForEach = s.ForEach
 	if w := s.Wait; w != nil {
 		out.WaitFor = w.Signal
 		if w.TimeoutSeconds != nil {

@@ -30,6 +30,7 @@ const (
 // StepSpec is one node of a workflow's graph.
 // +kubebuilder:validation:XValidation:rule="!has(self.dependsOn) || !(self.name in self.dependsOn)",message="a step cannot depend on itself",fieldPath=".dependsOn"
 // +kubebuilder:validation:XValidation:rule="has(self.handler) != has(self.wait)",message="a step runs a handler or waits for a signal (wait): exactly one of the two",fieldPath=".handler"
+// +kubebuilder:validation:XValidation:rule="!has(self.forEach) || !has(self.wait)",message="a step that waits for a signal (wait) cannot map (forEach)",fieldPath=".forEach"
 type StepSpec struct {
 	// Name identifies the step within its Task: a DNS label, unique among the Task's steps.
 	// +kubebuilder:validation:MinLength=1
@@ -106,6 +107,19 @@ type StepSpec struct {
 	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	When string `json:"when,omitempty"`
+
+	// ForEach makes the step a map: it runs once per element of the array this SQL/JSON path gives over
+	// {"context": <the Task's context>, "deps": {<dependency>: <its result>}} when the step becomes ready, e.g.
+	// `$.deps.list.files` or `$.context.regions`. Each element is an instance, named "<step>[<index>]", that
+	// receives the element and its index (besides the step's inputs and its dependencies' results), runs in
+	// parallel with the others and retries on its own; the step succeeds once all have, with their results as one
+	// array in index order, which its dependents receive. An empty array finishes the step at once with []; a path
+	// that gives no array, or one of more than 10,000 elements, fails the step. Status shows the map as one line
+	// with counts. Checked at admission.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	ForEach string `json:"forEach,omitempty"`
 
 	// NotBefore is the earliest time the step can run (RFC 3339, e.g. "2026-12-24T18:00:00Z"); with
 	// delaySeconds, the later of the two. A time already past does not delay it.

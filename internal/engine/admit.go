@@ -103,7 +103,18 @@ type StepSpec struct {
 	// WaitTimeout, with WaitFor, bounds each wait (whole seconds): past it the attempt fails and the retry policy
 	// applies (a retry waits again). Zero: no limit.
 	WaitTimeout time.Duration
+	// ForEach, if set, makes the step a map: a SQL/JSON path over {"context": ..., "deps": ...} (as When's
+	// document), e.g. `$.deps.list.files`, that must give an array of at most MaxMapItems elements when the step
+	// becomes ready. The step then runs once per element — instances named "<name>[<index>]", each with its
+	// element (ClaimedStep.Item) and index, the step's handler, inputs, retry policy and dependencies' results —
+	// and succeeds, once every instance has, with their results as one array in index order (StepMapping
+	// meanwhile). An empty array succeeds at once with []; no array, or a longer one, fails the step. Not with
+	// WaitFor. At most 1024 characters.
+	ForEach string
 }
+
+// MaxMapItems bounds the array a map step (StepSpec.ForEach) runs over, as the database's tasker.max_map_items().
+const MaxMapItems = 10000
 
 // MaxDelay bounds StepSpec.Delay: ten years, as the SQL document's delay_seconds.
 const MaxDelay = 10 * 365 * 24 * time.Hour
@@ -179,21 +190,32 @@ type admitStep struct {
 	When           string          `json:"when,omitempty"`
 	WaitFor        string          `json:"wait_for,omitempty"`
 	WaitTimeout    int64           `json:"wait_timeout_seconds,omitempty"`
+	ForEach        string          `json:"for_each,omitempty"`
+}
+
+// ForEachProblems says, for each forEach path (StepSpec.ForEach), why it cannot be one ("" when it can), as
+// admission will: PostgreSQL parses it, and it must not be a predicate. The admission webhook calls it.
+func (e *Engine) ForEachProblems(ctx context.Context, paths []string) ([]string, error) {
+	return e.expressionProblems(ctx, sqlForEachProblems, "check forEach paths", paths)
 }
 
 // ConditionProblems says, for each condition (StepSpec.When), why it cannot be one ("" when it can), as admission
 // will: PostgreSQL parses it, and it must be a predicate. The admission webhook calls it, so that a bad condition
 // is refused when the Task is applied.
 func (e *Engine) ConditionProblems(ctx context.Context, conditions []string) ([]string, error) {
+	return e.expressionProblems(ctx, sqlConditions, "check conditions", conditions)
+}
+
+func (e *Engine) expressionProblems(ctx context.Context, query, what string, exprs []string) ([]string, error) {
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
-	rows, err := e.pool.Query(cctx, sqlConditions, conditions)
+	rows, err := e.pool.Query(cctx, query, exprs)
 	if err != nil {
-		return nil, dbError(ctx, "check conditions", err)
+		return nil, dbError(ctx, what, err)
 	}
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, dbError(ctx, "check conditions", err)
+		return nil, dbError(ctx, what, err)
 	}
 	return out, nil
 }
@@ -271,6 +293,9 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 			add(f("waitFor"), "a step waits for a signal or runs a handler, not both")
 		case len(s.Handler) > maxNameLen:
 			add(f("handler"), "must be at most %d characters", maxNameLen)
+		}
+		if s.ForEach != "" && s.WaitFor != "" {
+			add(f("forEach"), "a step that waits for a signal (waitFor) cannot map")
 		}
 		queue := s.Queue
 		if queue == "" {
@@ -353,6 +378,7 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 			When:           s.When,
 			WaitFor:        s.WaitFor,
 			WaitTimeout:    int64(math.Ceil(s.WaitTimeout.Seconds())),
+			ForEach:        s.ForEach,
 		}
 	}
 	if len(errs) > 0 {

@@ -51,6 +51,7 @@ var (
 	sqlUpkeep          = mustSQL("upkeep")
 	sqlDropQueues      = mustSQL("drop_unused_queues")
 	sqlConditions      = mustSQL("condition_problems")
+	sqlForEachProblems = mustSQL("for_each_problems")
 	sqlSignal          = mustSQL("signal")
 	sqlWorkerHeartbeat = mustSQL("worker_heartbeat")
 	sqlWorkerStopped   = mustSQL("worker_stopped")

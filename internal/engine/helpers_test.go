@@ -54,6 +54,10 @@ func (b *testBundle) admit(t testing.TB, spec engine.TaskSpec) int64 {
 	}
 	a, err := b.engine.Admit(b.ctx, spec)
 	if err != nil {
+		var de *engine.DatabaseError
+		if errors.As(err, &de) {
+			t.Fatalf("admit: %v: %v", err, de.Err)
+		}
 		t.Fatalf("admit: %v", err)
 	}
 	if !a.Created {

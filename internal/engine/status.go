@@ -44,11 +44,12 @@ const (
 	StepResolved  StepPhase = "resolved"  // marked done by an operator
 	StepOmitted   StepPhase = "omitted"   // not run: its condition (StepSpec.When) was false; done, no result
 	StepWaiting   StepPhase = "waiting"   // waits for a signal (StepSpec.WaitFor); no message, no worker
+	StepMapping   StepPhase = "mapping"   // a map step (StepSpec.ForEach) whose instances run
 )
 
 // AllStepPhases lists the step states in their usual order of progress.
 var AllStepPhases = []StepPhase{StepPending, StepEnqueued, StepRunning, StepRetrying, StepSucceeded, StepFailed,
-	StepCancelled, StepSkipped, StepResolved, StepOmitted, StepWaiting}
+	StepCancelled, StepSkipped, StepResolved, StepOmitted, StepWaiting, StepMapping}
 
 // Finished reports whether the phase is terminal.
 func (p StepPhase) Finished() bool {
@@ -125,6 +126,28 @@ type StepState struct {
 	StartedAt  *time.Time
 	FinishedAt *time.Time
 	UpdatedAt  time.Time
+	// Map is, for a map step (StepSpec.ForEach) that has been expanded, its instances: nil otherwise. The
+	// instances are not in TaskState.Steps.
+	Map *MapState
+}
+
+// MapState counts the instances of a map step.
+type MapState struct {
+	// Items is the number of instances (the length of the array the step's forEach gave).
+	Items int
+	// Counts has the number of instances in each state (states with none are absent).
+	Counts map[StepPhase]int
+}
+
+// Done returns the number of finished instances.
+func (m *MapState) Done() int {
+	n := 0
+	for p, c := range m.Counts {
+		if p.Finished() {
+			n += c
+		}
+	}
+	return n
 }
 
 // GetTask returns a task's state with every step, from one consistent snapshot in one round trip.
@@ -205,12 +228,20 @@ func scanStep(row pgx.CollectableRow) (StepState, error) {
 		state                 string
 		attempts, maxAttempts int32
 		worker                *string
+		mapSize               *int32
+		mapCounts             map[string]int
 	)
 	err := row.Scan(&s.ID, &s.Name, &s.Handler, &s.Queue, &state, &attempts, &maxAttempts, &s.Result, &s.LastError,
 		&worker, &s.NextAttemptAt, &s.LeaseExpiresAt, &s.CreatedAt, &s.StartedAt, &s.FinishedAt, &s.UpdatedAt,
-		&s.DependsOn)
+		&s.DependsOn, &mapSize, &mapCounts)
 	if err != nil {
 		return s, err
+	}
+	if mapSize != nil {
+		s.Map = &MapState{Items: int(*mapSize), Counts: make(map[StepPhase]int, len(mapCounts))}
+		for k, n := range mapCounts {
+			s.Map.Counts[StepPhase(k)] = n
+		}
 	}
 	s.Phase = StepPhase(state)
 	s.Attempts, s.MaxAttempts = int(attempts), int(maxAttempts)

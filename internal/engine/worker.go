@@ -73,6 +73,10 @@ type ClaimedStep struct {
 	// LeaseExpiresAt is when the claim lapses unless extended by Heartbeat: the message becomes visible again
 	// and another worker may claim the step.
 	LeaseExpiresAt time.Time
+	// Item is, for an instance of a map step (StepSpec.ForEach), its element of the array (JSON), and ItemIndex
+	// its position (from 0); nil and -1 for any other step.
+	Item      json.RawMessage
+	ItemIndex int
 }
 
 // Claim reads up to max messages of queue (1 to 1000), claims their steps for visibility (rounded up to whole
@@ -141,12 +145,14 @@ type claimedRow struct {
 	attempt, timeout *int32
 	lease            pgtype.UUID
 	expires          *time.Time
+	item             json.RawMessage
+	itemIndex        *int32
 }
 
 // dest is the scan destinations, in the order of claim's columns.
 func (c *claimedRow) dest() []any {
 	return []any{&c.stepID, &c.taskID, &c.name, &c.handler, &c.inputs, &c.taskCtx, &c.deps, &c.attempt, &c.lease,
-		&c.timeout, &c.expires}
+		&c.timeout, &c.expires, &c.item, &c.itemIndex}
 }
 
 func (c *claimedRow) step() (ClaimedStep, error) {
@@ -156,7 +162,10 @@ func (c *claimedRow) step() (ClaimedStep, error) {
 	}
 	s := ClaimedStep{StepID: *c.stepID, TaskID: *c.taskID, StepName: *c.name, Handler: *c.handler,
 		Inputs: c.inputs, TaskContext: c.taskCtx, Attempt: int(*c.attempt), Lease: Lease(c.lease.Bytes),
-		Timeout: time.Duration(*c.timeout) * time.Second, LeaseExpiresAt: *c.expires}
+		Timeout: time.Duration(*c.timeout) * time.Second, LeaseExpiresAt: *c.expires, ItemIndex: -1}
+	if c.itemIndex != nil {
+		s.Item, s.ItemIndex = c.item, int(*c.itemIndex)
+	}
 	if err := json.Unmarshal(c.deps, &s.DependencyResults); err != nil {
 		return s, err
 	}

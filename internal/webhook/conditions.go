@@ -14,45 +14,68 @@ import (
 // whole review).
 const conditionCheckTimeout = 2 * time.Second
 
-// ConditionChecker checks step conditions (`when`) as the engine will when it admits them: with PostgreSQL's own
-// SQL/JSON path parser (engine.Engine.ConditionProblems), so that the webhook and the engine never disagree.
+// ConditionChecker checks the steps' SQL/JSON path expressions — conditions (`when`) and map paths (`forEach`) —
+// as the engine will when it admits them: with PostgreSQL's own parser (engine.Engine.ConditionProblems and
+// ForEachProblems), so that the webhook and the engine never disagree.
 type ConditionChecker interface {
 	// ConditionProblems returns, for each condition, why it cannot be one ("" when it can).
 	ConditionProblems(ctx context.Context, conditions []string) ([]string, error)
+	// ForEachProblems returns, for each forEach path, why it cannot be one ("" when it can).
+	ForEachProblems(ctx context.Context, paths []string) ([]string, error)
 }
 
-// checkConditions returns a field error for each step whose condition is not a predicate PostgreSQL can evaluate.
-// When they cannot be checked now (no checker, the database unreachable), it returns a warning instead: the
-// engine checks them again at admission, and the Task's Admitted condition then names the field.
+// checkConditions returns a field error for each step whose condition is not a predicate PostgreSQL can evaluate,
+// or whose forEach is not a path it can. When they cannot be checked now (no checker, the database unreachable),
+// it returns a warning instead: the engine checks them again at admission, and the Task's Admitted condition then
+// names the field.
 func checkConditions(ctx context.Context, checker ConditionChecker, stepsPath *field.Path,
 	steps []taskerv1alpha1.StepSpec) (field.ErrorList, admission.Warnings) {
 	var (
-		conds []string
-		at    []int
+		conds, paths    []string
+		condAt, pathsAt []int
 	)
 	for i := range steps {
 		if steps[i].When != "" {
 			conds = append(conds, steps[i].When)
-			at = append(at, i)
+			condAt = append(condAt, i)
+		}
+		if steps[i].ForEach != "" {
+			paths = append(paths, steps[i].ForEach)
+			pathsAt = append(pathsAt, i)
 		}
 	}
-	if len(conds) == 0 {
+	if len(conds) == 0 && len(paths) == 0 {
 		return nil, nil
 	}
 	if checker == nil {
-		return nil, admission.Warnings{"the steps' conditions (when) are checked when the operator admits the Task"}
+		return nil, admission.Warnings{"the steps' expressions (when, forEach) are checked when the operator " +
+			"admits the Task"}
 	}
 	ctx, cancel := context.WithTimeout(ctx, conditionCheckTimeout)
 	defer cancel()
-	problems, err := checker.ConditionProblems(ctx, conds)
-	if err != nil {
-		return nil, admission.Warnings{"the steps' conditions (when) could not be checked now (the database is " +
-			"unreachable); the operator checks them when it admits the Task"}
-	}
+	unreachable := admission.Warnings{"the steps' expressions (when, forEach) could not be checked now (the " +
+		"database is unreachable); the operator checks them when it admits the Task"}
 	var errs field.ErrorList
-	for j, p := range problems {
-		if p != "" {
-			errs = append(errs, field.Invalid(stepsPath.Index(at[j]).Child("when"), conds[j], p))
+	for _, kind := range []struct {
+		field string
+		exprs []string
+		at    []int
+		check func(context.Context, []string) ([]string, error)
+	}{
+		{"when", conds, condAt, checker.ConditionProblems},
+		{"forEach", paths, pathsAt, checker.ForEachProblems},
+	} {
+		if len(kind.exprs) == 0 {
+			continue
+		}
+		problems, err := kind.check(ctx, kind.exprs)
+		if err != nil {
+			return nil, unreachable
+		}
+		for j, p := range problems {
+			if p != "" {
+				errs = append(errs, field.Invalid(stepsPath.Index(kind.at[j]).Child(kind.field), kind.exprs[j], p))
+			}
 		}
 	}
 	return errs, nil

@@ -30,6 +30,10 @@ func (f *fakeConditions) ConditionProblems(_ context.Context, conds []string) ([
 	return out, nil
 }
 
+func (f *fakeConditions) ForEachProblems(ctx context.Context, paths []string) ([]string, error) {
+	return f.ConditionProblems(ctx, paths)
+}
+
 func conditionalTask() *taskerv1alpha1.Task {
 	return &taskerv1alpha1.Task{ObjectMeta: metav1.ObjectMeta{Name: "t"}, Spec: taskerv1alpha1.TaskSpec{Steps: []taskerv1alpha1.StepSpec{
 		{Name: "a", Handler: "h"},

@@ -53,7 +53,19 @@ type Step struct {
 	Timeout time.Duration
 	// WorkerID is the id of the worker running the step.
 	WorkerID string
+	// Item is, for an instance of a map step (a step with forEach), its element of the array (JSON), and
+	// ItemIndex its position in the array, from 0: the instance named "<step>[<ItemIndex>]". For any other step
+	// Item is nil and ItemIndex -1. See DecodeItem and IsMapInstance.
+	Item      json.RawMessage
+	ItemIndex int
 }
+
+// IsMapInstance reports whether the step is an instance of a map step (forEach), with an Item.
+func (s Step) IsMapInstance() bool { return s.ItemIndex >= 0 }
+
+// DecodeItem decodes Item into v (a pointer). A null item, or a step that is not a map instance, leaves v
+// untouched.
+func (s Step) DecodeItem(v any) error { return decode("item", s.Item, v) }
 
 // DecodeInputs decodes Inputs into v (a pointer). Missing (null) inputs leave v untouched.
 func (s Step) DecodeInputs(v any) error { return decode("inputs", s.Inputs, v) }

@@ -391,6 +391,8 @@ func (w *Worker) newJob(queue string, c engine.ClaimedStep) *job {
 			Attempt:           c.Attempt,
 			Timeout:           c.Timeout,
 			WorkerID:          w.cfg.ID,
+			Item:              c.Item,
+			ItemIndex:         c.ItemIndex,
 		},
 		expires: c.LeaseExpiresAt,
 	}

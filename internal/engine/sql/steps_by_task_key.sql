@@ -1,9 +1,16 @@
--- Every step of the task with this external key, in spec order, with the names of its dependencies.
+-- Every step of the task with this external key, in spec order, with the names of its dependencies and, for a map step
+-- (forEach), how many instances it has in each state; not the instances themselves.
 SELECT s.id, s.name, s.handler, s.queue, s.state, s.attempts, s.max_attempts, s.result, s.last_error,
        s.worker_id, s.next_attempt_at, s.lease_expires_at, s.created_at, s.started_at, s.finished_at, s.updated_at,
        coalesce((SELECT array_agg(p.name ORDER BY p.id)
                  FROM tasker.step_edges AS e JOIN tasker.steps AS p ON p.id = e.parent_id
-                 WHERE e.child_id = s.id), '{}'::text[])
+                 WHERE e.child_id = s.id AND p.map_step_id IS NULL), '{}'::text[]),
+       s.map_size,
+       CASE WHEN s.map_size > 0 THEN
+           (SELECT jsonb_object_agg(c.state, c.n)
+            FROM (SELECT i.state, count(*) AS n FROM tasker.steps AS i WHERE i.map_step_id = s.id GROUP BY i.state) AS c)
+       END
 FROM tasker.steps AS s
 WHERE s.task_id = (SELECT t.id FROM tasker.tasks AS t WHERE t.external_key = $1::text)
+  AND s.map_step_id IS NULL
 ORDER BY s.id

@@ -44,7 +44,8 @@ BEGIN
                (x.s ->> 'max_attempts')::integer AS max_attempts, (x.s ->> 'backoff_base_ms')::bigint AS base_ms,
                (x.s ->> 'backoff_max_ms')::bigint AS max_ms, (x.s ->> 'backoff_jitter')::double precision AS jitter,
                (x.s ->> 'timeout_seconds')::bigint AS timeout, x.s ->> 'when' AS cond,
-               nullif(x.s ->> 'wait_for', '') AS wait_for, (x.s ->> 'wait_timeout_seconds')::bigint AS wait_timeout
+               nullif(x.s ->> 'wait_for', '') AS wait_for, (x.s ->> 'wait_timeout_seconds')::bigint AS wait_timeout,
+               nullif(x.s ->> 'for_each', '') AS for_each
         FROM jsonb_array_elements(spec -> 'steps') WITH ORDINALITY AS x (s, ord)
     )
     SELECT p.msg INTO v_problem FROM (
@@ -84,6 +85,11 @@ BEGIN
         SELECT s.i, 7, format('spec.steps[%s].when: %s', s.i, tasker._when_problem(s.cond))
         FROM s WHERE s.cond IS NOT NULL AND tasker._when_problem(s.cond) IS NOT NULL
         UNION ALL
+        SELECT s.i, 7, format('spec.steps[%s].for_each: %s', s.i, tasker._for_each_problem(s.for_each))
+        FROM s WHERE s.for_each IS NOT NULL AND tasker._for_each_problem(s.for_each) IS NOT NULL
+        UNION ALL
+        SELECT s.i, 7, format('spec.steps[%s].for_each: a step that waits for a signal (wait_for) cannot map', s.i)
+        FROM s WHERE s.for_each IS NOT NULL AND s.wait_for IS NOT NULL        UNION ALL
         SELECT s.i, 6, format('spec.steps[%s].depends_on: unknown step %s', s.i, quote_nullable(d.name))
         FROM s CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(s.deps, '[]')) AS d (name)
         WHERE NOT EXISTS (SELECT 1 FROM s AS s2 WHERE s2.name = d.name) OR d.name = s.name
@@ -112,7 +118,7 @@ BEGIN
 
     INSERT INTO tasker.steps (task_id, name, handler, queue, inputs, max_attempts, backoff_base_ms, backoff_max_ms,
                               backoff_jitter, timeout_seconds, parent_count, remaining_parents, delay_ms, not_before,
-                              condition, wait_signal, wait_timeout_seconds)
+                              condition, wait_signal, wait_timeout_seconds, for_each)
     SELECT v_id, x.s ->> 'name', coalesce(x.s ->> 'handler', ''), coalesce(nullif(x.s ->> 'queue', ''), spec ->> 'queue'),
            x.s -> 'inputs', coalesce((x.s ->> 'max_attempts')::integer, 3),
            coalesce((x.s ->> 'backoff_base_ms')::integer, 1000), coalesce((x.s ->> 'backoff_max_ms')::integer, 300000),
@@ -120,7 +126,8 @@ BEGIN
            jsonb_array_length(coalesce(x.s -> 'depends_on', '[]')),
            jsonb_array_length(coalesce(x.s -> 'depends_on', '[]')),
            round(coalesce((x.s ->> 'delay_seconds')::numeric, 0) * 1000)::bigint, (x.s ->> 'not_before')::timestamptz,
-           (x.s ->> 'when')::jsonpath, nullif(x.s ->> 'wait_for', ''), coalesce((x.s ->> 'wait_timeout_seconds')::integer, 0)
+           (x.s ->> 'when')::jsonpath, nullif(x.s ->> 'wait_for', ''), coalesce((x.s ->> 'wait_timeout_seconds')::integer, 0),
+           nullif(x.s ->> 'for_each', '')::jsonpath
     FROM jsonb_array_elements(spec -> 'steps') WITH ORDINALITY AS x (s, ord)
     ORDER BY x.ord;
 
@@ -131,12 +138,15 @@ BEGIN
     JOIN tasker.steps AS c ON c.task_id = v_id AND c.name = x.s ->> 'name'
     JOIN tasker.steps AS p ON p.task_id = v_id AND p.name = d.name;
 
-    -- Parents of conditional and waiting steps take their task's whole lock set when they complete (complete.sql):
-    -- such a child may finish at once (omitted, or signalled already).
-    IF jsonb_path_exists(spec, '$.steps[*] ? ((exists(@.when) && @.when != null) || (exists(@.wait_for) && @.wait_for != null))') THEN
+    -- Parents of conditional, waiting and map steps take their task's whole lock set when they complete
+    -- (complete.sql): such a child may finish at once (omitted, signalled already, an empty map), fail its task (a
+    -- map without an array) or add steps to it (maps.sql).
+    IF jsonb_path_exists(spec, '$.steps[*] ? ((exists(@.when) && @.when != null) || (exists(@.wait_for) && @.wait_for != null)
+                                              || (exists(@.for_each) && @.for_each != null))') THEN
         UPDATE tasker.steps AS p SET conditional_children = true
         WHERE p.id IN (SELECT e.parent_id FROM tasker.steps AS c JOIN tasker.step_edges AS e ON e.child_id = c.id
-                       WHERE c.task_id = v_id AND (c.condition IS NOT NULL OR c.wait_signal IS NOT NULL));
+                       WHERE c.task_id = v_id
+                         AND (c.condition IS NOT NULL OR c.wait_signal IS NOT NULL OR c.for_each IS NOT NULL));
     END IF;
 
     FOR v_queue IN SELECT DISTINCT s.queue FROM tasker.steps AS s WHERE s.task_id = v_id ORDER BY 1 LOOP
@@ -252,10 +262,11 @@ DECLARE
                                           'seconds', 'array'];
     c_step_keys  CONSTANT text[] := ARRAY['name', 'handler', 'queue', 'depends_on', 'inputs', 'max_attempts',
                                           'backoff_base_ms', 'backoff_max_ms', 'backoff_jitter', 'timeout_seconds',
-                                          'delay_seconds', 'not_before', 'when', 'wait_for', 'wait_timeout_seconds'];
+                                          'delay_seconds', 'not_before', 'when', 'wait_for', 'wait_timeout_seconds',
+                                          'for_each'];
     c_step_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'strings', 'any', 'integer',
                                           'integer', 'integer', 'number', 'integer', 'seconds', 'timestamp', 'string',
-                                          'string', 'integer'];
+                                          'string', 'integer', 'string'];
     v_problem text;
 BEGIN
     IF jsonb_typeof(spec) IS DISTINCT FROM 'object' THEN

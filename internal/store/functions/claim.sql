@@ -8,7 +8,7 @@ CREATE OR REPLACE FUNCTION tasker_internal.claim(queue_name text, max_messages i
                              worker_id text DEFAULT NULL)
 RETURNS TABLE (step_id bigint, task_id bigint, step_name text, handler text, inputs jsonb, task_context jsonb,
                dependency_results jsonb, attempt integer, lease uuid, timeout_seconds integer,
-               lease_expires_at timestamptz)
+               lease_expires_at timestamptz, item jsonb, item_index integer)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
@@ -24,6 +24,8 @@ DECLARE
     v_claim_from  text[];
     v_claim_tasks bigint[];
     v_expired     bigint[];
+    v_gather      bigint[];
+    r             record;
     v_drop        bigint[];
     v_keep        bigint[];
     v_keep_vts    timestamptz[];
@@ -88,11 +90,13 @@ BEGIN
            array_agg(c.state ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
            array_agg(c.task_id ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
            array_agg(c.step_id ORDER BY c.pos) FILTER (WHERE c.action = 'expired'),
-           array_agg(c.msg_id) FILTER (WHERE c.action = 'drop'),
+           array_agg(c.msg_id) FILTER (WHERE c.action IN ('drop', 'gather')),
+           array_agg(c.step_id ORDER BY c.pos) FILTER (WHERE c.action = 'gather'),
            array_agg(c.msg_id) FILTER (WHERE c.action = 'keep'),
            array_agg(c.lease_expires_at) FILTER (WHERE c.action = 'keep'),
            array_agg(DISTINCT c.task_id) FILTER (WHERE c.action = 'claim' AND c.task_state = 'pending')
-    INTO v_claim, v_claim_msgs, v_claim_from, v_claim_tasks, v_expired, v_drop, v_keep, v_keep_vts, v_started
+    INTO v_claim, v_claim_msgs, v_claim_from, v_claim_tasks, v_expired, v_drop, v_gather, v_keep, v_keep_vts,
+         v_started
     FROM (
         SELECT m.pos, m.msg_id, m.step_id, s.state, s.lease_expires_at, s.task_id, t.state AS task_state,
                CASE
@@ -104,6 +108,8 @@ BEGIN
                    -- Visible although the lease was extended (a heartbeat could not re-time the message because
                    -- someone held it): put the visibility back and leave the step to its holder.
                    WHEN s.state = 'running' THEN 'keep'
+                   -- A map step's last instance finished (maps.sql): gathered here, the message dropped.
+                   WHEN s.state = 'mapping' AND s.remaining_parents = 0 THEN 'gather'
                    ELSE 'drop'
                END AS action
         FROM unnest(v_msg_ids, v_step_ids) WITH ORDINALITY AS m (msg_id, step_id, pos)
@@ -123,6 +129,16 @@ BEGIN
                 PERFORM tasker._fail_running(v_id,
                     jsonb_build_object('message', 'lease expired: the worker stopped reporting'), true, NULL,
                     'lease expired');
+            END IF;
+        END LOOP;
+    END IF;
+    -- Map steps to gather (maps.sql): their end reaches their children and their task, so the whole lock set.
+    IF v_gather IS NOT NULL THEN
+        FOREACH v_id IN ARRAY v_gather LOOP
+            PERFORM tasker._lock_tasks(ARRAY(SELECT s.task_id FROM tasker.steps AS s WHERE s.id = v_id));
+            r := tasker._gather_maps(ARRAY[v_id]);
+            IF cardinality(r.ready) > 0 THEN
+                PERFORM tasker._enqueue(r.ready, 'dependencies finished');
             END IF;
         END LOOP;
     END IF;
@@ -182,7 +198,7 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context, c.dependency_results,
-                        c.attempt, c.lease, c.timeout_seconds, c.lease_expires_at
+                        c.attempt, c.lease, c.timeout_seconds, c.lease_expires_at, c.item, c.item_index
                  FROM tasker._claimed(v_ids) AS c;
 END;
 $fn$;
@@ -230,7 +246,7 @@ $fn$;
 CREATE OR REPLACE FUNCTION tasker._claimed(p_ids bigint[])
 RETURNS TABLE (step_id bigint, task_id bigint, step_name text, handler text, inputs jsonb, task_context jsonb,
                dependency_results jsonb, attempt integer, lease uuid, timeout_seconds integer,
-               lease_expires_at timestamptz, queue text)
+               lease_expires_at timestamptz, queue text, item jsonb, item_index integer)
 LANGUAGE plpgsql AS $fn$
 BEGIN
     RETURN QUERY
@@ -238,7 +254,7 @@ BEGIN
            coalesce((SELECT jsonb_object_agg(p.name, p.result)
                      FROM tasker.step_edges AS e JOIN tasker.steps AS p ON p.id = e.parent_id
                      WHERE e.child_id = s.id), '{}'::jsonb),
-           s.attempts, s.lease, s.timeout_seconds, s.lease_expires_at, s.queue
+           s.attempts, s.lease, s.timeout_seconds, s.lease_expires_at, s.queue, s.item, s.item_index
     FROM unnest(p_ids) WITH ORDINALITY AS x (id, ord)
     JOIN tasker.steps AS s ON s.id = x.id
     JOIN tasker.tasks AS t ON t.id = s.task_id
@@ -252,7 +268,7 @@ CREATE OR REPLACE FUNCTION tasker.claim(queue_name text, max_messages integer, v
                              worker_id text DEFAULT NULL)
 RETURNS TABLE (step_id bigint, task_id bigint, step_name text, handler text, inputs jsonb, task_context jsonb,
                dependency_results jsonb, attempt integer, lease uuid, timeout_seconds integer,
-               lease_expires_at timestamptz)
+               lease_expires_at timestamptz, item jsonb, item_index integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, tasker, pgmq, pg_temp AS $fn$
 BEGIN
     PERFORM tasker._authorize_queues(ARRAY[claim.queue_name]);

@@ -15,7 +15,7 @@ CREATE OR REPLACE FUNCTION tasker_internal.complete_and_claim(leases uuid[], res
                              visibility_timeout_seconds integer, worker_id text DEFAULT NULL)
 RETURNS TABLE (lease uuid, ok boolean, status text, queue text, step_id bigint, task_id bigint, step_name text,
                handler text, inputs jsonb, task_context jsonb, dependency_results jsonb, attempt integer,
-               timeout_seconds integer, lease_expires_at timestamptz)
+               timeout_seconds integer, lease_expires_at timestamptz, item jsonb, item_index integer)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
@@ -46,6 +46,7 @@ DECLARE
     v_claimed    bigint[] := '{}';
     v_pending    bigint[];
     v_later      bigint[];
+    v_gather     bigint[];
     v_conditional boolean;
     v_problem    text;
     v_problem_at bigint;
@@ -91,7 +92,7 @@ BEGIN
         RETURN QUERY SELECT leases[1], false,
                             CASE WHEN v_failed THEN 'result_refused' ELSE 'stale_lease' END::text, NULL::text,
                             NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::jsonb, NULL::jsonb, NULL::jsonb,
-                            NULL::integer, NULL::integer, NULL::timestamptz;
+                            NULL::integer, NULL::integer, NULL::timestamptz, NULL::jsonb, NULL::integer;
         RETURN;
     END IF;
 
@@ -105,7 +106,7 @@ BEGIN
     IF v_steps IS NULL THEN
         RETURN QUERY SELECT x.lease, false, 'stale_lease'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::text,
                             NULL::text, NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::integer, NULL::integer,
-                            NULL::timestamptz
+                            NULL::timestamptz, NULL::jsonb, NULL::integer
                      FROM unnest(leases) WITH ORDINALITY AS x (lease, ord) ORDER BY x.ord;
         RETURN;
     END IF;
@@ -157,27 +158,30 @@ BEGIN
         -- 3. Children: count the finished parents off; those with none left are enqueued (one update each), and
         --    the first max_claims of them that the caller may claim (mine) are claimed for it. Those with a delay, a
         --    condition or a wait (later) go through _enqueue, which delays, omits or parks them, and are never
-        --    claimed here.
+        --    claimed here. Nor are map steps (maps.sql): expanded by _enqueue, or, when this counted off their
+        --    last instance, gathered later.
         SELECT array_agg(c.id), array_agg(c.n),
                array_agg(c.id) FILTER (WHERE c.ready AND NOT c.mine), array_agg(c.queue) FILTER (WHERE c.ready AND NOT c.mine),
                array_agg(c.task_id) FILTER (WHERE c.ready AND NOT c.mine),
                array_agg(c.attempts + 1) FILTER (WHERE c.ready AND NOT c.mine),
                array_agg(c.id) FILTER (WHERE c.mine), array_agg(c.queue) FILTER (WHERE c.mine),
                array_agg(c.task_id) FILTER (WHERE c.mine), array_agg(c.attempts + 1) FILTER (WHERE c.mine),
-               array_agg(c.id) FILTER (WHERE c.ready_later)
+               array_agg(c.id) FILTER (WHERE c.ready_later), array_agg(c.id) FILTER (WHERE c.gather)
         INTO v_children, v_counts, v_ready, v_rqueues, v_rtasks, v_rattempts, v_mine, v_mqueues, v_mtasks, v_mattempts,
-             v_later
+             v_later, v_gather
         FROM (SELECT c.*, c.claimable AND count(*) FILTER (WHERE c.claimable) OVER (ORDER BY c.id) <= max_claims AS mine
               FROM (SELECT s.id, s.queue, s.task_id, s.attempts, x.n,
                            s.state = 'pending' AND s.remaining_parents = x.n AND NOT d.delayed AS ready,
                            s.state = 'pending' AND s.remaining_parents = x.n AND d.delayed AS ready_later,
                            s.state = 'pending' AND s.remaining_parents = x.n AND NOT d.delayed
-                               AND s.queue = ANY (v_queues) AND NOT coalesce(q.prioritized, true) AS claimable
+                               AND s.queue = ANY (v_queues) AND NOT coalesce(q.prioritized, true) AS claimable,
+                           s.state = 'mapping' AND s.remaining_parents = x.n AS gather
                     FROM (SELECT e.child_id, count(*)::integer AS n FROM tasker.step_edges AS e
                           WHERE e.parent_id = ANY (v_ids) GROUP BY e.child_id) AS x
                     JOIN tasker.steps AS s ON s.id = x.child_id
                     CROSS JOIN LATERAL (SELECT s.delay_ms > 0 OR coalesce(s.not_before > clock_timestamp(), false)
-                                               OR s.condition IS NOT NULL OR s.wait_signal IS NOT NULL AS delayed) AS d
+                                               OR s.condition IS NOT NULL OR s.wait_signal IS NOT NULL
+                                               OR s.for_each IS NOT NULL AS delayed) AS d
                     LEFT JOIN tasker.queues AS q ON q.name = s.queue) AS c) AS c;
         IF v_children IS NOT NULL THEN
             IF v_ready IS NOT NULL THEN
@@ -214,6 +218,11 @@ BEGIN
                 -- omitted by _enqueue.
                 PERFORM tasker._enqueue(v_later, 'dependencies finished');
             END IF;
+            IF v_gather IS NOT NULL THEN
+                -- Map steps whose last instance this counted off: gathered by the claim that reads the message
+                -- this sends (maps.sql), under the lock set their end needs.
+                PERFORM tasker._gather_later(v_gather);
+            END IF;
         END IF;
 
         -- 4. Tasks: count the finished steps off; a task with none left succeeds. The task row is locked only now
@@ -242,7 +251,7 @@ BEGIN
                 expires_at = CASE WHEN t.unfinished_steps = d.n THEN clock_timestamp() + t.retention END,
                 updated_at = clock_timestamp()
             FROM d
-            WHERE t.id = d.id
+            WHERE t.id = d.id AND t.completed_at IS NULL -- not failed meanwhile by a map step (maps.sql)
             RETURNING t.id, t.state
         )
         -- Not announced by NOTIFY (see claim.sql): the operator follows tasker.task_transitions.
@@ -253,14 +262,14 @@ BEGIN
     RETURN QUERY
     SELECT x.lease, d.lease IS NOT NULL, CASE WHEN d.lease IS NOT NULL THEN 'succeeded' ELSE 'stale_lease' END,
            NULL::text, NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::jsonb, NULL::jsonb, NULL::jsonb,
-           NULL::integer, NULL::integer, NULL::timestamptz
+           NULL::integer, NULL::integer, NULL::timestamptz, NULL::jsonb, NULL::integer
     FROM unnest(leases) WITH ORDINALITY AS x (lease, ord)
     LEFT JOIN (SELECT DISTINCT y.lease FROM unnest(v_leases) AS y (lease)) AS d ON d.lease = x.lease
     ORDER BY x.ord;
     IF cardinality(v_claimed) > 0 THEN
         RETURN QUERY
         SELECT c.lease, true, 'claimed'::text, c.queue, c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context,
-               c.dependency_results, c.attempt, c.timeout_seconds, c.lease_expires_at
+               c.dependency_results, c.attempt, c.timeout_seconds, c.lease_expires_at, c.item, c.item_index
         FROM tasker._claimed(v_claimed) AS c;
     END IF;
 END;
@@ -298,7 +307,7 @@ CREATE OR REPLACE FUNCTION tasker.complete_and_claim(leases uuid[], results json
                              visibility_timeout_seconds integer, worker_id text DEFAULT NULL)
 RETURNS TABLE (lease uuid, ok boolean, status text, queue text, step_id bigint, task_id bigint, step_name text,
                handler text, inputs jsonb, task_context jsonb, dependency_results jsonb, attempt integer,
-               timeout_seconds integer, lease_expires_at timestamptz)
+               timeout_seconds integer, lease_expires_at timestamptz, item jsonb, item_index integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, tasker, pgmq, pg_temp AS $fn$
 BEGIN
     PERFORM tasker._authorize_leases(complete_and_claim.leases);

@@ -7,11 +7,14 @@ LANGUAGE sql STABLE AS $fn$
 $fn$;
 
 -- Moves each step to enqueued (from pending, failed, ...), recording transitions — except pending steps whose
--- condition is false, which are omitted instead (conditions.sql), and steps that wait for a signal, which wait
--- (waits.sql: no message; done at once if the signal came already); the caller then holds their task's lock set
--- (_lock_tasks). An omitted step counts off its children, which may become ready and be omitted in turn: this goes
--- round by round, not recursively, so a long chain of omitted steps needs no stack. Children made ready that way
--- are enqueued with the reason 'dependencies finished'. Returns how many steps were enqueued.
+-- condition is false, which are omitted instead (conditions.sql), steps that wait for a signal, which wait
+-- (waits.sql: no message; done at once if the signal came already), map steps, which are expanded into their
+-- instances (maps.sql), and map steps whose instances have all finished, which are gathered; the caller then holds
+-- their task's lock set (_lock_tasks). An omitted step counts off its children, which may become ready and be
+-- omitted in turn: this goes round by round, not recursively, so a long chain of omitted steps needs no stack.
+-- Children made ready that way are enqueued with the reason 'dependencies finished'. A map step that fails (its
+-- forEach gives no array) fails its task: nothing else of that task is enqueued. Returns how many steps were
+-- enqueued.
 CREATE OR REPLACE FUNCTION tasker._enqueue(p_step_ids bigint[], p_reason text) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -20,9 +23,14 @@ DECLARE
     v_check    bigint[] := p_step_ids;
     v_omit     bigint[];
     v_wait     bigint[];
+    v_expand   bigint[];
+    v_gather   bigint[];
+    v_done     bigint[];
     v_ready    bigint[];
+    v_stopped  bigint[] := '{}';
     v_round    integer := 0;
     v_n        integer := 0;
+    r          record;
 BEGIN
     LOOP
         v_omit := tasker._failed_conditions(v_check);
@@ -30,7 +38,14 @@ BEGIN
         v_wait := ARRAY(SELECT s.id FROM tasker.steps AS s
                         WHERE s.id = ANY (v_check) AND s.wait_signal IS NOT NULL AND NOT s.id = ANY (v_omit)
                           AND s.state IN ('pending', 'failed'));
-        EXIT WHEN cardinality(v_omit) = 0 AND cardinality(v_wait) = 0;
+        -- Map steps (maps.sql): expanded when ready, gathered when their instances have finished.
+        v_expand := ARRAY(SELECT s.id FROM tasker.steps AS s
+                          WHERE s.id = ANY (v_check) AND s.for_each IS NOT NULL AND NOT s.id = ANY (v_omit)
+                            AND s.state = 'pending' AND s.map_size IS NULL);
+        v_gather := ARRAY(SELECT s.id FROM tasker.steps AS s
+                          WHERE s.id = ANY (v_check) AND s.state = 'mapping' AND s.remaining_parents = 0);
+        EXIT WHEN cardinality(v_omit) = 0 AND cardinality(v_wait) = 0 AND cardinality(v_expand) = 0
+                  AND cardinality(v_gather) = 0;
         v_ready := '{}';
         IF cardinality(v_omit) > 0 THEN
             v_ready := tasker._omit_steps(v_omit);
@@ -39,12 +54,28 @@ BEGIN
             v_ready := v_ready || tasker._start_waits(v_wait, CASE WHEN v_round = 0 THEN p_reason
                                                                    ELSE 'dependencies finished' END);
         END IF;
-        v_ids := ARRAY(SELECT x.id FROM unnest(v_ids) AS x (id) WHERE NOT x.id = ANY (v_omit || v_wait));
-        v_released := ARRAY(SELECT x.id FROM unnest(v_released) AS x (id) WHERE NOT x.id = ANY (v_omit || v_wait))
+        IF cardinality(v_expand) > 0 THEN
+            r := tasker._expand_maps(v_expand);
+            v_ready := v_ready || r.ready;
+            v_stopped := v_stopped || r.stopped;
+        END IF;
+        IF cardinality(v_gather) > 0 THEN
+            r := tasker._gather_maps(v_gather);
+            v_ready := v_ready || r.ready;
+            v_stopped := v_stopped || r.stopped;
+        END IF;
+        v_done := v_omit || v_wait || v_expand || v_gather;
+        v_ids := ARRAY(SELECT x.id FROM unnest(v_ids) AS x (id) WHERE NOT x.id = ANY (v_done));
+        v_released := ARRAY(SELECT x.id FROM unnest(v_released) AS x (id) WHERE NOT x.id = ANY (v_done))
                       || v_ready;
         v_check := v_ready;
         v_round := v_round + 1;
     END LOOP;
+    IF cardinality(v_stopped) > 0 THEN -- failed by a map step meanwhile: their steps have all stopped
+        v_ids := ARRAY(SELECT s.id FROM tasker.steps AS s WHERE s.id = ANY (v_ids) AND NOT s.task_id = ANY (v_stopped));
+        v_released := ARRAY(SELECT s.id FROM tasker.steps AS s
+                            WHERE s.id = ANY (v_released) AND NOT s.task_id = ANY (v_stopped));
+    END IF;
     IF cardinality(v_ids) > 0 THEN
         v_n := tasker._enqueue_now(v_ids, p_reason);
     END IF;
@@ -134,7 +165,8 @@ END;
 $fn$;
 
 -- Counts steps that just became done (succeeded, resolved, omitted) off their children's remaining parents, and
--- returns the children that became ready (pending, none left).
+-- returns the children that became ready (pending, none left), and the map steps whose instances have all
+-- finished (mapping, none left: _enqueue gathers them).
 CREATE OR REPLACE FUNCTION tasker._count_off_children(p_step_ids bigint[]) RETURNS bigint[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -154,7 +186,8 @@ BEGIN
         WHERE c.id = ANY (v_children)
         RETURNING c.id, c.state, c.remaining_parents
     )
-    SELECT coalesce(array_agg(u.id) FILTER (WHERE u.remaining_parents = 0 AND u.state = 'pending'), '{}') INTO v_ready
+    SELECT coalesce(array_agg(u.id) FILTER (WHERE u.remaining_parents = 0 AND u.state IN ('pending', 'mapping')), '{}')
+    INTO v_ready
     FROM u;
     RETURN v_ready;
 END;

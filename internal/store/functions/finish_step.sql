@@ -50,7 +50,7 @@ BEGIN
     VALUES (s.task_id, s.id, s.state, p_target, s.attempts, p_reason, jsonb_build_object('manual', true));
 
     PERFORM tasker._release_children(ARRAY[s.id], v_task_state IN ('pending', 'running'));
-    IF s.state IN ('pending', 'enqueued', 'running', 'retrying', 'waiting') THEN
+    IF s.state IN ('pending', 'enqueued', 'running', 'retrying', 'waiting', 'mapping') THEN
         PERFORM tasker._count_finished(ARRAY[p_task_id]);
     END IF;
     IF v_task_state = 'failed' THEN

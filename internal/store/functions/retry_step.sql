@@ -26,6 +26,16 @@ BEGIN
         RETURN QUERY SELECT 'noop'::text, format('step %s is already %s', s.name, s.state);
         RETURN;
     END IF;
+    IF s.state = 'mapping' THEN
+        RETURN QUERY SELECT 'noop'::text, format('step %s is already mapping: its instances run', s.name);
+        RETURN;
+    END IF;
+    IF s.state = 'failed' AND s.for_each IS NOT NULL THEN -- maps.sql: the same document gives the same items
+        RETURN QUERY SELECT 'invalid_transition'::text,
+                            format('step %s failed gathering or expanding its forEach, which a retry would repeat: '
+                                   'complete or resolve it instead', s.name);
+        RETURN;
+    END IF;
     IF s.state <> 'failed' THEN
         RETURN QUERY SELECT 'invalid_transition'::text,
                             format('step %s is %s: only a failed step can be retried', s.name, s.state);

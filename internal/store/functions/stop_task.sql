@@ -19,7 +19,7 @@ BEGIN
     ), o AS (
         SELECT s.id, s.state, s.queue, s.msg_id
         FROM tasker.steps AS s
-        WHERE s.task_id = p_task_id AND s.state IN ('pending', 'enqueued', 'running', 'retrying', 'waiting')
+        WHERE s.task_id = p_task_id AND s.state IN ('pending', 'enqueued', 'running', 'retrying', 'waiting', 'mapping')
     ), u AS (
         UPDATE tasker.steps AS s
         SET state = CASE WHEN o.state = 'pending' AND o.id IN (SELECT b.id FROM below AS b)
@@ -55,7 +55,8 @@ END;
 $fn$;
 
 -- A failed task whose failed steps have all been retried, resolved or completed runs again: its skipped and
--- cancelled steps go back to pending (then enqueued as their parents allow).
+-- cancelled steps go back to pending (then enqueued as their parents allow) — a map step that was expanded
+-- already goes back to mapping (gathered once its instances have finished: maps.sql).
 CREATE OR REPLACE FUNCTION tasker._reopen_task(p_task_id bigint, p_reason text) RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -75,18 +76,18 @@ BEGIN
         WHERE s.task_id = p_task_id AND s.state IN ('skipped', 'cancelled')
     ), u AS (
         UPDATE tasker.steps AS s
-        SET state = 'pending', remaining_parents = r.remaining, retry_base = s.attempts, finished_at = NULL,
-            updated_at = clock_timestamp()
+        SET state = CASE WHEN s.map_size > 0 THEN 'mapping' ELSE 'pending' END, remaining_parents = r.remaining,
+            retry_base = s.attempts, finished_at = NULL, updated_at = clock_timestamp()
         FROM r WHERE s.id = r.id
-        RETURNING s.id, s.task_id, s.attempts, r.state AS from_state, r.remaining
+        RETURNING s.id, s.task_id, s.attempts, r.state AS from_state, s.state AS to_state, r.remaining
     ), tr AS (
         INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, reason)
-        SELECT u.task_id, u.id, u.from_state, 'pending', u.attempts, p_reason FROM u
+        SELECT u.task_id, u.id, u.from_state, u.to_state, u.attempts, p_reason FROM u
     )
     SELECT array_agg(u.id) FILTER (WHERE u.remaining = 0) INTO v_ready FROM u;
 
     SELECT count(*) INTO v_unfinished FROM tasker.steps AS s
-    WHERE s.task_id = p_task_id AND s.state IN ('pending', 'enqueued', 'running', 'retrying', 'waiting');
+    WHERE s.task_id = p_task_id AND s.state IN ('pending', 'enqueued', 'running', 'retrying', 'waiting', 'mapping');
     v_to := CASE WHEN v_unfinished = 0 THEN 'succeeded' ELSE 'running' END;
 
     UPDATE tasker.tasks AS t
