@@ -8,6 +8,7 @@ import (
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/stepcounts"
 )
 
 // maxStepMessage bounds a step summary's error message (the CRD allows 256 characters).
@@ -35,21 +36,7 @@ func phaseOf(p engine.TaskPhase) taskerv1alpha1.TaskPhase {
 func applyEngineState(status *taskerv1alpha1.TaskStatus, st *engine.TaskState) {
 	status.TaskID = st.ID
 	status.Phase = phaseOf(st.Phase)
-	c := st.Counts
-	status.StepCounts = taskerv1alpha1.StepCounts{
-		Total:     int32(len(st.Steps)),
-		Pending:   int32(c[engine.StepPending]),
-		Enqueued:  int32(c[engine.StepEnqueued]),
-		Running:   int32(c[engine.StepRunning]),
-		Retrying:  int32(c[engine.StepRetrying]),
-		Succeeded: int32(c[engine.StepSucceeded]),
-		Failed:    int32(c[engine.StepFailed]),
-		Cancelled: int32(c[engine.StepCancelled]),
-		Skipped:   int32(c[engine.StepSkipped]),
-		Resolved:  int32(c[engine.StepResolved]),
-		Omitted:   int32(c[engine.StepOmitted]),
-		Waiting:   int32(c[engine.StepWaiting]),
-	}
+	status.StepCounts = stepcounts.Of(len(st.Steps), st.Counts)
 	status.Progress = strconv.Itoa(st.Done()) + "/" + strconv.Itoa(len(st.Steps))
 	n := min(len(st.Steps), taskerv1alpha1.MaxStepSummaries)
 	summaries := make([]taskerv1alpha1.StepSummary, n)
@@ -64,6 +51,7 @@ func applyEngineState(status *taskerv1alpha1.TaskStatus, st *engine.TaskState) {
 			Message:       trim(s.LastErrorMessage, maxStepMessage),
 			NextAttemptAt: metaTime(waitingUntil(s)),
 		}
+		summaries[i].Map = stepcounts.Map(s.Map)
 	}
 	status.Steps = summaries
 	status.StartedAt = metaTime(st.StartedAt)

@@ -185,15 +185,21 @@ type StepCounts struct {
 	Omitted int32 `json:"omitted,omitempty"`
 	// Waiting steps wait for a signal.
 	Waiting int32 `json:"waiting,omitempty"`
+	// Mapping steps (forEach) wait for their instances.
+	Mapping int32 `json:"mapping,omitempty"`
 }
 
 // StepSummary is the state of one step, as the database had it at the last status write.
 type StepSummary struct {
 	Name string `json:"name"`
 	// State is one of pending, enqueued, running, retrying, succeeded, failed, cancelled, skipped, resolved,
-	// omitted, waiting.
-	State    string `json:"state"`
-	Attempts int32  `json:"attempts,omitempty"`
+	// omitted, waiting, mapping.
+	State string `json:"state"`
+	// Map counts the instances of a map step (forEach) by state, total being the number of items: one line
+	// however many instances there are.
+	// +optional
+	Map      *StepCounts `json:"map,omitempty"`
+	Attempts int32       `json:"attempts,omitempty"`
 	// +optional
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
 	// +optional

@@ -27,8 +27,11 @@ func builtins(client *http.Client) map[string]worker.HandlerFunc {
 	}
 }
 
-// echo returns its inputs as its result.
+// echo returns its inputs as its result (an instance of a map step: its element of the array).
 func echoHandler(_ context.Context, s worker.Step) (worker.Result, error) {
+	if s.IsMapInstance() { // an instance of a map step (forEach) echoes its element of the array
+		return s.Item, nil
+	}
 	if len(s.Inputs) == 0 {
 		return nil, nil
 	}

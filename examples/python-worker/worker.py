@@ -41,6 +41,9 @@ class Permanent(Exception):
 
 
 def echo(step):
+    # An instance of a map step (forEach) echoes its element of the array; any other step its inputs.
+    if step["item_index"] is not None:
+        return step["item"]
     return step["inputs"]
 
 
@@ -68,21 +71,23 @@ HANDLERS = {"echo": echo, "fail": fail, "join": join, "sleep": sleep}
 
 CLAIM = """
 SELECT c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context, c.dependency_results,
-       c.attempt, c.lease::text
+       c.attempt, c.lease::text, c.item, c.item_index
 FROM tasker.claim(%s::text, %s::integer, %s::integer, %s::text) AS c
 """
 # complete_and_claim: reports the success and, with max_claims > 0, claims steps it made ready (the next step of a
 # chain) in the same transaction; their rows follow the report's, with status 'claimed'.
 COMPLETE = """
 SELECT c.ok, c.status, c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context,
-       c.dependency_results, c.attempt, c.lease::text
+       c.dependency_results, c.attempt, c.lease::text, c.item, c.item_index
 FROM tasker.complete_and_claim(ARRAY[%s::uuid], ARRAY[%s::jsonb], %s::integer, %s::integer, %s::text) AS c
 """
 FAIL = "SELECT f.ok, f.status, f.next_attempt_at FROM tasker.fail(%s::uuid, %s::jsonb, %s::boolean, NULL) AS f"
 RELEASE = "SELECT r.ok, r.status FROM tasker.release(%s::uuid) AS r"
 HEARTBEAT = "SELECT h.ok, h.cancelled FROM tasker.heartbeat(%s::uuid, %s::integer) AS h"
+# item and item_index: an instance of a map step (forEach) gets its element of the array and its position (NULL for
+# any other step).
 COLUMNS = ("step_id", "task_id", "step_name", "handler", "inputs", "task_context", "dependency_results",
-           "attempt", "lease")
+           "attempt", "lease", "item", "item_index")
 
 
 def log(**fields):

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tasker-operator/tasker-operator/internal/stepcounts"
 )
 
 // RenderOptions tune Render.
@@ -58,6 +60,9 @@ func Render(w io.Writer, v TaskView, opts RenderOptions) error {
 		}
 		if w := waitNote(s, opts.Now); w != "" {
 			notes = append(notes, w)
+		}
+		if s.Map != nil {
+			notes = append(notes, "map of "+stepcounts.Line(*s.Map))
 		}
 		if s.Error != "" {
 			notes = append(notes, errorNote(s))
@@ -228,7 +233,7 @@ var stateColors = map[string]string{
 	"succeeded": "32", "Succeeded": "32", "resolved": "32",
 	"failed": "31", "Failed": "31",
 	"running": "36", "Running": "36", "retrying": "33",
-	"cancelled": "90", "Cancelled": "90", "skipped": "90", "omitted": "90", "waiting": "35",
+	"cancelled": "90", "Cancelled": "90", "skipped": "90", "omitted": "90", "waiting": "35", "mapping": "36",
 }
 
 func paint(on bool, state, text string) string {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 )
 
 func at(sec int) *time.Time {
@@ -141,5 +143,22 @@ func TestWaitNoteSaysWhenAStepCanRun(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "remind") || !strings.Contains(b.String(), "delayed until 2026-12-06T10:00:00Z") {
 		t.Errorf("tree:\n%s", b.String())
+	}
+}
+
+// A map step is one line, with its instances' counts; its result (the gathered array) follows.
+func TestRenderMapAsOneLine(t *testing.T) {
+	v := TaskView{Namespace: "ns", Name: "m", Phase: "Running", Progress: "1/3", Steps: []StepView{
+		{Name: "list", State: "succeeded", Attempts: 1},
+		{Name: "each", State: "mapping", Attempts: 1, DependsOn: []string{"list"},
+			Map: &taskerv1alpha1.StepCounts{Total: 500, Succeeded: 480, Running: 8, Enqueued: 12}},
+		{Name: "sum", State: "pending", DependsOn: []string{"each"}},
+	}}
+	var b strings.Builder
+	if err := Render(&b, v, RenderOptions{Width: 200, Now: *at(4)}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "└─ each    mapping    1 attempt   -       map of 500 items: 480 succeeded, 8 running, 12 enqueued\n"; !strings.Contains(b.String(), want) {
+		t.Fatalf("got:\n%s\nwant a line:\n%s", b.String(), want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/stepcounts"
 )
 
 // TaskView is what taskerctl shows of a Task; it is also the -o json|yaml document of `describe`.
@@ -41,6 +42,8 @@ type StepView struct {
 	NextAttemptAt *time.Time      `json:"nextAttemptAt,omitempty"`
 	Error         string          `json:"error,omitempty"`
 	Result        json.RawMessage `json:"result,omitempty"`
+	// Map counts the instances of a map step (forEach) by state; total is the number of items.
+	Map *taskerv1alpha1.StepCounts `json:"map,omitempty"`
 }
 
 // ConditionView is one condition of the Task.
@@ -64,7 +67,7 @@ func FromStatus(tk *taskerv1alpha1.Task) TaskView {
 	}
 	for _, s := range tk.Status.Steps {
 		sv := StepView{Name: s.Name, Handler: handlers[s.Name], State: s.State, Attempts: int(s.Attempts),
-			DependsOn: deps[s.Name], Error: s.Message}
+			DependsOn: deps[s.Name], Error: s.Message, Map: s.Map}
 		if s.StartedAt != nil {
 			t := s.StartedAt.Time
 			sv.StartedAt = &t
@@ -92,7 +95,7 @@ func FromEngine(tk *taskerv1alpha1.Task, st *engine.TaskState) TaskView {
 		s := &st.Steps[i]
 		v.Steps = append(v.Steps, StepView{Name: s.Name, Handler: s.Handler, State: string(s.Phase), Attempts: s.Attempts,
 			DependsOn: s.DependsOn, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.LastErrorMessage, Result: s.Result,
-			NextAttemptAt: s.NextAttemptAt})
+			NextAttemptAt: s.NextAttemptAt, Map: stepcounts.Map(s.Map)})
 	}
 	return v
 }

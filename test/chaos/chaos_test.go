@@ -31,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -123,7 +124,25 @@ var shapes = []shape{
 	{"long", taskerv1alpha1.TaskSucceeded, func(s sizes) []taskerv1alpha1.StepSpec {
 		return []taskerv1alpha1.StepSpec{st("a", "sleep", fmt.Sprintf(`{"seconds":%g}`, s.longStep.Seconds())), st("b", "echo", "", "a")}
 	}},
+	// A map: instances killed with their workers run again; the gathered result must still be the items in order.
+	{"map", taskerv1alpha1.TaskSucceeded, func(sizes) []taskerv1alpha1.StepSpec {
+		each := st("each", "echo", "", "list")
+		each.ForEach = "$.deps.list.items"
+		return []taskerv1alpha1.StepSpec{st("list", "echo", mapItems), each, st("join", "echo", "", "each")}
+	}},
+	// A wait: it outlasts the operator kills and PostgreSQL restarts, and the signal sent after them (a Signal
+	// action) completes it.
+	{"wait", taskerv1alpha1.TaskSucceeded, func(sizes) []taskerv1alpha1.StepSpec {
+		gate := taskerv1alpha1.StepSpec{Name: "gate", DependsOn: []string{"a"}, Wait: &taskerv1alpha1.WaitSpec{Signal: "go"}}
+		return []taskerv1alpha1.StepSpec{st("a", "echo", ""), gate, st("b", "echo", "", "gate")}
+	}},
 }
+
+// The map shape's items, and what its map step must gather.
+const (
+	mapItems    = `{"items":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29]}`
+	mapGathered = `[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29]`
+)
 
 func TestChaos(t *testing.T) {
 	sz := sizesFromEnv(t)
@@ -209,6 +228,7 @@ func TestChaos(t *testing.T) {
 		what string
 	}{{w / 5, "kill-leader"}, {2 * w / 5, "pg-crash"}, {3 * w / 5, "kill-leader"}, {4 * w / 5, "pg-fast"}}
 	nextKill := time.Duration(float64(sz.killEvery) * (0.5 + rng.Float64()))
+	signalled := false
 	for !done() {
 		elapsed := time.Since(started)
 		if elapsed > sz.maxRuntime {
@@ -243,6 +263,11 @@ func TestChaos(t *testing.T) {
 			events = events[1:]
 			continue
 		}
+		if len(events) == 0 && !signalled {
+			// Every fault is behind: the waits that survived them get their signal, through the apiserver.
+			signalled = true
+			sendSignals(t, ctx, env.Client, ns)
+		}
 		if elapsed >= nextKill {
 			procs.killRandomWorker(rng)
 			stats.workerKills++
@@ -265,6 +290,29 @@ func TestChaos(t *testing.T) {
 	if sz.report != "" && !t.Failed() {
 		writeReport(t, sz.report, res)
 	}
+}
+
+// sendSignals patches a Signal action into every Task of the wait shape.
+func sendSignals(t *testing.T, ctx context.Context, c client.Client, ns string) {
+	t.Helper()
+	var list taskerv1alpha1.TaskList
+	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i := range list.Items {
+		tk := &list.Items[i]
+		if !strings.HasPrefix(tk.Name, "wait-") {
+			continue
+		}
+		patch := client.RawPatch(types.MergePatchType, []byte(
+			`{"spec":{"actions":[{"id":"go-1","type":"Signal","signal":"go","result":{"go":true}}]}}`))
+		if err := c.Patch(ctx, tk, patch); err != nil {
+			t.Fatalf("signal %s: %v", tk.Name, err)
+		}
+		n++
+	}
+	t.Logf("signalled %d waiting Tasks", n)
 }
 
 type faultStats struct{ workerKills, operatorKills, pgRestarts int }
@@ -323,16 +371,27 @@ func verify(t *testing.T, ctx context.Context, c client.Client, ns, dbURL string
 			return same, fmt.Sprintf("Task %s: status %s %+v, database %s %v", tk.Name, cur.Status.Phase, sc, st.Phase, c)
 		})
 		res.steps += len(dbTask.Steps)
+		switch {
+		case strings.HasPrefix(tk.Name, "map-"):
+			if each := dbTask.Step("each"); string(each.Result) != mapGathered || each.Map == nil || each.Map.Items != 30 {
+				t.Errorf("Task %s: map step gathered %s (%+v)", tk.Name, each.Result, each.Map)
+			}
+			res.steps += 30
+		case strings.HasPrefix(tk.Name, "wait-"):
+			if r := string(dbTask.Step("gate").Result); r != `{"go": true}` {
+				t.Errorf("Task %s: the wait's result is %s, want the signal's payload", tk.Name, r)
+			}
+		}
 	}
 
 	// History: at most one success per step; every attempt started by exactly one transition to running (a release
-	// gives its attempt back).
+	// gives its attempt back), or to waiting (a wait) or mapping (a map step's expansion).
 	var dup, badAttempts int
 	if err := pool.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM (SELECT step_id FROM tasker.step_transitions WHERE to_state = 'succeeded'
 		                       GROUP BY step_id HAVING count(*) > 1) AS d),
 		(SELECT count(*) FROM tasker.steps AS s
-		 WHERE s.attempts <> (SELECT count(*) FILTER (WHERE x.to_state = 'running')
+		 WHERE s.attempts <> (SELECT count(*) FILTER (WHERE x.to_state IN ('running', 'waiting', 'mapping'))
 		                             - count(*) FILTER (WHERE x.reason = 'released')
 		                      FROM tasker.step_transitions AS x WHERE x.task_id = s.task_id AND x.step_id = s.id))`).
 		Scan(&dup, &badAttempts); err != nil {

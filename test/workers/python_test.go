@@ -40,7 +40,8 @@ func waitFinished(t *testing.T, tb *testBundle, taskID int64, d time.Duration) *
 	return ts
 }
 
-// Acceptance 3: a worker written in Python, using only the SQL protocol, runs a diamond DAG to completion.
+// Acceptance 3: a worker written in Python, using only the SQL protocol, runs a diamond DAG to completion — and a
+// map step (forEach), whose instances it runs with their items.
 func TestPythonWorkerDiamond(t *testing.T) {
 	script := pythonWorker(t)
 	tb := setup(t)
@@ -51,8 +52,9 @@ func TestPythonWorkerDiamond(t *testing.T) {
 			{Name: "a", Handler: "echo", Inputs: json.RawMessage(`{"n":1}`)},
 			{Name: "b", Handler: "fail", Inputs: json.RawMessage(`{"failTimes":1,"message":"once"}`),
 				DependsOn: []string{"a"}, Retry: retry},
-			{Name: "c", Handler: "echo", Inputs: json.RawMessage(`{"n":3}`), DependsOn: []string{"a"}},
+			{Name: "c", Handler: "echo", Inputs: json.RawMessage(`{"n":3,"list":["x",{"y":1},null]}`), DependsOn: []string{"a"}},
 			{Name: "d", Handler: "join", DependsOn: []string{"b", "c"}},
+			{Name: "e", Handler: "echo", DependsOn: []string{"c"}, ForEach: "$.deps.c.list"},
 		},
 	})
 	if err != nil {
@@ -72,12 +74,18 @@ func TestPythonWorkerDiamond(t *testing.T) {
 	if err := json.Unmarshal(ts.Step("d").Result, &d); err != nil {
 		t.Fatal(err)
 	}
-	var b, c map[string]int
+	var b map[string]int
+	var c struct {
+		N int `json:"n"`
+	}
 	if err := json.Unmarshal(d["b"], &b); err != nil || b["attempt"] != 2 {
 		t.Errorf("d saw b's result %s (%v)", d["b"], err)
 	}
-	if err := json.Unmarshal(d["c"], &c); err != nil || c["n"] != 3 {
+	if err := json.Unmarshal(d["c"], &c); err != nil || c.N != 3 {
 		t.Errorf("d saw c's result %s (%v)", d["c"], err)
+	}
+	if e := ts.Step("e"); string(e.Result) != `["x", {"y": 1}, null]` || e.Map == nil || e.Map.Counts[engine.StepSucceeded] != 3 {
+		t.Errorf("map step e: %s, %+v", e.Result, e.Map)
 	}
 
 	p.signal(t, os.Interrupt)
