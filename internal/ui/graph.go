@@ -9,15 +9,15 @@ import (
 	"unicode/utf8"
 )
 
-// graphNode is one box of a Task's graph. Today every box is one step. Map instances and child workflows (once
-// the API has them) are meant to be boxes standing for several instances: Count > 1 draws the box stacked with
-// "×Count", and States would hold the instances' states for the panel.
+// graphNode is one box of a Task's graph: a step, or a map step (forEach) standing for its instances — Count > 1
+// draws the box stacked, with "Done/Count" (the panel has the counts by state).
 type graphNode struct {
 	Name      string
 	Handler   string
 	State     string // a step state; "" when not known (the status lists only the first 50 steps)
 	Attempts  int
 	Count     int // instances the box stands for; 0 or 1 for a step
+	Done      int // of those, how many have finished
 	DependsOn []string
 }
 
@@ -81,7 +81,7 @@ func renderGraph(nodes []graphNode, selected string) template.HTML {
 func nodeSub(n graphNode, state string) string {
 	parts := []string{state}
 	if n.Count > 1 {
-		parts = append(parts, "×"+strconv.Itoa(n.Count))
+		parts = append(parts, strconv.Itoa(n.Done)+"/"+strconv.Itoa(n.Count))
 	}
 	if n.Handler != "" {
 		parts = append(parts, n.Handler)

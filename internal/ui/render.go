@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/cli"
+	"github.com/tasker-operator/tasker-operator/internal/stepcounts"
 )
 
 //go:embed templates/*.html
@@ -22,6 +24,7 @@ var pages = func() map[string]*template.Template {
 		"clock":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
 		"instant":  func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
 		"asset":    func(name string) string { return "/static/" + name + "?v=" + assetVersion },
+		"mapLine":  func(c *taskerv1alpha1.StepCounts) string { return stepcounts.Line(*c) },
 		"args": func(name, label, value string, choices []string) selectArgs {
 			return selectArgs{Name: name, Label: label, Value: value, Choices: choices}
 		},

@@ -293,3 +293,27 @@ func TestPagesAreCompressedAndAssetsCached(t *testing.T) {
 		t.Errorf("asset listing: %d, want 404", code)
 	}
 }
+
+// A map step (forEach) is one stacked box with its finished and total instances, and its panel counts them by
+// state: however many instances, the graph has one node for them.
+func TestMapStepIsOneStackedBox(t *testing.T) {
+	tk := orderTask("shop")
+	st := orderState()
+	st.Steps[3] = engine.StepState{Name: "ship", Handler: "echo", Phase: engine.StepMapping, Attempts: 1,
+		DependsOn: []string{"charge-payment", "reserve-inventory"}, Map: &engine.MapState{Items: 500,
+			Counts: map[engine.StepPhase]int{engine.StepSucceeded: 480, engine.StepRunning: 8, engine.StepEnqueued: 12}}}
+	h := newTestServer(&fakeCluster{tasks: []taskerv1alpha1.Task{tk}}, &fakeDatabase{state: st}).Handler()
+	code, body := get(t, h, "/tasks/shop/order-fulfillment?step=ship")
+	if code != http.StatusOK {
+		t.Fatalf("status %d\n%s", code, body)
+	}
+	if n := nodesOf(body); len(n) != 4 || n["ship"] != "mapping" {
+		t.Errorf("nodes %v", n)
+	}
+	for _, want := range []string{`class="node s-mapping group sel"`, `<rect class="stack"`, "mapping · 480/500 · echo",
+		`<p class="map">map of 500 items: 480 succeeded, 8 running, 12 enqueued</p>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+}

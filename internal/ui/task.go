@@ -91,8 +91,12 @@ func (s *Server) taskDetail(ctx context.Context, tk *taskerv1alpha1.Task) (taskD
 	seen := map[string]bool{}
 	for _, st := range d.View.Steps {
 		seen[st.Name] = true
-		nodes = append(nodes, graphNode{Name: st.Name, Handler: st.Handler, State: st.State, Attempts: st.Attempts,
-			DependsOn: st.DependsOn})
+		n := graphNode{Name: st.Name, Handler: st.Handler, State: st.State, Attempts: st.Attempts,
+			DependsOn: st.DependsOn}
+		if m := st.Map; m != nil { // a map step: one box for its instances
+			n.Count, n.Done = int(m.Total), int(m.Succeeded+m.Resolved+m.Failed+m.Cancelled+m.Skipped+m.Omitted)
+		}
+		nodes = append(nodes, n)
 	}
 	if !d.Details { // the status lists the first 50 steps: the spec has the others, in an unknown state
 		for _, sp := range tk.Spec.Steps {

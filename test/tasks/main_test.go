@@ -208,8 +208,17 @@ func handle(ctx context.Context, s engine.ClaimedStep) (json.RawMessage, *engine
 	}
 	_ = json.Unmarshal(s.Inputs, &in)
 	switch s.Handler {
-	case "echo":
+	case "echo": // as the reference worker's: a map instance echoes its item
+		if s.ItemIndex >= 0 {
+			return s.Item, nil
+		}
 		return s.Inputs, nil
+	case "join": // its dependencies' results, by name
+		out, err := json.Marshal(s.DependencyResults)
+		if err != nil {
+			return nil, &engine.Failure{Message: err.Error(), Permanent: true}
+		}
+		return out, nil
 	case "sleep":
 		select {
 		case <-ctx.Done():

@@ -94,6 +94,7 @@ func TestSamplesSucceed(t *testing.T) {
 		{file: "tasker_v1alpha1_task_delayed.yaml", steps: 3, wantStepFields: true, delayed: "send-reminder",
 			after: "confirm-order", delay: 3 * time.Second},
 		{file: "tasker_v1alpha1_task_conditional.yaml", steps: 5, wantStepFields: true, omitted: "explain-refusal"},
+		{file: "tasker_v1alpha1_task_map.yaml", steps: 4, wantStepFields: true},
 	}
 	for _, s := range samples {
 		var tk taskerv1alpha1.Task
@@ -681,5 +682,62 @@ func TestApprovalWorkflow(t *testing.T) {
 	bad := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"actions":[{"id":"x","type":"Signal","step":"approval"}]}}`))
 	if err := env.Client.Patch(context.Background(), &tk, bad); err == nil || !strings.Contains(err.Error(), "a Signal action names a signal") {
 		t.Errorf("a Signal action naming a step: %v", err)
+	}
+}
+
+// A map over 500 items through the apiserver: the instances run on four claim loops, the reducer receives their
+// 500 results in order, and the status shows the map as one step with counts (not 500 summaries); a map path that
+// is not an array is refused when the Task is applied, naming the field.
+func TestMapOverFiveHundredItems(t *testing.T) {
+	ns := newNamespace(t)
+	startWorkers(t, 4, ns, "default")
+	items := make([]string, 500)
+	for i := range items {
+		items[i] = fmt.Sprintf(`"item-%03d"`, i)
+	}
+	tk := &taskerv1alpha1.Task{
+		ObjectMeta: metav1.ObjectMeta{Name: "map-500", Namespace: ns},
+		Spec: taskerv1alpha1.TaskSpec{Queue: "default", Steps: []taskerv1alpha1.StepSpec{
+			{Name: "list", Handler: "echo", Inputs: &apiextensionsv1.JSON{Raw: []byte(`{"items":[` + strings.Join(items, ",") + `]}`)}},
+			{Name: "each", Handler: "echo", DependsOn: []string{"list"}, ForEach: "$.deps.list.items"},
+			{Name: "reduce", Handler: "join", DependsOn: []string{"each"}},
+		}},
+	}
+	create(t, tk)
+	got := waitPhase(t, ns, tk.Name, taskerv1alpha1.TaskSucceeded, 120*time.Second)
+	want := taskerv1alpha1.StepCounts{Total: 500, Succeeded: 500}
+	if c := got.Status.StepCounts; c.Total != 3 || c.Succeeded != 3 || len(got.Status.Steps) != 3 || got.Status.Progress != "3/3" {
+		t.Errorf("status counts %+v, %d summaries, progress %s", c, len(got.Status.Steps), got.Status.Progress)
+	}
+	if m := got.Status.Steps[1].Map; got.Status.Steps[1].Name != "each" || m == nil || *m != want {
+		t.Errorf("the map's summary: %+v", got.Status.Steps[1])
+	}
+	st, err := engine.New(dbPool, engine.Options{}).GetTask(context.Background(), got.Status.TaskID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reduced struct {
+		Each []string `json:"each"`
+	}
+	if err := json.Unmarshal(st.Step("reduce").Result, &reduced); err != nil {
+		t.Fatal(err)
+	}
+	if len(reduced.Each) != 500 {
+		t.Fatalf("the reducer received %d results", len(reduced.Each))
+	}
+	for i, r := range reduced.Each {
+		if r != fmt.Sprintf("item-%03d", i) {
+			t.Fatalf("result %d is %q: not in order", i, r)
+		}
+	}
+	bad := &taskerv1alpha1.Task{
+		ObjectMeta: metav1.ObjectMeta{Name: "bad-map", Namespace: ns},
+		Spec: taskerv1alpha1.TaskSpec{Queue: "default", Steps: []taskerv1alpha1.StepSpec{
+			{Name: "each", Handler: "echo", ForEach: "$.context.n > 1"},
+		}},
+	}
+	err = env.Client.Create(context.Background(), bad)
+	if err == nil || !strings.Contains(err.Error(), "spec.steps[0].forEach") || !strings.Contains(err.Error(), "not a predicate") {
+		t.Errorf("a predicate as forEach: %v", err)
 	}
 }
