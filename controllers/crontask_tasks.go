@@ -42,6 +42,7 @@ func newCronTaskTask(ct *taskerv1alpha1.CronTask, scheduled time.Time, scheme *r
 			TemplateRef:             spec.TemplateRef,
 			Queue:                   spec.Queue,
 			Context:                 spec.Context,
+			Arguments:               spec.Arguments,
 			Priority:                spec.Priority,
 			TTLSecondsAfterFinished: spec.TTLSecondsAfterFinished,
 		},

@@ -4,6 +4,9 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -39,6 +42,19 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 				fmt.Sprintf("TaskTemplate %q is invalid: %s", ref.Name, errs.ToAggregate().Error()))
 			return ctrl.Result{RequeueAfter: templateRetryInterval}, false, nil
 		}
+		if pin := ref.Generation; pin != nil && *pin != tmpl.Generation {
+			msg := fmt.Sprintf("spec.templateRef.generation pins generation %d of TaskTemplate %q, which is at generation %d",
+				*pin, ref.Name, tmpl.Generation)
+			if *pin < tmpl.Generation { // generations only grow: it will never be admitted
+				conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted,
+					ReasonTemplateGeneration, msg+"; a template's generation never goes back")
+				status.Phase = taskerv1alpha1.TaskFailed
+				return ctrl.Result{}, false, nil
+			}
+			conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted,
+				ReasonTemplateGeneration, msg+"; the Task is admitted when the template reaches it")
+			return ctrl.Result{RequeueAfter: templateRetryInterval}, false, nil
+		}
 	}
 	spec, err := engineTaskSpec(task, tmpl)
 	if err == nil {
@@ -52,7 +68,8 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 			r.writes.LoadOrStore(types.NamespacedName{Namespace: task.Namespace, Name: task.Name}, &writeWindow{last: r.now()})
 			msg := fmt.Sprintf("admitted as task %d with %d steps", adm.TaskID, len(spec.Steps))
 			if tmpl != nil {
-				msg += fmt.Sprintf(" from TaskTemplate %q (generation %d)", tmpl.Name, tmpl.Generation)
+				status.Template = templateOrigin(tmpl)
+				msg += fmt.Sprintf(" from TaskTemplate %q (generation %d, %s)", tmpl.Name, tmpl.Generation, status.Template.Hash)
 			}
 			conditions.True(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonAdmitted, msg)
 			conditions.True(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, ReasonReachable, "")
@@ -76,6 +93,14 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 		return ctrl.Result{}, false, nil
 	}
 	return ctrl.Result{}, false, err
+}
+
+// templateOrigin identifies the version of tmpl a Task is admitted from: its generation, and a hash of its spec.
+func templateOrigin(tmpl *taskerv1alpha1.TaskTemplate) *taskerv1alpha1.TemplateOrigin {
+	spec, _ := json.Marshal(tmpl.Spec) // a struct of JSON-able fields: cannot fail
+	sum := sha256.Sum256(spec)
+	return &taskerv1alpha1.TemplateOrigin{Name: tmpl.Name, Generation: tmpl.Generation,
+		Hash: "sha256:" + hex.EncodeToString(sum[:8])}
 }
 
 // ownTask is the engine task found under a Task's UID.

@@ -61,6 +61,8 @@ const (
 	ReasonAdmitted         = "Admitted"
 	ReasonTemplateNotFound = "TemplateNotFound"
 	ReasonInvalidTemplate  = "InvalidTemplate"
+	// ReasonTemplateGeneration: spec.templateRef.generation pins a generation the template is not at.
+	ReasonTemplateGeneration = "TemplateGenerationMismatch"
 	ReasonInvalidSpec      = "InvalidSpec"
 	ReasonReachable        = "Reachable"
 	ReasonUnreachable      = "Unreachable"

@@ -471,6 +471,10 @@ func TestReconcileAdmitsFromATemplate(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "report", Namespace: "ns", Generation: 3},
 		Spec: taskerv1alpha1.TaskTemplateSpec{
 			DefaultContext: &apiextensionsv1.JSON{Raw: []byte(`{"a":1,"b":1}`)},
+			Parameters: []taskerv1alpha1.TemplateParameter{
+				{Name: "region", Type: taskerv1alpha1.ParameterString, Required: true},
+				{Name: "days", Type: taskerv1alpha1.ParameterInteger, Default: &apiextensionsv1.JSON{Raw: []byte(`7`)}},
+			},
 			Steps: []taskerv1alpha1.StepSpec{{Name: "x", Handler: "echo", Queue: "other", TimeoutSeconds: ptr.To(int32(30)),
 				Inputs: &apiextensionsv1.JSON{Raw: []byte(`{"k":"v"}`)},
 				Retry: &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr.To(int32(5)), Backoff: &taskerv1alpha1.Backoff{
@@ -480,15 +484,15 @@ func TestReconcileAdmitsFromATemplate(t *testing.T) {
 	b := newReconcileBundle(t, tmpl, newTestTask("t", func(tk *taskerv1alpha1.Task) {
 		tk.Spec.Steps, tk.Spec.TemplateRef = nil, &taskerv1alpha1.TemplateReference{Name: "report"}
 		tk.Spec.Context = &apiextensionsv1.JSON{Raw: []byte(`{"b":2}`)}
+		tk.Spec.Arguments = &apiextensionsv1.JSON{Raw: []byte(`{"region":"eu"}`)}
 	}))
 	b.admitAndWrite(t, "t")
 	if len(b.eng.admitted) == 0 || len(b.eng.tasks) != 1 {
 		t.Fatalf("admitted %d specs into %d tasks", len(b.eng.admitted), len(b.eng.tasks))
 	}
 	spec := b.eng.admitted[0]
-	var ctx map[string]int
-	if err := json.Unmarshal(spec.Context, &ctx); err != nil || ctx["a"] != 1 || ctx["b"] != 2 {
-		t.Errorf("context %s: want the template's defaults under the Task's own", spec.Context)
+	if string(spec.Context) != `{"a":1,"b":2,"params":{"days":7,"region":"eu"}}` {
+		t.Errorf("context %s: want the template's defaults under the Task's own, and the parameters", spec.Context)
 	}
 	if len(spec.Steps) != 1 {
 		t.Fatalf("steps %+v", spec.Steps)
@@ -498,9 +502,68 @@ func TestReconcileAdmitsFromATemplate(t *testing.T) {
 		s.Retry.BackoffBase != 2*time.Second || s.Retry.BackoffMax != time.Minute || string(s.Inputs) != `{"k":"v"}` {
 		t.Errorf("step %+v", s)
 	}
-	if c := findCondition(b.task(t, "t").Status.Conditions, taskerv1alpha1.TaskConditionAdmitted); c == nil ||
-		!strings.Contains(c.Message, `from TaskTemplate "report" (generation 3)`) {
+	got := b.task(t, "t")
+	if c := findCondition(got.Status.Conditions, taskerv1alpha1.TaskConditionAdmitted); c == nil ||
+		!strings.Contains(c.Message, `from TaskTemplate "report" (generation 3, sha256:`) {
 		t.Errorf("Admitted condition %+v", c)
+	}
+	if o := got.Status.Template; o == nil || o.Name != "report" || o.Generation != 3 || !strings.HasPrefix(o.Hash, "sha256:") || len(o.Hash) != 23 {
+		t.Errorf("status.template %+v", o)
+	}
+}
+
+// A Task pinning a template generation waits for it while it is ahead, and fails once the template is past it
+// (generations never go back); bad arguments (a Task created while the webhook was off) fail admission naming the
+// argument.
+func TestReconcileTemplatePinAndArguments(t *testing.T) {
+	tmpl := &taskerv1alpha1.TaskTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: "report", Namespace: "ns", Generation: 3},
+		Spec: taskerv1alpha1.TaskTemplateSpec{
+			Parameters: []taskerv1alpha1.TemplateParameter{{Name: "days", Type: taskerv1alpha1.ParameterInteger}},
+			Steps: []taskerv1alpha1.StepSpec{{Name: "x", Handler: "echo", TimeoutSeconds: ptr.To(int32(30)),
+				Retry: &taskerv1alpha1.RetryPolicy{MaxAttempts: ptr.To(int32(5)), Backoff: &taskerv1alpha1.Backoff{
+					Base: &metav1.Duration{Duration: 2 * time.Second}, JitterPercent: ptr.To(int32(0))}}}},
+		},
+	}
+	fromTemplate := func(gen int64, args string) func(*taskerv1alpha1.Task) {
+		return func(tk *taskerv1alpha1.Task) {
+			tk.Spec.Steps, tk.Spec.TemplateRef = nil, &taskerv1alpha1.TemplateReference{Name: "report", Generation: &gen}
+			tk.Spec.Arguments = &apiextensionsv1.JSON{Raw: []byte(args)}
+		}
+	}
+	b := newReconcileBundle(t, tmpl, newTestTask("ahead", fromTemplate(4, `{}`)), newTestTask("behind", fromTemplate(2, `{}`)),
+		newTestTask("bad", fromTemplate(3, `{"days":"x","weeks":1}`)), newTestTask("ok", fromTemplate(3, `{"days":5}`)))
+	for _, tc := range []struct {
+		name   string
+		phase  taskerv1alpha1.TaskPhase
+		reason string
+		msg    []string
+	}{
+		{"ahead", taskerv1alpha1.TaskPending, ReasonTemplateGeneration, []string{`pins generation 4 of TaskTemplate "report", which is at generation 3`, "admitted when the template reaches it"}},
+		{"behind", taskerv1alpha1.TaskFailed, ReasonTemplateGeneration, []string{"pins generation 2", "never goes back"}},
+		{"bad", taskerv1alpha1.TaskFailed, ReasonInvalidSpec, []string{`spec.arguments[weeks]: Unsupported value`, `spec.arguments[days]`, "must be an integer"}},
+		{"ok", taskerv1alpha1.TaskPending, ReasonAdmitted, []string{"generation 3"}},
+	} {
+		b.reconcile(t, tc.name)
+		b.clock.Step(time.Second)
+		b.reconcile(t, tc.name)
+		got := b.task(t, tc.name)
+		c := findCondition(got.Status.Conditions, taskerv1alpha1.TaskConditionAdmitted)
+		ok := got.Status.Phase == tc.phase && c != nil && c.Reason == tc.reason
+		for _, m := range tc.msg {
+			ok = ok && strings.Contains(c.Message, m)
+		}
+		if !ok {
+			t.Errorf("%s: phase %q, Admitted %+v; want %q, %s, %q", tc.name, got.Status.Phase, c, tc.phase, tc.reason, tc.msg)
+		}
+	}
+	if len(b.eng.admitted) == 0 {
+		t.Fatal("nothing admitted")
+	}
+	for _, a := range b.eng.admitted { // only "ok" (admitting is idempotent: it may be asked again)
+		if a.Name != "ok" || string(a.Context) != `{"params":{"days":5}}` {
+			t.Errorf("admitted %s with context %s", a.Name, a.Context)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/params"
 )
 
 // errCRDPredatesDefaults marks a step missing a value the CRD schema defaults: the CRD installed in the cluster is
@@ -20,6 +21,8 @@ var errCRDPredatesDefaults = errors.New("the CRD installed in the cluster predat
 
 // engineTaskSpec turns a Task (and, for spec.templateRef, its TaskTemplate) into what the engine admits. The
 // template is read here, once: the engine stores the steps, so later template edits do not reach admitted Tasks.
+// With a template that has parameters, the Task's arguments are resolved against them and the steps find the
+// values in their context under "params" (internal/params).
 //
 // The steps' static defaults (timeout, retry policy) come from the CRD schema and are passed through as they are;
 // this resolves only the defaults that depend on something else: the queue (the template's, else DefaultQueue)
@@ -46,6 +49,18 @@ func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate
 	taskContext, err := mergeContext(defaultContext, task.Spec.Context)
 	if err != nil {
 		return engine.TaskSpec{}, err
+	}
+	if tmpl != nil && (len(tmpl.Spec.Parameters) > 0 || task.Spec.Arguments != nil) {
+		// The webhook refuses the same problems when the Task is applied; here they are a Task created while it
+		// was off, or a template whose parameters changed since.
+		resolved, errs := params.Resolve(field.NewPath("spec", "arguments"), tmpl.Spec.Parameters, task.Spec.Arguments)
+		if len(errs) > 0 {
+			return engine.TaskSpec{}, fmt.Errorf("%w: TaskTemplate %q: %s", engine.ErrInvalidSpec, tmpl.Name, errs.ToAggregate())
+		}
+		var ferr *field.Error
+		if taskContext, ferr = params.Context(field.NewPath("spec", "context"), taskContext, resolved); ferr != nil {
+			return engine.TaskSpec{}, fmt.Errorf("%w: %s", engine.ErrInvalidSpec, ferr)
+		}
 	}
 	spec := engine.TaskSpec{
 		ExternalKey: string(task.UID),

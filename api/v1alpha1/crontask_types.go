@@ -44,10 +44,15 @@ type CronTaskTaskSpec struct {
 	Steps []StepSpec `json:"steps,omitempty"`
 
 	// TemplateRef takes the steps from a TaskTemplate in the same namespace, as a Task's spec.templateRef does.
-	// Arguments are not supported yet: they will come with TaskTemplate parameters, as a field of this reference.
-	// Until then, spec.task.context is how a CronTask hands input to a template's steps.
 	// +optional
 	TemplateRef *TemplateReference `json:"templateRef,omitempty"`
+
+	// Arguments are the created Tasks' spec.arguments: the values of the template's parameters (checked against
+	// them when the CronTask is applied).
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Arguments *apiextensionsv1.JSON `json:"arguments,omitempty"`
 
 	// Queue is the created Tasks' spec.queue.
 	// +kubebuilder:validation:Pattern=`^[a-z0-9_]{1,40}$`

@@ -40,6 +40,15 @@ type TaskSpec struct {
 	// +optional
 	Context *apiextensionsv1.JSON `json:"context,omitempty"`
 
+	// Arguments give the template's parameters (spec.templateRef) their values: a JSON object, parameter name to
+	// value. Checked against the template's parameters when the Task is applied (unknown, missing required, wrong
+	// type or not in the enum: refused, naming the argument); the steps see the resolved parameters — these
+	// arguments and the defaults of the others — in their context, under "params".
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Arguments *apiextensionsv1.JSON `json:"arguments,omitempty"`
+
 	// Priority orders Tasks competing for the same workers; higher runs first. Range -100..100, default 0.
 	// +kubebuilder:validation:Minimum=-100
 	// +kubebuilder:validation:Maximum=100
@@ -74,6 +83,24 @@ type TemplateReference struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +required
 	Name string `json:"name"`
+
+	// Generation pins the template's version: the Task is admitted only from the TaskTemplate at exactly this
+	// metadata.generation (it waits, with a condition saying why, while the template is at another). Unset: the
+	// template as it is when the Task is admitted. Either way the Task records the generation and a hash of the
+	// template it was admitted from in status.template.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Generation *int64 `json:"generation,omitempty"`
+}
+
+// TemplateOrigin is the TaskTemplate version a Task was admitted from.
+type TemplateOrigin struct {
+	// Name of the TaskTemplate.
+	Name string `json:"name"`
+	// Generation is the template's metadata.generation at admission.
+	Generation int64 `json:"generation"`
+	// Hash identifies the template's spec at admission ("sha256:" and 16 hex digits): equal hashes, equal specs.
+	Hash string `json:"hash"`
 }
 
 // TaskActionType is a kind of manual intervention.
@@ -239,6 +266,9 @@ type TaskStatus struct {
 	TaskID int64 `json:"taskID,omitempty"`
 	// +optional
 	StepCounts StepCounts `json:"stepCounts,omitempty"`
+	// Template is the TaskTemplate version the Task was admitted from (spec.templateRef).
+	// +optional
+	Template *TemplateOrigin `json:"template,omitempty"`
 	// Steps summarises the first 50 steps; beyond that only stepCounts are kept.
 	// +kubebuilder:validation:MaxItems=50
 	// +listType=atomic

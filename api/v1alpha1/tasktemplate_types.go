@@ -33,6 +33,67 @@ type TaskTemplateSpec struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
 	DefaultContext *apiextensionsv1.JSON `json:"defaultContext,omitempty"`
+
+	// Parameters are the template's typed inputs. A Task gives their values in spec.arguments; the steps see the
+	// resolved values (the arguments, else the defaults) in their context under "params", e.g. `$.context.params.
+	// region` in a condition.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Parameters []TemplateParameter `json:"parameters,omitempty"`
+}
+
+// ParameterType is the JSON type of a template parameter's value.
+// +kubebuilder:validation:Enum=string;number;integer;boolean;object;array
+type ParameterType string
+
+// Parameter types.
+const (
+	ParameterString  ParameterType = "string"
+	ParameterNumber  ParameterType = "number"
+	ParameterInteger ParameterType = "integer"
+	ParameterBoolean ParameterType = "boolean"
+	ParameterObject  ParameterType = "object"
+	ParameterArray   ParameterType = "array"
+)
+
+// TemplateParameter is one typed input of a TaskTemplate.
+type TemplateParameter struct {
+	// Name is how arguments and steps refer to it (under "params" in the context): letters, digits and '_',
+	// not starting with a digit.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	// +required
+	Name string `json:"name"`
+
+	// Description says what the parameter is for.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// Type is the JSON type of the value. Default string.
+	// +kubebuilder:default=string
+	// +optional
+	Type ParameterType `json:"type,omitempty"`
+
+	// Required parameters must be given by every Task (and have no default).
+	// +optional
+	Required bool `json:"required,omitempty"`
+
+	// Default is the value of a parameter a Task does not give (of the parameter's type). A parameter that is
+	// neither required nor has a default is null when not given.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Default *apiextensionsv1.JSON `json:"default,omitempty"`
+
+	// Enum, when set, lists the values allowed (each of the parameter's type).
+	// +kubebuilder:validation:MaxItems=100
+	// +listType=atomic
+	// +optional
+	Enum []apiextensionsv1.JSON `json:"enum,omitempty"`
 }
 
 // Condition types of a TaskTemplate.
@@ -60,6 +121,7 @@ type TaskTemplateStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=tkt,categories=tasker
+// +kubebuilder:printcolumn:name="Generation",type=integer,JSONPath=`.metadata.generation`
 // +kubebuilder:printcolumn:name="Steps",type=integer,JSONPath=`.status.steps`
 // +kubebuilder:printcolumn:name="Used By",type=integer,JSONPath=`.status.usedBy`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

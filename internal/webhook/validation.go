@@ -7,6 +7,7 @@
 package webhook
 
 import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -14,6 +15,7 @@ import (
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/cronschedule"
 	"github.com/tasker-operator/tasker-operator/internal/dag"
+	"github.com/tasker-operator/tasker-operator/internal/params"
 )
 
 // ValidateSteps checks a step graph and returns errors with paths under stepsPath (e.g. spec.steps).
@@ -47,6 +49,7 @@ func ValidateTask(task *taskerv1alpha1.Task) field.ErrorList {
 	if task.Spec.Context != nil && len(task.Spec.Context.Raw) > taskerv1alpha1.MaxContextBytes {
 		errs = append(errs, field.TooLong(spec.Child("context"), "", taskerv1alpha1.MaxContextBytes))
 	}
+	errs = append(errs, argumentsProblems(spec, task.Spec.Arguments, task.Spec.TemplateRef)...)
 	for i, a := range task.Spec.Actions {
 		if a.Result != nil && len(a.Result.Raw) > taskerv1alpha1.MaxContextBytes {
 			errs = append(errs, field.TooLong(spec.Child("actions").Index(i).Child("result"), "", taskerv1alpha1.MaxContextBytes))
@@ -76,6 +79,22 @@ func ValidateTaskTemplate(tmpl *taskerv1alpha1.TaskTemplate) field.ErrorList {
 	if tmpl.Spec.DefaultContext != nil && len(tmpl.Spec.DefaultContext.Raw) > taskerv1alpha1.MaxContextBytes {
 		errs = append(errs, field.TooLong(spec.Child("defaultContext"), "", taskerv1alpha1.MaxContextBytes))
 	}
+	return append(errs, params.CheckTemplate(spec.Child("parameters"), tmpl.Spec.Parameters)...)
+}
+
+// argumentsProblems: arguments need a template (not CEL: arguments are free JSON, which CEL rules cannot refer
+// to), and are bounded like a context.
+func argumentsProblems(spec *field.Path, args *apiextensionsv1.JSON, ref *taskerv1alpha1.TemplateReference) field.ErrorList {
+	if args == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if ref == nil {
+		errs = append(errs, field.Forbidden(spec.Child("arguments"), "arguments are the parameters of a template: they need templateRef"))
+	}
+	if len(args.Raw) > taskerv1alpha1.MaxContextBytes {
+		errs = append(errs, field.TooLong(spec.Child("arguments"), "", taskerv1alpha1.MaxContextBytes))
+	}
 	return errs
 }
 
@@ -97,6 +116,7 @@ func ValidateCronTask(ct *taskerv1alpha1.CronTask) field.ErrorList {
 	if ct.Spec.Task.Context != nil && len(ct.Spec.Task.Context.Raw) > taskerv1alpha1.MaxContextBytes {
 		errs = append(errs, field.TooLong(task.Child("context"), "", taskerv1alpha1.MaxContextBytes))
 	}
+	errs = append(errs, argumentsProblems(task, ct.Spec.Task.Arguments, ct.Spec.Task.TemplateRef)...)
 	return errs
 }
 

@@ -6,6 +6,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
@@ -16,10 +17,11 @@ import (
 // +kubebuilder:webhook:path=/validate-tasker-dev-v1alpha1-tasktemplate,mutating=false,failurePolicy=fail,sideEffects=None,groups=tasker.dev,resources=tasktemplates,verbs=create;update,versions=v1alpha1,name=vtasktemplate.tasker.dev,admissionReviewVersions=v1
 
 // Setup registers the validating webhooks of Task, TaskTemplate and CronTask with the manager. conditions checks the steps'
-// conditions (nil: they are left to the engine's admission, with a warning).
+// conditions (nil: they are left to the engine's admission, with a warning). Tasks' and CronTasks' arguments are
+// checked against their TaskTemplate, read through the manager's client.
 func Setup(mgr ctrl.Manager, conditions ConditionChecker) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.Task{}).
-		WithValidator(TaskValidator{Conditions: conditions}).Complete(); err != nil {
+		WithValidator(TaskValidator{Conditions: conditions, Templates: mgr.GetClient()}).Complete(); err != nil {
 		return err
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.TaskTemplate{}).
@@ -27,19 +29,30 @@ func Setup(mgr ctrl.Manager, conditions ConditionChecker) error {
 		return err
 	}
 	return ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.CronTask{}).
-		WithValidator(CronTaskValidator{Conditions: conditions}).Complete()
+		WithValidator(CronTaskValidator{Conditions: conditions, Templates: mgr.GetClient()}).Complete()
 }
 
-// TaskValidator rejects Tasks whose step graph is invalid.
+// TaskValidator rejects Tasks whose step graph is invalid, or whose arguments do not fit their template.
 type TaskValidator struct {
 	// Conditions checks the steps' conditions; nil leaves them to the engine.
 	Conditions ConditionChecker
+	// Templates reads the TaskTemplate a Task references, to check its arguments when it is created; nil leaves
+	// them to the operator's admission.
+	Templates client.Reader
 }
 
 var _ admission.Validator[*taskerv1alpha1.Task] = TaskValidator{}
 
 func (v TaskValidator) ValidateCreate(ctx context.Context, task *taskerv1alpha1.Task) (admission.Warnings, error) {
-	return v.validate(ctx, task)
+	warnings, err := v.validate(ctx, task)
+	if err != nil {
+		return warnings, err
+	}
+	// The arguments, on create only: the template may change its parameters later, which must not block updates
+	// (actions, cancel) of Tasks admitted already.
+	argErrs, argWarnings := checkArguments(ctx, v.Templates, task.Namespace, field.NewPath("spec"), task.Spec.TemplateRef,
+		task.Spec.Arguments, task.Spec.Context)
+	return append(warnings, argWarnings...), invalid(task.Name, "Task", argErrs)
 }
 
 func (v TaskValidator) ValidateUpdate(ctx context.Context, _, task *taskerv1alpha1.Task) (admission.Warnings, error) {
@@ -89,10 +102,13 @@ func (TaskTemplateValidator) ValidateDelete(context.Context, *taskerv1alpha1.Tas
 	return nil, nil
 }
 
-// CronTaskValidator rejects CronTasks whose schedule, time zone or step graph is invalid.
+// CronTaskValidator rejects CronTasks whose schedule, time zone or step graph is invalid, or whose Task's arguments
+// do not fit its template.
 type CronTaskValidator struct {
 	// Conditions checks the steps' conditions; nil leaves them to the engine.
 	Conditions ConditionChecker
+	// Templates reads the TaskTemplate the CronTask's Task references; nil leaves its arguments to admission.
+	Templates client.Reader
 }
 
 var _ admission.Validator[*taskerv1alpha1.CronTask] = CronTaskValidator{}
@@ -111,7 +127,10 @@ func (v CronTaskValidator) ValidateUpdate(ctx context.Context, _, ct *taskerv1al
 func (v CronTaskValidator) validate(ctx context.Context, ct *taskerv1alpha1.CronTask) (admission.Warnings, error) {
 	errs := ValidateCronTask(ct)
 	condErrs, warnings := checkConditions(ctx, v.Conditions, field.NewPath("spec", "task", "steps"), ct.Spec.Task.Steps)
-	return warnings, invalid(ct.Name, "CronTask", append(errs, condErrs...))
+	argErrs, argWarnings := checkArguments(ctx, v.Templates, ct.Namespace, field.NewPath("spec", "task"), ct.Spec.Task.TemplateRef,
+		ct.Spec.Task.Arguments, ct.Spec.Task.Context)
+	errs = append(append(errs, condErrs...), argErrs...)
+	return append(warnings, argWarnings...), invalid(ct.Name, "CronTask", errs)
 }
 
 func (CronTaskValidator) ValidateDelete(context.Context, *taskerv1alpha1.CronTask) (admission.Warnings, error) {

@@ -741,3 +741,85 @@ func TestMapOverFiveHundredItems(t *testing.T) {
 		t.Errorf("a predicate as forEach: %v", err)
 	}
 }
+
+// Template parameters and versions through the apiserver: bad arguments are refused when the Task is applied,
+// naming the argument; good ones reach the steps under params; a Task records the template generation and hash it
+// was admitted from; a Task pinning a later generation waits for it and is admitted from it.
+func TestTemplateParametersAndVersions(t *testing.T) {
+	ns := newNamespace(t)
+	startWorkers(t, 1, ns, "default")
+	tmpl := &taskerv1alpha1.TaskTemplate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "report"},
+		Spec: taskerv1alpha1.TaskTemplateSpec{
+			Parameters: []taskerv1alpha1.TemplateParameter{
+				{Name: "region", Type: taskerv1alpha1.ParameterString, Required: true, Enum: []apiextensionsv1.JSON{{Raw: []byte(`"eu"`)}, {Raw: []byte(`"us"`)}}},
+				{Name: "days", Type: taskerv1alpha1.ParameterInteger, Default: &apiextensionsv1.JSON{Raw: []byte(`1`)}},
+			},
+			Steps: []taskerv1alpha1.StepSpec{step("one", "echo")},
+		},
+	}
+	create(t, tmpl)
+	// A template whose default does not fit its type is refused too.
+	badTmpl := tmpl.DeepCopy()
+	badTmpl.ResourceVersion, badTmpl.Name = "", "bad-report"
+	badTmpl.Spec.Parameters[1].Default = &apiextensionsv1.JSON{Raw: []byte(`"1"`)}
+	if err := env.Client.Create(context.Background(), badTmpl); err == nil || !strings.Contains(err.Error(), "spec.parameters[1].default") ||
+		!strings.Contains(err.Error(), "must be an integer") {
+		t.Errorf("a default of the wrong type: %v", err)
+	}
+
+	fromTemplate := func(name, args string, pin int64) *taskerv1alpha1.Task {
+		tk := &taskerv1alpha1.Task{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: taskerv1alpha1.TaskSpec{TemplateRef: &taskerv1alpha1.TemplateReference{Name: "report"},
+				Arguments: &apiextensionsv1.JSON{Raw: []byte(args)}}}
+		if pin != 0 {
+			tk.Spec.TemplateRef.Generation = &pin
+		}
+		return tk
+	}
+	err := env.Client.Create(context.Background(), fromTemplate("bad", `{"region":"ap","weeks":2}`, 0))
+	if err == nil || !strings.Contains(err.Error(), `spec.arguments[weeks]: Unsupported value: "weeks"`) ||
+		!strings.Contains(err.Error(), `spec.arguments[region]: Invalid value: "\"ap\"": must be one of "eu", "us"`) {
+		t.Errorf("bad arguments: %v", err)
+	}
+	if err := env.Client.Create(context.Background(), fromTemplate("missing", `{}`, 0)); err == nil ||
+		!strings.Contains(err.Error(), `spec.arguments[region]: Required value`) {
+		t.Errorf("a missing required argument: %v", err)
+	}
+
+	create(t, fromTemplate("eu", `{"region":"eu"}`, 0))
+	create(t, fromTemplate("pinned", `{"region":"us","days":3}`, 2))
+	got := waitPhase(t, ns, "eu", taskerv1alpha1.TaskSucceeded, 30*time.Second)
+	first := got.Status.Template
+	if first == nil || first.Name != "report" || first.Generation != 1 || !strings.HasPrefix(first.Hash, "sha256:") {
+		t.Fatalf("status.template %+v", first)
+	}
+	st, err := engine.New(dbPool, engine.Options{}).GetTask(context.Background(), got.Status.TaskID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(st.Context) != `{"params": {"days": 1, "region": "eu"}}` {
+		t.Errorf("the steps' context %s", st.Context)
+	}
+	waitFor(t, 10*time.Second, "the pinned Task to wait for generation 2", func() (bool, error) {
+		c := condition(getTask(t, ns, "pinned"), taskerv1alpha1.TaskConditionAdmitted)
+		return c != nil && c.Reason == controllers.ReasonTemplateGeneration && strings.Contains(c.Message, "reaches it"),
+			fmt.Errorf("%+v", c)
+	})
+	var cur taskerv1alpha1.TaskTemplate
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(tmpl), &cur); err != nil {
+		t.Fatal(err)
+	}
+	cur.Spec.Steps = append(cur.Spec.Steps, step("two", "echo", "one"))
+	if err := env.Client.Update(context.Background(), &cur); err != nil {
+		t.Fatal(err)
+	}
+	pinned := waitPhase(t, ns, "pinned", taskerv1alpha1.TaskSucceeded, 60*time.Second)
+	if o := pinned.Status.Template; o == nil || o.Generation != 2 || o.Hash == first.Hash || pinned.Status.StepCounts.Total != 2 {
+		t.Errorf("pinned Task: template %+v, %d steps", o, pinned.Status.StepCounts.Total)
+	}
+	// The first Task still records generation 1.
+	if o := getTask(t, ns, "eu").Status.Template; o == nil || *o != *first {
+		t.Errorf("the first Task's template changed: %+v", o)
+	}
+}
