@@ -63,10 +63,10 @@ const (
 	ReasonInvalidTemplate  = "InvalidTemplate"
 	// ReasonTemplateGeneration: spec.templateRef.generation pins a generation the template is not at.
 	ReasonTemplateGeneration = "TemplateGenerationMismatch"
-	ReasonInvalidSpec      = "InvalidSpec"
-	ReasonReachable        = "Reachable"
-	ReasonUnreachable      = "Unreachable"
-	ReasonNotReady         = "DatabaseNotReady"
+	ReasonInvalidSpec        = "InvalidSpec"
+	ReasonReachable          = "Reachable"
+	ReasonUnreachable        = "Unreachable"
+	ReasonNotReady           = "DatabaseNotReady"
 	// ReasonCRDOutdated: a step lacks a value the CRD schema defaults, so the CRD in the cluster is older than the
 	// operator.
 	ReasonCRDOutdated = "CRDOutdated"
