@@ -38,6 +38,9 @@ func newCronTaskTask(ct *taskerv1alpha1.CronTask, scheduled time.Time, scheme *r
 			Annotations: map[string]string{taskerv1alpha1.ScheduledTimeAnnotation: scheduled.UTC().Format(time.RFC3339)},
 		},
 		Spec: taskerv1alpha1.TaskSpec{
+			// The scheduled time's run, whichever Task object carries it: a Task of this time deleted (by the
+			// history limits, say) and made again is bound to the run, not run twice.
+			IdempotencyKey:          cronTaskTaskName(ct.Name, scheduled),
 			Steps:                   spec.Steps,
 			TemplateRef:             spec.TemplateRef,
 			Queue:                   spec.Queue,

@@ -67,6 +67,10 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 			// Admission opens the first write window: a Task that finishes within it is written once.
 			r.writes.LoadOrStore(types.NamespacedName{Namespace: task.Namespace, Name: task.Name}, &writeWindow{last: r.now()})
 			msg := fmt.Sprintf("admitted as task %d with %d steps", adm.TaskID, len(spec.Steps))
+			if !adm.Created && task.Spec.IdempotencyKey != "" {
+				msg = fmt.Sprintf("bound to task %d, the run of idempotency key %q (admitted before)", adm.TaskID,
+					task.Spec.IdempotencyKey)
+			}
 			if tmpl != nil {
 				status.Template = templateOrigin(tmpl)
 				msg += fmt.Sprintf(" from TaskTemplate %q (generation %d, %s)", tmpl.Name, tmpl.Generation, status.Template.Hash)
@@ -76,6 +80,8 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 			if adm.Created {
 				observeAdmission(task.CreationTimestamp.Time, r.now())
 				r.event(task, corev1.EventTypeNormal, "Admitted", "Admit", "%s", msg)
+			} else if task.Spec.IdempotencyKey != "" {
+				r.event(task, corev1.EventTypeNormal, "Bound", "Admit", "%s", msg)
 			}
 			return ctrl.Result{}, true, nil
 		}
@@ -110,14 +116,23 @@ type ownTask struct {
 }
 
 // engineTaskID returns the id of the engine task admitted for task (0: not admitted), found by the Task's UID,
-// which is the engine task's external key: status.taskID is never trusted for it. It is looked up once per Task
-// (and UID: a Task deleted and created again under the same name is another Task) and remembered.
+// which is the engine task's external key, or, for a Task with an idempotency key, by that key in its namespace
+// (the run may have been admitted by an earlier Task object): status.taskID is never trusted for it. It is looked
+// up once per Task (and UID: a Task deleted and created again under the same name is another Task) and remembered.
 func (r *TaskReconciler) engineTaskID(ctx context.Context, task *taskerv1alpha1.Task) (int64, error) {
 	key := client.ObjectKeyFromObject(task)
 	if v, ok := r.ids.Load(key); ok && v.(ownTask).uid == task.UID {
 		return v.(ownTask).id, nil
 	}
-	id, err := r.Engine.TaskIDByKey(ctx, string(task.UID))
+	var (
+		id  int64
+		err error
+	)
+	if k := task.Spec.IdempotencyKey; k != "" {
+		id, err = r.Engine.TaskIDByIdempotencyKey(ctx, task.Namespace, k)
+	} else {
+		id, err = r.Engine.TaskIDByKey(ctx, string(task.UID))
+	}
 	switch {
 	case errors.Is(err, engine.ErrTaskNotFound):
 		return 0, nil // not admitted yet: not remembered, admission will

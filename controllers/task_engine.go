@@ -16,6 +16,8 @@ type TaskEngine interface {
 	Admit(ctx context.Context, spec engine.TaskSpec) (engine.Admission, error)
 	// TaskIDByKey finds the task admitted under an external key.
 	TaskIDByKey(ctx context.Context, externalKey string) (int64, error)
+	// TaskIDByIdempotencyKey finds the task admitted in a namespace under an idempotency key.
+	TaskIDByIdempotencyKey(ctx context.Context, namespace, key string) (int64, error)
 	// GetTask reads a task's state with its steps.
 	GetTask(ctx context.Context, taskID int64) (*engine.TaskState, error)
 	// Cancel stops a task.

@@ -41,9 +41,13 @@ type fakeEngine struct {
 	actionErr error
 	// admitted are the specs admitted, in order.
 	admitted []engine.TaskSpec
+	// idempotent maps "namespace/idempotency key" to the task admitted under it.
+	idempotent map[string]int64
 }
 
-func newFakeEngine() *fakeEngine { return &fakeEngine{tasks: map[int64]*engine.TaskState{}, next: 1} }
+func newFakeEngine() *fakeEngine {
+	return &fakeEngine{tasks: map[int64]*engine.TaskState{}, next: 1, idempotent: map[string]int64{}}
+}
 
 var errDown = &engine.DatabaseError{Op: "fake", Unavailable: true, Err: errors.New("connection refused")}
 
@@ -65,6 +69,12 @@ func (f *fakeEngine) Admit(_ context.Context, spec engine.TaskSpec) (engine.Admi
 			return engine.Admission{TaskID: t.ID}, nil
 		}
 	}
+	if id, ok := f.idempotent[spec.Namespace+"/"+spec.IdempotencyKey]; ok && spec.IdempotencyKey != "" {
+		return engine.Admission{TaskID: id}, nil
+	}
+	if spec.IdempotencyKey != "" {
+		f.idempotent[spec.Namespace+"/"+spec.IdempotencyKey] = f.next
+	}
 	st := &engine.TaskState{ID: f.next, ExternalKey: spec.ExternalKey, Phase: engine.TaskPending,
 		Counts: map[engine.StepPhase]int{engine.StepEnqueued: len(spec.Steps)}}
 	for _, s := range spec.Steps {
@@ -83,6 +93,16 @@ func (f *fakeEngine) TaskIDByKey(_ context.Context, key string) (int64, error) {
 		if t.ExternalKey == key {
 			return t.ID, nil
 		}
+	}
+	return 0, engine.ErrTaskNotFound
+}
+
+func (f *fakeEngine) TaskIDByIdempotencyKey(_ context.Context, namespace, key string) (int64, error) {
+	if err := f.call("id %s/%s", namespace, key); err != nil {
+		return 0, err
+	}
+	if id, ok := f.idempotent[namespace+"/"+key]; ok {
+		return id, nil
 	}
 	return 0, engine.ErrTaskNotFound
 }
@@ -669,5 +689,31 @@ func TestTrimCutsOnARuneBoundary(t *testing.T) {
 		if got := trim(tc.in, tc.n); got != tc.want || len(got) > tc.n {
 			t.Errorf("trim(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
+	}
+}
+
+// A Task with the idempotency key of a run admitted before (by a Task deleted since, e.g. by its TTL, and applied
+// again) is bound to that run: the same engine task, an Admitted message and a Bound event that say so, and
+// nothing admitted twice.
+func TestReconcileBindsAnIdempotencyKeyToItsRun(t *testing.T) {
+	keyed := func(tk *taskerv1alpha1.Task) { tk.Spec.IdempotencyKey = "nightly-2026-12-06" }
+	first := newTestTask("first", keyed)
+	again := newTestTask("again", keyed)
+	b := newReconcileBundle(t, first, again)
+	b.admitAndWrite(t, "first")
+	b.admitAndWrite(t, "again")
+	if got := b.task(t, "again"); got.Status.TaskID != b.task(t, "first").Status.TaskID || len(b.eng.tasks) != 1 {
+		t.Fatalf("again is task %d; %d tasks in the engine", got.Status.TaskID, len(b.eng.tasks))
+	}
+	c := findCondition(b.task(t, "again").Status.Conditions, taskerv1alpha1.TaskConditionAdmitted)
+	if c == nil || !strings.Contains(c.Message, `bound to task 1, the run of idempotency key "nightly-2026-12-06"`) {
+		t.Errorf("Admitted condition %+v", c)
+	}
+	// A new reconciler (an operator restart) finds the run by the key, not by the UID, and admits nothing.
+	n := len(b.eng.admitted)
+	b.r.ids.Clear()
+	b.reconcile(t, "again")
+	if len(b.eng.admitted) != n {
+		t.Errorf("admitted again after a restart")
 	}
 }

@@ -63,13 +63,14 @@ func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate
 		}
 	}
 	spec := engine.TaskSpec{
-		ExternalKey: string(task.UID),
-		Namespace:   task.Namespace,
-		Name:        task.Name,
-		Queue:       queue,
-		Priority:    int(task.Spec.Priority),
-		Context:     taskContext,
-		Steps:       make([]engine.StepSpec, len(steps)),
+		ExternalKey:    string(task.UID),
+		IdempotencyKey: task.Spec.IdempotencyKey,
+		Namespace:      task.Namespace,
+		Name:           task.Name,
+		Queue:          queue,
+		Priority:       int(task.Spec.Priority),
+		Context:        taskContext,
+		Steps:          make([]engine.StepSpec, len(steps)),
 	}
 	stepsPath := field.NewPath("spec", "steps")
 	for i := range steps {

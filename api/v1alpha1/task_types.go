@@ -10,6 +10,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.templateRef) == has(oldSelf.templateRef)",message="spec.templateRef cannot be added or removed after creation"
 // +kubebuilder:validation:XValidation:rule="has(self.queue) == has(oldSelf.queue) && (!has(self.queue) || self.queue == oldSelf.queue)",message="spec.queue is immutable once the Task is created",fieldPath=".queue"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.cancel) || !oldSelf.cancel || (has(self.cancel) && self.cancel)",message="a cancelled Task cannot be un-cancelled",fieldPath=".cancel"
+// +kubebuilder:validation:XValidation:rule="has(self.idempotencyKey) == has(oldSelf.idempotencyKey) && (!has(self.idempotencyKey) || self.idempotencyKey == oldSelf.idempotencyKey)",message="spec.idempotencyKey is immutable once the Task is created",fieldPath=".idempotencyKey"
 type TaskSpec struct {
 	// Steps is the workflow's graph. Immutable once created: a running workflow never changes shape under its
 	// workers. At most 1000 steps.
@@ -39,6 +40,16 @@ type TaskSpec struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
 	Context *apiextensionsv1.JSON `json:"context,omitempty"`
+
+	// IdempotencyKey names the workflow run, uniquely in the namespace: a Task whose key was admitted already
+	// (by this Task, or by one deleted since — a TTL, and a GitOps controller applying it again) is bound to that
+	// run — its status shows the run's outcome, nothing runs twice — for as long as the database keeps the run
+	// (its retention, 7 days by default). Tasks with the same key are one run: deleting any of them while it runs
+	// cancels it. Unset: every Task object is a run of its own (keyed by its UID). Immutable.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
 
 	// Arguments give the template's parameters (spec.templateRef) their values: a JSON object, parameter name to
 	// value. Checked against the template's parameters when the Task is applied (unknown, missing required, wrong

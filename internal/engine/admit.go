@@ -48,6 +48,10 @@ const (
 type TaskSpec struct {
 	// ExternalKey makes admission idempotent (the Task CR's UID). Required, at most 255 characters.
 	ExternalKey string
+	// IdempotencyKey, when set, makes admission idempotent across external keys too: a spec with the Namespace
+	// and IdempotencyKey of a task still in the database (retention) is that task (Admission.Created false), as
+	// for a known ExternalKey. At most 253 characters.
+	IdempotencyKey string
 	// Namespace and Name identify the task for people (the CR's namespace and name). Optional.
 	Namespace, Name string
 	// Queue is the default queue of the steps (^[a-z0-9_]{1,40}$). Required unless every step names one.
@@ -165,6 +169,7 @@ func (e *Engine) Admit(ctx context.Context, spec TaskSpec) (Admission, error) {
 // The JSON document tasker.admit takes (docs/worker-protocol.md).
 type admitDoc struct {
 	ExternalKey      string          `json:"external_key"`
+	IdempotencyKey   string          `json:"idempotency_key,omitempty"`
 	Namespace        string          `json:"namespace"`
 	Name             string          `json:"name"`
 	Queue            string          `json:"queue"`
@@ -237,6 +242,9 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 		add("externalKey", "required")
 	case len(spec.ExternalKey) > maxKeyLength:
 		add("externalKey", "must be at most %d characters", maxKeyLength)
+	}
+	if len(spec.IdempotencyKey) > maxNameLen {
+		add("idempotencyKey", "must be at most %d characters", maxNameLen)
 	}
 	if len(spec.Namespace) > maxNameLen {
 		add("namespace", "must be at most %d characters", maxNameLen)
@@ -386,6 +394,7 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 	}
 	doc, err := json.Marshal(admitDoc{
 		ExternalKey:      spec.ExternalKey,
+		IdempotencyKey:   spec.IdempotencyKey,
 		Namespace:        spec.Namespace,
 		Name:             spec.Name,
 		Queue:            spec.Queue,

@@ -178,3 +178,36 @@ func TestAdmitFunctionValidates(t *testing.T) {
 		}
 	}
 }
+
+// An idempotency key binds admissions with other external keys to the first task of the namespace and key; other
+// namespaces, and tasks without a key, are independent.
+func TestAdmitIdempotencyKey(t *testing.T) {
+	b := setup(t)
+	spec := func(ext, ns, key string) engine.TaskSpec {
+		return engine.TaskSpec{ExternalKey: ext, Namespace: ns, IdempotencyKey: key, Queue: "idem",
+			Steps: []engine.StepSpec{{Name: "a", Handler: "h"}}}
+	}
+	first, err := b.engine.Admit(b.ctx, spec("uid-1", "ns1", "nightly-2026-12-06"))
+	if err != nil || !first.Created {
+		t.Fatalf("first: %+v, %v", first, err)
+	}
+	again, err := b.engine.Admit(b.ctx, spec("uid-2", "ns1", "nightly-2026-12-06"))
+	if err != nil || again.Created || again.TaskID != first.TaskID {
+		t.Errorf("same key, another external key: %+v, %v; want task %d, not created", again, err, first.TaskID)
+	}
+	other, err := b.engine.Admit(b.ctx, spec("uid-3", "ns2", "nightly-2026-12-06"))
+	if err != nil || !other.Created || other.TaskID == first.TaskID {
+		t.Errorf("same key, another namespace: %+v, %v", other, err)
+	}
+	if id, err := b.engine.TaskIDByIdempotencyKey(b.ctx, "ns1", "nightly-2026-12-06"); err != nil || id != first.TaskID {
+		t.Errorf("TaskIDByIdempotencyKey: %d, %v", id, err)
+	}
+	if _, err := b.engine.TaskIDByIdempotencyKey(b.ctx, "ns1", "nope"); !errors.Is(err, engine.ErrTaskNotFound) {
+		t.Errorf("unknown key: %v", err)
+	}
+	// One message only: the bound admission enqueued nothing.
+	steps, err := b.engine.Claim(b.ctx, "idem", 10, time.Minute, "w")
+	if err != nil || len(steps) != 2 {
+		t.Errorf("claimed %d steps (want one per task: 2), %v", len(steps), err)
+	}
+}

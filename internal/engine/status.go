@@ -161,15 +161,26 @@ func (e *Engine) TaskByKey(ctx context.Context, externalKey string) (*TaskState,
 		fmt.Sprintf("no task with external key %q", externalKey))
 }
 
+// TaskIDByIdempotencyKey returns the id of the task admitted in namespace with that idempotency key
+// (TaskSpec.IdempotencyKey), or ErrTaskNotFound.
+func (e *Engine) TaskIDByIdempotencyKey(ctx context.Context, namespace, key string) (int64, error) {
+	return e.taskIDBy(ctx, sqlTaskIDByIdempotencyKey, fmt.Sprintf("no task with idempotency key %q in namespace %q", key, namespace),
+		namespace, key)
+}
+
 // TaskIDByKey returns the id of the task admitted with that external key, or ErrTaskNotFound: one key lookup,
 // for callers that need to know which task is theirs without its state.
 func (e *Engine) TaskIDByKey(ctx context.Context, externalKey string) (int64, error) {
+	return e.taskIDBy(ctx, sqlTaskIDByKey, fmt.Sprintf("no task with external key %q", externalKey), externalKey)
+}
+
+func (e *Engine) taskIDBy(ctx context.Context, query, notFound string, args ...any) (int64, error) {
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
 	var id int64
-	if err := e.pool.QueryRow(cctx, sqlTaskIDByKey, externalKey).Scan(&id); err != nil {
+	if err := e.pool.QueryRow(cctx, query, args...).Scan(&id); err != nil {
 		if isNoRows(err) {
-			return 0, fmt.Errorf("%w: no task with external key %q", ErrTaskNotFound, externalKey)
+			return 0, fmt.Errorf("%w: %s", ErrTaskNotFound, notFound)
 		}
 		return 0, dbError(ctx, "task id", err)
 	}

@@ -823,3 +823,50 @@ func TestTemplateParametersAndVersions(t *testing.T) {
 		t.Errorf("the first Task's template changed: %+v", o)
 	}
 }
+
+// GitOps-safe identity: a Task with an idempotency key, deleted by its TTL and applied again (as Argo CD's
+// self-heal or Flux would), is bound to the run that finished: same engine task, its outcome in the status, and
+// no step runs twice.
+func TestIdempotencyKeySurvivesTTLAndReapply(t *testing.T) {
+	ns := newNamespace(t)
+	const queue = "gitops"
+	manifest := func() *taskerv1alpha1.Task {
+		tk := newTask(ns, "nightly", step("only", "echo"))
+		tk.Spec.Queue = queue
+		tk.Spec.IdempotencyKey = "nightly-2026-12-06"
+		tk.Spec.TTLSecondsAfterFinished = ptr.To(int32(1))
+		return tk
+	}
+	startWorkers(t, 1, ns, queue)
+	first := manifest()
+	create(t, first)
+	done := waitPhase(t, ns, first.Name, taskerv1alpha1.TaskSucceeded, 30*time.Second)
+	runID := done.Status.TaskID
+	waitFor(t, 30*time.Second, "the TTL to delete the Task", func() (bool, error) {
+		err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(first), &taskerv1alpha1.Task{})
+		return isNotFound(err), err
+	})
+
+	// The same manifest — but for its TTL, which would delete the bound Task at once (its run finished long ago),
+	// before this test could read its status; a GitOps tool re-applying it with the TTL gets the same binding, and
+	// then the same deletion, each time without running anything.
+	again := manifest()
+	again.Spec.TTLSecondsAfterFinished = nil
+	create(t, again)
+	got := waitPhase(t, ns, again.Name, taskerv1alpha1.TaskSucceeded, 30*time.Second)
+	if got.UID == done.UID || got.Status.TaskID != runID {
+		t.Errorf("re-applied Task: uid %s (first %s), task %d, want the first run %d", got.UID, done.UID, got.Status.TaskID, runID)
+	}
+	if c := condition(got, taskerv1alpha1.TaskConditionAdmitted); c == nil || !strings.Contains(c.Message, "bound to task") {
+		t.Errorf("Admitted condition %+v", c)
+	}
+	var runs, attempts int
+	if err := dbPool.QueryRow(context.Background(), `SELECT count(*), (SELECT sum(s.attempts) FROM tasker.steps AS s
+		JOIN tasker.tasks AS t ON t.id = s.task_id WHERE t.namespace = $1 AND t.idempotency_key = $2)
+		FROM tasker.tasks WHERE namespace = $1 AND idempotency_key = $2`, ns, "nightly-2026-12-06").Scan(&runs, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if runs != 1 || attempts != 1 {
+		t.Errorf("%d runs with the key, %d attempts in all: want the one run, its step run once", runs, attempts)
+	}
+}

@@ -1,6 +1,7 @@
 -- Admits a task described by a JSON document (docs/worker-protocol.md), idempotently on external_key: the task,
 -- its steps and edges, its queues, and a message for every step without dependencies, in the caller's
--- transaction. A second call with the same key returns the first task with created = false and changes nothing.
+-- transaction. A second call with the same key returns the first task with created = false and changes nothing;
+-- so does a call with the same namespace and idempotency_key (migration 0016), whatever its external key.
 -- Names, references and cycles are checked here, so that no caller (in any language) can admit a task that never
 -- finishes; the Go engine checks the same with internal/dag first, for its field-path messages.
 CREATE OR REPLACE FUNCTION tasker.admit(spec jsonb) RETURNS TABLE (task_id bigint, created boolean)
@@ -30,6 +31,9 @@ BEGIN
     END IF;
     IF coalesce(spec ->> 'external_key', '') = '' OR length(spec ->> 'external_key') > 255 THEN
         RAISE EXCEPTION 'spec.external_key: required, at most 255 characters' USING ERRCODE = '22023';
+    END IF;
+    IF length(spec ->> 'idempotency_key') NOT BETWEEN 1 AND 253 THEN
+        RAISE EXCEPTION 'spec.idempotency_key: 1 to 253 characters, or absent' USING ERRCODE = '22023';
     END IF;
     IF coalesce(spec ->> 'queue', '') !~ '^([a-z0-9_]{1,40})?$' THEN
         RAISE EXCEPTION 'spec.queue: % is not a valid queue name', quote_nullable(spec ->> 'queue')
@@ -102,16 +106,22 @@ BEGIN
         RAISE EXCEPTION 'spec.steps: dependency cycle: %', v_problem USING ERRCODE = '22023';
     END IF;
 
+    -- A task admitted under this external key, or (migration 0016) this namespace's idempotency key, is the one:
+    -- the insert does nothing on either unique key, and the lookup finds which.
     INSERT INTO tasker.tasks AS t (external_key, namespace, name, queue, priority, context, retention, step_count,
-                                   unfinished_steps)
+                                   unfinished_steps, idempotency_key)
     VALUES (spec ->> 'external_key', coalesce(spec ->> 'namespace', ''), coalesce(spec ->> 'name', ''),
             coalesce(spec ->> 'queue', ''), coalesce((spec ->> 'priority')::integer, 0), spec -> 'context',
             make_interval(secs => coalesce((spec ->> 'retention_seconds')::double precision, 604800)),
-            v_count, v_count)
-    ON CONFLICT (external_key) DO NOTHING
+            v_count, v_count, spec ->> 'idempotency_key')
+    ON CONFLICT DO NOTHING
     RETURNING t.id INTO v_id;
     IF v_id IS NULL THEN
         SELECT t.id INTO v_id FROM tasker.tasks AS t WHERE t.external_key = spec ->> 'external_key';
+        IF v_id IS NULL THEN
+            SELECT t.id INTO v_id FROM tasker.tasks AS t
+            WHERE t.namespace = coalesce(spec ->> 'namespace', '') AND t.idempotency_key = spec ->> 'idempotency_key';
+        END IF;
         RETURN QUERY SELECT v_id, false;
         RETURN;
     END IF;
@@ -257,9 +267,9 @@ LANGUAGE plpgsql IMMUTABLE AS $fn$
 DECLARE
     -- The keys of the task and of a step, and their kinds as _json_type_problem takes them ('any': free JSON).
     c_task_keys  CONSTANT text[] := ARRAY['external_key', 'namespace', 'name', 'queue', 'priority', 'context',
-                                          'retention_seconds', 'steps'];
+                                          'retention_seconds', 'steps', 'idempotency_key'];
     c_task_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'string', 'integer', 'any',
-                                          'seconds', 'array'];
+                                          'seconds', 'array', 'string'];
     c_step_keys  CONSTANT text[] := ARRAY['name', 'handler', 'queue', 'depends_on', 'inputs', 'max_attempts',
                                           'backoff_base_ms', 'backoff_max_ms', 'backoff_jitter', 'timeout_seconds',
                                           'delay_seconds', 'not_before', 'when', 'wait_for', 'wait_timeout_seconds',
