@@ -254,3 +254,45 @@ func grantTaskReader(t *testing.T, ns, user string) {
 		}
 	}
 }
+
+// TestGetCronTasks: `get crontasks` lists CronTasks with kubectl's columns (SCHEDULE, SUSPEND, ACTIVE, LAST,
+// NEXT), by name too, and prints them with -o as it does Tasks.
+func TestGetCronTasks(t *testing.T) {
+	ns := env.NewNamespace(t, "getct")
+	tz := "Europe/Berlin"
+	for _, name := range []string{"nightly", "hourly"} {
+		ct := &taskerv1alpha1.CronTask{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: taskerv1alpha1.CronTaskSpec{Schedule: "30 2 * * *", Task: taskerv1alpha1.CronTaskTaskSpec{
+				Steps: []taskerv1alpha1.StepSpec{{Name: "a", Handler: "echo"}}}}}
+		if name == "nightly" {
+			ct.Spec.TimeZone = &tz
+		} else {
+			ct.Spec.Schedule, ct.Spec.Suspend = "@hourly", new(true)
+		}
+		if err := env.Client.Create(context.Background(), ct); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := taskerctl(t, "get", "crontasks", "-n", ns)
+	want := [][]string{{"NAME", "SCHEDULE", "SUSPEND", "ACTIVE", "LAST", "NEXT", "AGE"},
+		{"hourly", "@hourly", "true", "0", "<none>", "<none>", ""},
+		{"nightly", "30", "2", "*", "*", "*", "(Europe/Berlin)", "false", "0", "<none>", "<none>", ""}}
+	var got [][]string
+	for line := range strings.Lines(r.stdout) {
+		cells := strings.Fields(line)
+		if len(got) > 0 { // AGE, last, depends on the clock
+			cells[len(cells)-1] = ""
+		}
+		got = append(got, cells)
+	}
+	if r.code != 0 || !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("get crontasks: exit %d %s\n%s\nwant rows %q", r.code, r.stderr, r.stdout, want)
+	}
+	r = taskerctl(t, "get", "ctk", "nightly", "-n", ns, "-o", "jsonpath={.kind} {.spec.schedule}")
+	if r.code != 0 || r.stdout != "CronTask 30 2 * * *" {
+		t.Errorf("get ctk nightly -o jsonpath: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := taskerctl(t, "get", "crontasks", "nope", "-n", ns); r.code == 0 || !strings.Contains(r.stderr, `crontasks.tasker.dev "nope" not found`) {
+		t.Errorf("a missing CronTask: exit %d %s", r.code, r.stderr)
+	}
+}

@@ -13,10 +13,9 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/printers"
 	kubectlget "k8s.io/kubectl/pkg/cmd/get"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/yaml"
-
-	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 )
 
 // FormatWide is the -o value that prints the table with its extra columns (see TableOptions.Wide).
@@ -74,19 +73,23 @@ func (f *PrintFlags) ToPrinter() (printers.ResourcePrinter, error) {
 	return nil, genericclioptions.NoCompatiblePrinterError{OutputFormat: &format, AllowedFormats: f.AllowedFormats()}
 }
 
-// Objects composes what `get -o` prints, as kubectl does: the Task itself when one was asked for by name
-// (single), else a v1 List (kind List, apiVersion v1) of all of them, even of one or none. It sets each Task's
-// apiVersion and kind from scheme, which the printers need and a typed client leaves unset.
-func Objects(scheme *runtime.Scheme, items []taskerv1alpha1.Task, single bool) (runtime.Object, error) {
+// Objects composes what `get -o` prints, as kubectl does: the object itself (a Task, a CronTask) when one was
+// asked for by name (single), else a v1 List (kind List, apiVersion v1) of all of them, even of one or none. It
+// sets each object's apiVersion and kind from scheme, which the printers need and a typed client leaves unset.
+func Objects[T any, PT interface {
+	*T
+	client.Object
+}](scheme *runtime.Scheme, items []T, single bool) (runtime.Object, error) {
 	for i := range items {
-		gvk, err := apiutil.GVKForObject(&items[i], scheme)
+		obj := PT(&items[i])
+		gvk, err := apiutil.GVKForObject(obj, scheme)
 		if err != nil {
 			return nil, err
 		}
-		items[i].SetGroupVersionKind(gvk)
+		obj.GetObjectKind().SetGroupVersionKind(gvk)
 	}
 	if single && len(items) == 1 {
-		return &items[0], nil
+		return PT(&items[0]), nil
 	}
 	list := &unstructured.UnstructuredList{Object: map[string]any{
 		"apiVersion": "v1", "kind": "List", "metadata": map[string]any{"resourceVersion": ""},

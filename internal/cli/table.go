@@ -57,6 +57,37 @@ func Table(w io.Writer, items []taskerv1alpha1.Task, opts TableOptions, now time
 	return tw.Flush()
 }
 
+// CronTaskTable prints CronTasks the way `kubectl get crontasks` does (NAME, SCHEDULE, SUSPEND, ACTIVE, LAST,
+// NEXT, AGE; NAMESPACE first with opts.WithNamespace); times are relative to now ("<none>" when unset; the next
+// run is "in 5m").
+func CronTaskTable(w io.Writer, items []taskerv1alpha1.CronTask, opts TableOptions, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	row := func(cells ...string) {
+		if !opts.WithNamespace {
+			cells = cells[1:]
+		}
+		_, _ = io.WriteString(tw, strings.Join(cells, "\t")+"\n")
+	}
+	row("NAMESPACE", "NAME", "SCHEDULE", "SUSPEND", "ACTIVE", "LAST", "NEXT", "AGE")
+	for i := range items {
+		ct := &items[i]
+		last, next := "<none>", "<none>"
+		if t := ct.Status.LastScheduleTime; t != nil {
+			last = duration.HumanDuration(now.Sub(t.Time)) + " ago"
+		}
+		if t := ct.Status.NextScheduleTime; t != nil {
+			next = "in " + duration.HumanDuration(t.Sub(now))
+		}
+		schedule := ct.Spec.Schedule
+		if ct.Spec.TimeZone != nil {
+			schedule += " (" + *ct.Spec.TimeZone + ")"
+		}
+		row(ct.Namespace, ct.Name, schedule, strconv.FormatBool(ct.Spec.Suspend != nil && *ct.Spec.Suspend),
+			strconv.Itoa(int(ct.Status.ActiveCount)), last, next, duration.HumanDuration(now.Sub(ct.CreationTimestamp.Time)))
+	}
+	return tw.Flush()
+}
+
 // orNone is what the table shows of a value, "<none>" when it is unset, as kubectl does.
 func orNone(s string) string {
 	if s == "" {

@@ -16,9 +16,11 @@ import (
 
 // fakeCluster is a Cluster over fixed objects.
 type fakeCluster struct {
-	tasks    []taskerv1alpha1.Task
-	pools    []taskerv1alpha1.WorkerPool
-	poolsErr error
+	tasks        []taskerv1alpha1.Task
+	pools        []taskerv1alpha1.WorkerPool
+	poolsErr     error
+	cronTasks    []taskerv1alpha1.CronTask
+	cronTasksErr error
 }
 
 func (f *fakeCluster) Tasks() ([]taskerv1alpha1.Task, error) { return f.tasks, nil }
@@ -33,6 +35,10 @@ func (f *fakeCluster) Task(namespace, name string) (*taskerv1alpha1.Task, error)
 }
 
 func (f *fakeCluster) WorkerPools() ([]taskerv1alpha1.WorkerPool, error) { return f.pools, f.poolsErr }
+
+func (f *fakeCluster) CronTasks() ([]taskerv1alpha1.CronTask, error) {
+	return f.cronTasks, f.cronTasksErr
+}
 
 // fakeDatabase is a Database with one task's state and history; err, when set, is every call's error.
 type fakeDatabase struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -21,11 +22,12 @@ import (
 type KubeCluster struct {
 	cache     cache.Cache
 	namespace string
-	// pools is false when the credentials may not list WorkerPools: they are then not watched.
-	pools bool
+	// pools (cronTasks) is false when the credentials may not list WorkerPools (CronTasks): they are then not
+	// watched.
+	pools, cronTasks bool
 }
 
-// NewKubeCluster checks what the credentials may list (Tasks are required, WorkerPools optional) and prepares
+// NewKubeCluster checks what the credentials may list (Tasks are required, WorkerPools and CronTasks optional) and prepares
 // the watch of namespace ("" for all); Start starts it. cfg should have no Timeout: it would cut the watches.
 func NewKubeCluster(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, namespace string) (*KubeCluster, error) {
 	direct, err := client.New(cfg, client.Options{Scheme: scheme})
@@ -36,11 +38,19 @@ func NewKubeCluster(ctx context.Context, cfg *rest.Config, scheme *runtime.Schem
 	if err := direct.List(ctx, &taskerv1alpha1.TaskList{}, probe); err != nil {
 		return nil, fmt.Errorf("cannot list Tasks: %w", err)
 	}
-	k := &KubeCluster{pools: true, namespace: namespace}
+	k := &KubeCluster{pools: true, cronTasks: true, namespace: namespace}
 	if err := direct.List(ctx, &taskerv1alpha1.WorkerPoolList{}, probe); apierrors.IsForbidden(err) {
 		k.pools = false
 	} else if err != nil {
 		return nil, fmt.Errorf("cannot list WorkerPools: %w", err)
+	}
+	// CronTasks: not shown when the credentials may not list them, or the cluster has no CronTask CRD (an older
+	// install).
+	if err := direct.List(ctx, &taskerv1alpha1.CronTaskList{}, probe); apierrors.IsForbidden(err) ||
+		apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+		k.cronTasks = false
+	} else if err != nil {
+		return nil, fmt.Errorf("cannot list CronTasks: %w", err)
 	}
 	opts := cache.Options{Scheme: scheme}
 	if namespace != "" {
@@ -59,6 +69,9 @@ func (k *KubeCluster) Start(ctx context.Context, observe func(runtime.Object)) e
 	watched := []client.Object{&taskerv1alpha1.Task{}}
 	if k.pools {
 		watched = append(watched, &taskerv1alpha1.WorkerPool{})
+	}
+	if k.cronTasks {
+		watched = append(watched, &taskerv1alpha1.CronTask{})
 	}
 	for _, obj := range watched {
 		inf, err := k.cache.GetInformer(ctx, obj)
@@ -114,6 +127,16 @@ func (k *KubeCluster) WorkerPools() ([]taskerv1alpha1.WorkerPool, error) {
 		return nil, ErrPoolsHidden
 	}
 	var l taskerv1alpha1.WorkerPoolList
+	err := k.cache.List(context.Background(), &l)
+	return l.Items, err
+}
+
+// CronTasks implements Cluster.
+func (k *KubeCluster) CronTasks() ([]taskerv1alpha1.CronTask, error) {
+	if !k.cronTasks {
+		return nil, ErrCronTasksHidden
+	}
+	var l taskerv1alpha1.CronTaskList
 	err := k.cache.List(context.Background(), &l)
 	return l.Items, err
 }

@@ -12,15 +12,17 @@ import (
 // maxListRows is the most Tasks the list shows at once (newest first); a filter narrows the rest down.
 const maxListRows = 500
 
-// taskFilter is the list's query: each field empty for "any".
+// taskFilter is the list's query: each field empty for "any". CronTask (the CronTasks page's links) keeps the
+// Tasks a CronTask of that name made.
 type taskFilter struct {
-	Namespace, Phase, Template string
+	Namespace, Phase, Template, CronTask string
 }
 
 func (f taskFilter) match(tk *taskerv1alpha1.Task) bool {
 	return (f.Namespace == "" || tk.Namespace == f.Namespace) &&
 		(f.Phase == "" || phaseOf(tk) == f.Phase) &&
-		(f.Template == "" || templateOf(tk) == f.Template)
+		(f.Template == "" || templateOf(tk) == f.Template) &&
+		(f.CronTask == "" || tk.Labels[taskerv1alpha1.CronTaskLabel] == f.CronTask)
 }
 
 // taskRow is one line of the list.
@@ -51,7 +53,7 @@ func (s *Server) tasksPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	f := taskFilter{Namespace: q.Get("namespace"), Phase: q.Get("phase"), Template: q.Get("template")}
+	f := taskFilter{Namespace: q.Get("namespace"), Phase: q.Get("phase"), Template: q.Get("template"), CronTask: q.Get("crontask")}
 	s.render(w, "tasks", http.StatusOK, page{Title: "Tasks", Nav: "tasks", Watch: "task", Data: buildList(tasks, f, s.opts.Now())})
 }
 

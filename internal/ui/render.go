@@ -31,7 +31,7 @@ var pages = func() map[string]*template.Template {
 	}
 	base := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html"))
 	out := map[string]*template.Template{}
-	for _, name := range []string{"tasks", "task", "pools", "error"} {
+	for _, name := range []string{"tasks", "task", "pools", "crontasks", "error"} {
 		out[name] = template.Must(template.Must(base.Clone()).ParseFS(templateFS, "templates/"+name+".html"))
 	}
 	return out
@@ -46,9 +46,10 @@ type selectArgs struct {
 // page is what the layout needs besides the page's own data.
 type page struct {
 	Title string
-	// Nav is the section of the navigation to mark ("tasks", "pools").
+	// Nav is the section of the navigation to mark ("tasks", "pools", "crontasks").
 	Nav string
-	// Watch says which changes refresh the page (ui.js): "task" for any Task, "task ns/name" for one, "pool".
+	// Watch says which changes refresh the page (ui.js): "task" for any Task, "task ns/name" for one, "pool",
+	// "crontask".
 	Watch string
 	Data  any
 }

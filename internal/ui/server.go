@@ -62,6 +62,7 @@ func New(opts Options) *Server {
 	mux.HandleFunc("GET /tasks/{namespace}/{name}", s.taskPage)
 	mux.HandleFunc("GET /tasks/{namespace}/{name}/steps/{step}", s.stepPanelFragment)
 	mux.HandleFunc("GET /pools", s.poolsPage)
+	mux.HandleFunc("GET /crontasks", s.cronTasksPage)
 	mux.HandleFunc("GET /events", s.serveEvents)
 	mux.Handle("GET /static/", staticHandler())
 	s.mux = mux
@@ -82,6 +83,8 @@ func (s *Server) Observe(obj runtime.Object) {
 	case *taskerv1alpha1.WorkerPool:
 		s.pools.record(o, s.opts.Now())
 		s.events.publish("pool " + o.Namespace + "/" + o.Name)
+	case *taskerv1alpha1.CronTask:
+		s.events.publish("crontask " + o.Namespace + "/" + o.Name)
 	}
 }
 

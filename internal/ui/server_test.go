@@ -317,3 +317,35 @@ func TestMapStepIsOneStackedBox(t *testing.T) {
 		}
 	}
 }
+
+// The CronTasks page: each CronTask with its schedule, state, times and a link to the Tasks it made (the list
+// filtered by its label); hidden with a note when the credentials may not list CronTasks.
+func TestCronTasksPage(t *testing.T) {
+	tz := "Europe/Berlin"
+	ct := taskerv1alpha1.CronTask{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "nightly"},
+		Spec:   taskerv1alpha1.CronTaskSpec{Schedule: "30 2 * * *", TimeZone: &tz, ConcurrencyPolicy: taskerv1alpha1.ConcurrencyForbid},
+		Status: taskerv1alpha1.CronTaskStatus{ActiveCount: 1, LastScheduleTime: mtime(10), NextScheduleTime: mtime(50)}}
+	made := orderTask("shop")
+	made.Name, made.Labels = "nightly-1764988200", map[string]string{taskerv1alpha1.CronTaskLabel: "nightly"}
+	c := &fakeCluster{tasks: []taskerv1alpha1.Task{orderTask("shop"), made}, cronTasks: []taskerv1alpha1.CronTask{ct}}
+	h := newTestServer(c, nil).Handler()
+	code, body := get(t, h, "/crontasks")
+	if code != http.StatusOK {
+		t.Fatalf("status %d\n%s", code, body)
+	}
+	for _, want := range []string{`data-crontask="shop/nightly"`, "<code>30 2 * * *</code> Europe/Berlin · Forbid",
+		`href="/tasks?namespace=shop&amp;crontask=nightly">1 Task</a>`, `aria-current="page">CronTasks`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	_, list := get(t, h, "/tasks?namespace=shop&crontask=nightly")
+	if !strings.Contains(list, `data-task="shop/nightly-1764988200"`) || strings.Contains(list, `data-task="shop/order-fulfillment"`) ||
+		!strings.Contains(list, "made by CronTask <b>nightly</b>") {
+		t.Errorf("the list filtered by CronTask:\n%s", list)
+	}
+	c.cronTasks, c.cronTasksErr = nil, ErrCronTasksHidden
+	if _, body := get(t, h, "/crontasks"); !strings.Contains(body, "CronTasks are not shown: these credentials may not list CronTasks, or the cluster has none.") {
+		t.Errorf("hidden CronTasks:\n%s", body)
+	}
+}

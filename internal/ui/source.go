@@ -8,8 +8,8 @@ import (
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 )
 
-// Cluster is what the UI reads from the apiserver, with the credentials of whoever runs it: Tasks and
-// WorkerPools as a watch keeps them (KubeCluster), so that a page costs the apiserver nothing.
+// Cluster is what the UI reads from the apiserver, with the credentials of whoever runs it: Tasks, WorkerPools and
+// CronTasks as a watch keeps them (KubeCluster), so that a page costs the apiserver nothing.
 type Cluster interface {
 	// Tasks returns every Task watched (of one namespace or all, as the UI was started).
 	Tasks() ([]taskerv1alpha1.Task, error)
@@ -17,6 +17,8 @@ type Cluster interface {
 	Task(namespace, name string) (*taskerv1alpha1.Task, error)
 	// WorkerPools returns every WorkerPool watched; ErrPoolsHidden when the credentials may not list them.
 	WorkerPools() ([]taskerv1alpha1.WorkerPool, error)
+	// CronTasks returns every CronTask watched; ErrCronTasksHidden when the credentials may not list them.
+	CronTasks() ([]taskerv1alpha1.CronTask, error)
 }
 
 // Database is what the UI reads from the tasker database for step details (*engine.Engine has these

@@ -10,7 +10,7 @@
   // wanted says whether a change ("task ns/name", "pool ns/name", "all") concerns this page.
   function wanted(change) {
     if (change === "all") return true;
-    if (watch === "task" || watch === "pool") return change.indexOf(watch + " ") === 0;
+    if (watch === "task" || watch === "pool" || watch === "crontask") return change.indexOf(watch + " ") === 0;
     return change === watch;
   }
 
