@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/printers"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -54,21 +56,11 @@ func getCmd(g *globals) *cobra.Command {
 				}
 			} else {
 				var list taskerv1alpha1.TaskList
-				var opts []client.ListOption
-				if !all {
-					opts = append(opts, client.InNamespace(ns))
-				}
-				if err := c.List(cmd.Context(), &list, opts...); err != nil {
+				if err := listSorted(cmd, c, ns, all, &list); err != nil {
 					return err
 				}
 				items = list.Items
 			}
-			sort.Slice(items, func(i, j int) bool {
-				if items[i].Namespace != items[j].Namespace {
-					return items[i].Namespace < items[j].Namespace
-				}
-				return items[i].Name < items[j].Name
-			})
 			if printer == nil {
 				return cli.Table(cmd.OutOrStdout(), items, cli.TableOptions{WithNamespace: all, Wide: printFlags.Wide()}, time.Now())
 			}
@@ -97,20 +89,10 @@ func getCronTasks(cmd *cobra.Command, c client.Client, ns string, names []string
 		}
 	} else {
 		var list taskerv1alpha1.CronTaskList
-		var opts []client.ListOption
-		if !all {
-			opts = append(opts, client.InNamespace(ns))
-		}
-		if err := c.List(cmd.Context(), &list, opts...); err != nil {
+		if err := listSorted(cmd, c, ns, all, &list); err != nil {
 			return err
 		}
 		items = list.Items
-		sort.Slice(items, func(i, j int) bool {
-			if items[i].Namespace != items[j].Namespace {
-				return items[i].Namespace < items[j].Namespace
-			}
-			return items[i].Name < items[j].Name
-		})
 	}
 	if printer == nil {
 		return cli.CronTaskTable(cmd.OutOrStdout(), items, cli.TableOptions{WithNamespace: all}, time.Now())
@@ -120,4 +102,30 @@ func getCronTasks(cmd *cobra.Command, c client.Client, ns string, names []string
 		return err
 	}
 	return printer.PrintObj(obj, cmd.OutOrStdout())
+}
+
+// listSorted lists the objects of namespace ns (of every namespace with all) into list, sorted by namespace and
+// name.
+func listSorted(cmd *cobra.Command, c client.Client, ns string, all bool, list client.ObjectList) error {
+	var opts []client.ListOption
+	if !all {
+		opts = append(opts, client.InNamespace(ns))
+	}
+	if err := c.List(cmd.Context(), list, opts...); err != nil {
+		return err
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return err
+	}
+	key := func(o runtime.Object) (string, string) {
+		m, _ := meta.Accessor(o) // typed objects: always has metadata
+		return m.GetNamespace(), m.GetName()
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		ni, ai := key(items[i])
+		nj, aj := key(items[j])
+		return ni < nj || ni == nj && ai < aj
+	})
+	return meta.SetList(list, items)
 }
