@@ -150,7 +150,15 @@ BEGIN
     IF v_roots IS NULL THEN
         RAISE EXCEPTION 'spec.steps: no step without dependencies (the graph has a cycle)' USING ERRCODE = '22023';
     END IF;
-    PERFORM tasker._enqueue(v_roots, 'admitted');
+    -- Flow control (concurrency.sql): a task of a concurrency group that gets no slot leaves its first steps
+    -- pending (it waits for a slot) or is cancelled at once (CancelNewest).
+    IF spec -> 'concurrency' IS NOT NULL AND spec -> 'concurrency' <> 'null'::jsonb
+       AND NOT tasker._concurrency_admit(v_id, spec) THEN
+        v_roots := '{}';
+    END IF;
+    IF cardinality(v_roots) > 0 THEN
+        PERFORM tasker._enqueue(v_roots, 'admitted');
+    END IF;
     PERFORM pg_notify('tasker_task', v_id::text);
     RETURN QUERY SELECT v_id, true;
 END;
@@ -247,9 +255,9 @@ LANGUAGE plpgsql IMMUTABLE AS $fn$
 DECLARE
     -- The keys of the task and of a step, and their kinds as _json_type_problem takes them ('any': free JSON).
     c_task_keys  CONSTANT text[] := ARRAY['external_key', 'namespace', 'name', 'queue', 'priority', 'context',
-                                          'retention_seconds', 'steps'];
+                                          'retention_seconds', 'steps', 'concurrency'];
     c_task_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'string', 'integer', 'any',
-                                          'seconds', 'array'];
+                                          'seconds', 'array', 'any'];
     c_step_keys  CONSTANT text[] := ARRAY['name', 'handler', 'queue', 'depends_on', 'inputs', 'max_attempts',
                                           'backoff_base_ms', 'backoff_max_ms', 'backoff_jitter', 'timeout_seconds',
                                           'delay_seconds', 'not_before', 'when', 'wait_for', 'wait_timeout_seconds'];

@@ -1,6 +1,7 @@
 -- Reports many successes in one transaction and claims, for the caller, up to max_claims of the steps these
 -- successes made ready: steps of the same queues as the completed ones (which the caller serves), lowest id first,
--- except in prioritized queues (queues.sql), where a claim must take the highest priority first. Such a step is
+-- except in prioritized queues (queues.sql), where a claim must take the highest priority first, and in limited
+-- queues (queue_limits.sql), whose limits only claim enforces. Such a step is
 -- enqueued and claimed as if the caller had called claim right after (the same history rows), but without the
 -- second transaction, and its message is never visible while its lease holds: the next step of a chain starts on
 -- the worker that finished the previous one, one commit later. Ready steps beyond max_claims are enqueued for any
@@ -172,7 +173,7 @@ BEGIN
                            s.state = 'pending' AND s.remaining_parents = x.n AND NOT d.delayed AS ready,
                            s.state = 'pending' AND s.remaining_parents = x.n AND d.delayed AS ready_later,
                            s.state = 'pending' AND s.remaining_parents = x.n AND NOT d.delayed
-                               AND s.queue = ANY (v_queues) AND NOT coalesce(q.prioritized, true) AS claimable
+                               AND s.queue = ANY (v_queues) AND NOT coalesce(q.prioritized OR q.limited, true) AS claimable
                     FROM (SELECT e.child_id, count(*)::integer AS n FROM tasker.step_edges AS e
                           WHERE e.parent_id = ANY (v_ids) GROUP BY e.child_id) AS x
                     JOIN tasker.steps AS s ON s.id = x.child_id

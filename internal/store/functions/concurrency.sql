@@ -1,0 +1,271 @@
+-- Concurrency groups (migration 0016; docs/tasks.md#concurrency-groups). A task admitted with a "concurrency"
+-- object {"group", "key", "max_running", "strategy"} belongs to the group '<namespace>/<group>' (or
+-- '<namespace>/<group>=<value>' when "key", a SQL/JSON path over {"context": <the task's context>}, gives a value).
+-- At most max_running unfinished tasks of a group hold a slot; only they have their steps enqueued. The others wait
+-- (tasker.concurrency_members.waiting) with their first steps pending, unenqueued, and are released in admission
+-- (task id) order, one per freed slot, in the transaction that finishes a slot holder, whatever finishes it
+-- (success, failure, cancellation, an operator's action): the trigger on tasker.tasks below, the one place every
+-- finish passes (completed_at is set exactly then). Strategies when a new task does not fit: 'Queue' (it waits),
+-- 'CancelInProgress' (the group's oldest slot holders are cancelled to make room), 'CancelNewest' (the new task is
+-- cancelled at once).
+--
+-- Locks (locks.sql): a group's row comes after the rows of the task whose finish frees a slot (the trigger runs
+-- under them); releasing a waiter then takes the waiter's steps without waiting (SKIP LOCKED: a waiter's steps are
+-- held only by someone cancelling or changing that task, who never needs a group row for a waiting task, and is
+-- skipped for now) and, should it finish at once (every first step omitted), its task row. Admissions of a group
+-- serialise on an advisory lock taken before anything of the group is locked, so that CancelInProgress can cancel
+-- (steps, task, then the group row through the trigger) before it takes the group row itself.
+
+-- Why p_key cannot be a concurrency key (NULL: it can): a SQL/JSON path over {"context": ...}, at most 1024
+-- characters.
+CREATE OR REPLACE FUNCTION tasker._concurrency_key_problem(p_key text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+    v_path jsonpath;
+BEGIN
+    IF p_key IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF length(p_key) > 1024 THEN
+        RETURN 'must be at most 1024 characters';
+    END IF;
+    BEGIN
+        v_path := p_key::jsonpath;
+    EXCEPTION WHEN syntax_error OR invalid_parameter_value OR invalid_text_representation THEN
+        RETURN format('not a SQL/JSON path expression (%s)', SQLERRM);
+    END;
+    RETURN NULL;
+END;
+$fn$;
+
+-- The group key of a task about to be admitted with p_conc (the admission document's "concurrency"), or an error
+-- (22023) naming the field.
+CREATE OR REPLACE FUNCTION tasker._concurrency_group_key(p_conc jsonb, p_namespace text, p_context jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+    v_problem text;
+    v_value   jsonb;
+    v_text    text;
+BEGIN
+    IF jsonb_typeof(p_conc) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'spec.concurrency: must be an object' USING ERRCODE = '22023';
+    END IF;
+    v_problem := tasker._unknown_key(p_conc, ARRAY['group', 'key', 'max_running', 'strategy'], 'spec.concurrency');
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(p_conc -> 'group') IS DISTINCT FROM 'string'
+       OR (p_conc ->> 'group') !~ '^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$' THEN
+        RAISE EXCEPTION 'spec.concurrency.group: required, lower-case letters, digits, - _ ., at most 63 characters'
+            USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(jsonb_typeof(p_conc -> 'max_running'), 'null') NOT IN ('null', 'number')
+       OR (p_conc ->> 'max_running')::numeric NOT BETWEEN 1 AND 10000
+       OR (p_conc ->> 'max_running')::numeric <> trunc((p_conc ->> 'max_running')::numeric) THEN
+        RAISE EXCEPTION 'spec.concurrency.max_running: must be a whole number from 1 to 10000'
+            USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(p_conc ->> 'strategy', 'Queue') NOT IN ('Queue', 'CancelInProgress', 'CancelNewest') THEN
+        RAISE EXCEPTION 'spec.concurrency.strategy: must be Queue, CancelInProgress or CancelNewest, not %',
+            p_conc -> 'strategy' USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(p_conc ->> 'key', '') = '' THEN
+        RETURN p_namespace || '/' || (p_conc ->> 'group');
+    END IF;
+    v_problem := tasker._concurrency_key_problem(p_conc ->> 'key');
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION 'spec.concurrency.key: %', v_problem USING ERRCODE = '22023';
+    END IF;
+    v_value := jsonb_path_query_first(jsonb_build_object('context', coalesce(p_context, 'null'::jsonb)),
+                                      (p_conc ->> 'key')::jsonpath, silent => true);
+    IF v_value IS NULL OR jsonb_typeof(v_value) = 'null' THEN
+        RAISE EXCEPTION 'spec.concurrency.key: % finds nothing in the task''s context', p_conc ->> 'key'
+            USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(v_value) NOT IN ('string', 'number', 'boolean') THEN
+        RAISE EXCEPTION 'spec.concurrency.key: % gives an %, not a string, number or boolean', p_conc ->> 'key',
+            jsonb_typeof(v_value) USING ERRCODE = '22023';
+    END IF;
+    v_text := v_value #>> '{}';
+    IF length(v_text) > 253 THEN
+        RAISE EXCEPTION 'spec.concurrency.key: % gives a value of % characters (at most 253)', p_conc ->> 'key',
+            length(v_text) USING ERRCODE = '22023';
+    END IF;
+    RETURN p_namespace || '/' || (p_conc ->> 'group') || '=' || v_text;
+END;
+$fn$;
+
+-- Admission's hook (admit.sql), for a task just inserted (p_task_id, not yet visible to anyone) with a
+-- "concurrency" object: records its group, and says whether it may enqueue its first steps now (true: it holds a
+-- slot). false: it waits for a slot, or (CancelNewest) was cancelled.
+CREATE OR REPLACE FUNCTION tasker._concurrency_admit(p_task_id bigint, spec jsonb) RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_group    text;
+    v_max      integer := coalesce((spec -> 'concurrency' ->> 'max_running')::integer, 1);
+    v_strategy text := coalesce(spec -> 'concurrency' ->> 'strategy', 'Queue');
+    v_running  integer;
+    v_victim   bigint;
+    v_who      text := format('%s/%s', coalesce(spec ->> 'namespace', ''), coalesce(spec ->> 'name', ''));
+BEGIN
+    v_group := tasker._concurrency_group_key(spec -> 'concurrency', coalesce(spec ->> 'namespace', ''),
+                                             spec -> 'context');
+    -- One admission of a group at a time (see the lock order above); hash collisions only serialise more.
+    PERFORM pg_advisory_xact_lock(hashtextextended('tasker.concurrency_group:' || v_group, 0));
+    UPDATE tasker.tasks AS t SET concurrency_group = v_group WHERE t.id = p_task_id;
+
+    IF v_strategy = 'CancelInProgress' THEN
+        -- Make room by cancelling the oldest slot holders (read unlocked: admissions of the group wait for the
+        -- advisory lock, and a holder that finishes meanwhile is simply not cancelled by cancel_task).
+        FOR v_victim IN
+            SELECT m.task_id FROM tasker.concurrency_members AS m
+            WHERE m.group_key = v_group AND NOT m.waiting
+            ORDER BY m.task_id
+            LIMIT greatest(0, (SELECT count(*) FROM tasker.concurrency_members AS m2
+                               WHERE m2.group_key = v_group AND NOT m2.waiting) - v_max + 1)
+        LOOP
+            PERFORM tasker.cancel_task(v_victim, format('cancelled by %s: concurrency group %s is full (CancelInProgress)',
+                                                        v_who, v_group));
+        END LOOP;
+    END IF;
+
+    INSERT INTO tasker.concurrency_groups AS g (key, max_running, strategy) VALUES (v_group, v_max, v_strategy)
+    ON CONFLICT (key) DO UPDATE SET max_running = EXCLUDED.max_running, strategy = EXCLUDED.strategy,
+                                    updated_at = clock_timestamp()
+    RETURNING g.running INTO v_running;
+
+    IF v_running < v_max AND NOT EXISTS (SELECT FROM tasker.concurrency_members AS m
+                                         WHERE m.group_key = v_group AND m.waiting) THEN
+        INSERT INTO tasker.concurrency_members (task_id, group_key, waiting) VALUES (p_task_id, v_group, false);
+        UPDATE tasker.concurrency_groups AS g SET running = g.running + 1 WHERE g.key = v_group;
+        RETURN true;
+    END IF;
+    IF v_strategy = 'CancelNewest' THEN
+        PERFORM tasker._stop_task(p_task_id, 'cancelled', NULL,
+                                  format('concurrency group %s is full (CancelNewest)', v_group));
+        RETURN false;
+    END IF;
+    INSERT INTO tasker.concurrency_members (task_id, group_key, waiting) VALUES (p_task_id, v_group, true);
+    -- Slots may be free with waiters skipped earlier (they were locked by someone): give them their turn first.
+    IF v_running < v_max THEN
+        PERFORM tasker._concurrency_dispatch(v_group);
+    END IF;
+    RETURN false;
+END;
+$fn$;
+
+-- Gives the free slots of group p_group to its waiting tasks, oldest first, and starts them (their first steps
+-- are enqueued). Takes the group's row lock if the caller does not hold it yet. Returns how many it started.
+CREATE OR REPLACE FUNCTION tasker._concurrency_dispatch(p_group text) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_running integer;
+    v_max     integer;
+    v_next    bigint;
+    v_cand    bigint;
+    v_locked  integer;
+    v_roots   bigint[];
+    v_started integer := 0;
+BEGIN
+    LOOP
+        SELECT g.running, g.max_running INTO v_running, v_max
+        FROM tasker.concurrency_groups AS g WHERE g.key = p_group FOR UPDATE;
+        EXIT WHEN NOT FOUND OR v_running >= v_max;
+        v_next := NULL;
+        FOR v_cand IN SELECT m.task_id FROM tasker.concurrency_members AS m
+                      WHERE m.group_key = p_group AND m.waiting ORDER BY m.task_id LIMIT 100 LOOP
+            -- Every step of the candidate, without waiting: someone holding one is cancelling or changing it.
+            SELECT count(*) INTO v_locked
+            FROM (SELECT FROM tasker.steps AS s WHERE s.task_id = v_cand ORDER BY s.id
+                  FOR NO KEY UPDATE SKIP LOCKED) AS l;
+            IF v_locked = (SELECT t.step_count FROM tasker.tasks AS t WHERE t.id = v_cand AND t.completed_at IS NULL) THEN
+                v_next := v_cand;
+                EXIT;
+            END IF;
+        END LOOP;
+        EXIT WHEN v_next IS NULL;
+        UPDATE tasker.concurrency_members AS m SET waiting = false, since = clock_timestamp()
+        WHERE m.task_id = v_next AND m.waiting;
+        CONTINUE WHEN NOT FOUND;
+        UPDATE tasker.concurrency_groups AS g SET running = g.running + 1, updated_at = clock_timestamp()
+        WHERE g.key = p_group;
+        SELECT array_agg(s.id ORDER BY s.id) INTO v_roots FROM tasker.steps AS s
+        WHERE s.task_id = v_next AND s.parent_count = 0 AND s.state = 'pending';
+        IF v_roots IS NOT NULL THEN
+            PERFORM tasker._enqueue(v_roots, 'concurrency slot free');
+        END IF;
+        PERFORM pg_notify('tasker_task', v_next::text);
+        v_started := v_started + 1;
+    END LOOP;
+    RETURN v_started;
+END;
+$fn$;
+
+-- The trigger: a task of a group finished (completed_at set) or, failed, runs again (an operator's retry cleared
+-- completed_at). A finished slot holder frees its slot for the next waiter; a finished waiter just leaves. A
+-- failed task that runs again takes a slot back at once, even beyond max_running: an operator asked for it.
+CREATE OR REPLACE FUNCTION tasker._concurrency_task_changed() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_waiting boolean;
+BEGIN
+    IF NEW.completed_at IS NULL THEN
+        INSERT INTO tasker.concurrency_members (task_id, group_key, waiting) VALUES (NEW.id, NEW.concurrency_group, false)
+        ON CONFLICT (task_id) DO NOTHING;
+        IF FOUND THEN
+            UPDATE tasker.concurrency_groups AS g SET running = g.running + 1, updated_at = clock_timestamp()
+            WHERE g.key = NEW.concurrency_group;
+        END IF;
+        RETURN NULL;
+    END IF;
+    DELETE FROM tasker.concurrency_members AS m WHERE m.task_id = NEW.id RETURNING m.waiting INTO v_waiting;
+    IF v_waiting IS DISTINCT FROM false THEN
+        RETURN NULL;
+    END IF;
+    UPDATE tasker.concurrency_groups AS g SET running = greatest(g.running - 1, 0), updated_at = clock_timestamp()
+    WHERE g.key = NEW.concurrency_group;
+    PERFORM tasker._concurrency_dispatch(NEW.concurrency_group);
+    RETURN NULL;
+END;
+$fn$;
+
+-- Fires only for tasks of a group (NULL concurrency_group: the WHEN clause is all other tasks pay) and only when
+-- completed_at goes from NULL to a time or back.
+CREATE OR REPLACE TRIGGER tasks_concurrency_group AFTER UPDATE OF completed_at ON tasker.tasks
+FOR EACH ROW WHEN (NEW.concurrency_group IS NOT NULL AND (OLD.completed_at IS NULL) <> (NEW.completed_at IS NULL))
+EXECUTE FUNCTION tasker._concurrency_task_changed();
+
+-- Gives free slots to waiters that earlier releases skipped (their steps were locked at the time), for every group
+-- with both. Upkeep's safety net; returns how many tasks it started.
+CREATE OR REPLACE FUNCTION tasker.concurrency_dispatch(batch_size integer DEFAULT 100) RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_group text;
+    v_n     integer := 0;
+BEGIN
+    FOR v_group IN SELECT g.key FROM tasker.concurrency_groups AS g
+                   WHERE g.running < g.max_running
+                     AND EXISTS (SELECT FROM tasker.concurrency_members AS m WHERE m.group_key = g.key AND m.waiting)
+                   ORDER BY g.key LIMIT concurrency_dispatch.batch_size LOOP
+        v_n := v_n + tasker._concurrency_dispatch(v_group);
+    END LOOP;
+    RETURN v_n;
+END;
+$fn$;
+
+-- Where a task stands in its group: the group ('' for none), whether it waits for a slot, and how many of the
+-- group's waiters are ahead of it; with the group's limit and slots taken.
+CREATE OR REPLACE FUNCTION tasker.concurrency_status(p_task_id bigint)
+RETURNS TABLE (group_key text, waiting boolean, ahead bigint, max_running integer, running integer)
+LANGUAGE sql STABLE AS $fn$
+    SELECT t.concurrency_group, coalesce(m.waiting, false),
+           CASE WHEN m.waiting THEN (SELECT count(*) FROM tasker.concurrency_members AS w
+                                      WHERE w.group_key = m.group_key AND w.waiting AND w.task_id < m.task_id)
+                ELSE 0 END,
+           g.max_running, g.running
+    FROM tasker.tasks AS t
+    LEFT JOIN tasker.concurrency_members AS m ON m.task_id = t.id
+    LEFT JOIN tasker.concurrency_groups AS g ON g.key = t.concurrency_group
+    WHERE t.id = p_task_id AND t.concurrency_group IS NOT NULL
+$fn$;
