@@ -44,6 +44,7 @@ func newCronTaskTask(ct *taskerv1alpha1.CronTask, scheduled time.Time, scheme *r
 			Context:                 spec.Context,
 			Priority:                spec.Priority,
 			TTLSecondsAfterFinished: spec.TTLSecondsAfterFinished,
+			Concurrency:             spec.Concurrency,
 		},
 	}
 	if err := controllerutil.SetControllerReference(ct, task, scheme); err != nil {

@@ -53,7 +53,8 @@ func (v TaskValidator) ValidateUpdate(ctx context.Context, _, task *taskerv1alph
 func (v TaskValidator) validate(ctx context.Context, task *taskerv1alpha1.Task) (admission.Warnings, error) {
 	errs := ValidateTask(task)
 	condErrs, warnings := checkConditions(ctx, v.Conditions, field.NewPath("spec", "steps"), task.Spec.Steps)
-	return warnings, invalid(task.Name, "Task", append(errs, condErrs...))
+	keyErrs, keyWarnings := checkConcurrencyKey(ctx, v.Conditions, field.NewPath("spec", "concurrency"), task.Spec.Concurrency)
+	return append(warnings, keyWarnings...), invalid(task.Name, "Task", append(append(errs, condErrs...), keyErrs...))
 }
 
 func (TaskValidator) ValidateDelete(context.Context, *taskerv1alpha1.Task) (admission.Warnings, error) {
@@ -82,7 +83,8 @@ func (v TaskTemplateValidator) ValidateUpdate(ctx context.Context, _, t *taskerv
 func (v TaskTemplateValidator) validate(ctx context.Context, t *taskerv1alpha1.TaskTemplate) (admission.Warnings, error) {
 	errs := ValidateTaskTemplate(t)
 	condErrs, warnings := checkConditions(ctx, v.Conditions, field.NewPath("spec", "steps"), t.Spec.Steps)
-	return warnings, invalid(t.Name, "TaskTemplate", append(errs, condErrs...))
+	keyErrs, keyWarnings := checkConcurrencyKey(ctx, v.Conditions, field.NewPath("spec", "concurrency"), t.Spec.Concurrency)
+	return append(warnings, keyWarnings...), invalid(t.Name, "TaskTemplate", append(append(errs, condErrs...), keyErrs...))
 }
 
 func (TaskTemplateValidator) ValidateDelete(context.Context, *taskerv1alpha1.TaskTemplate) (admission.Warnings, error) {
@@ -111,7 +113,9 @@ func (v CronTaskValidator) ValidateUpdate(ctx context.Context, _, ct *taskerv1al
 func (v CronTaskValidator) validate(ctx context.Context, ct *taskerv1alpha1.CronTask) (admission.Warnings, error) {
 	errs := ValidateCronTask(ct)
 	condErrs, warnings := checkConditions(ctx, v.Conditions, field.NewPath("spec", "task", "steps"), ct.Spec.Task.Steps)
-	return warnings, invalid(ct.Name, "CronTask", append(errs, condErrs...))
+	keyErrs, keyWarnings := checkConcurrencyKey(ctx, v.Conditions, field.NewPath("spec", "task", "concurrency"),
+		ct.Spec.Task.Concurrency)
+	return append(warnings, keyWarnings...), invalid(ct.Name, "CronTask", append(append(errs, condErrs...), keyErrs...))
 }
 
 func (CronTaskValidator) ValidateDelete(context.Context, *taskerv1alpha1.CronTask) (admission.Warnings, error) {
