@@ -94,6 +94,7 @@ func TestSamplesSucceed(t *testing.T) {
 		{file: "tasker_v1alpha1_task_delayed.yaml", steps: 3, wantStepFields: true, delayed: "send-reminder",
 			after: "confirm-order", delay: 3 * time.Second},
 		{file: "tasker_v1alpha1_task_conditional.yaml", steps: 5, wantStepFields: true, omitted: "explain-refusal"},
+		{file: "tasker_v1alpha1_task_concurrency.yaml", steps: 2, wantStepFields: true},
 	}
 	for _, s := range samples {
 		var tk taskerv1alpha1.Task
