@@ -9,12 +9,17 @@
 -- 'CancelInProgress' (the group's oldest slot holders are cancelled to make room), 'CancelNewest' (the new task is
 -- cancelled at once).
 --
--- Locks (locks.sql): a group's row comes after the rows of the task whose finish frees a slot (the trigger runs
--- under them); releasing a waiter then takes the waiter's steps without waiting (SKIP LOCKED: a waiter's steps are
--- held only by someone cancelling or changing that task, who never needs a group row for a waiting task, and is
--- skipped for now) and, should it finish at once (every first step omitted), its task row. Admissions of a group
--- serialise on an advisory lock taken before anything of the group is locked, so that CancelInProgress can cancel
--- (steps, task, then the group row through the trigger) before it takes the group row itself.
+-- Slots, without a lock on the group (locks.sql): the slots taken are the group's members that are not waiting.
+-- A finishing slot holder hands its own slot to at most one waiter (one for one: the count cannot grow), in its own
+-- transaction, under the rows of the task that finishes; it takes no group-wide lock, so finishes of tasks of
+-- several groups in one batch cannot deadlock on groups. Only admissions and the upkeep's dispatch fill slots that
+-- are free (more than one, by count), and they serialise per group on a transaction advisory lock taken before
+-- anything else; they first wait for the holders' finishes in flight and hold off later ones (_concurrency_settle),
+-- so their count is exact and a later finish sees the waiter they add. A finish's own count comes from its snapshot,
+-- which shows a concurrent finish's holder still holding (its delete is not committed) and not its release: it
+-- never looks lower than it will be, so no slot is given twice. Releasing a waiter locks the waiter's steps without waiting (SKIP LOCKED: a waiting task's steps are held
+-- only by someone cancelling or changing that very task, who takes no group-wide lock; the task is skipped for
+-- now) and, should it finish at once (every first step omitted), its task row.
 
 -- Why p_key cannot be a concurrency key (NULL: it can): a SQL/JSON path over {"context": ...}, at most 1024
 -- characters.
@@ -105,40 +110,36 @@ DECLARE
     v_group    text;
     v_max      integer := coalesce((spec -> 'concurrency' ->> 'max_running')::integer, 1);
     v_strategy text := coalesce(spec -> 'concurrency' ->> 'strategy', 'Queue');
-    v_running  integer;
     v_victim   bigint;
     v_who      text := format('%s/%s', coalesce(spec ->> 'namespace', ''), coalesce(spec ->> 'name', ''));
 BEGIN
     v_group := tasker._concurrency_group_key(spec -> 'concurrency', coalesce(spec ->> 'namespace', ''),
                                              spec -> 'context');
-    -- One admission of a group at a time (see the lock order above); hash collisions only serialise more.
-    PERFORM pg_advisory_xact_lock(hashtextextended('tasker.concurrency_group:' || v_group, 0));
+    PERFORM tasker._concurrency_lock(v_group);
     UPDATE tasker.tasks AS t SET concurrency_group = v_group WHERE t.id = p_task_id;
+    INSERT INTO tasker.concurrency_groups AS g (key, max_running, strategy) VALUES (v_group, v_max, v_strategy)
+    ON CONFLICT (key) DO UPDATE SET max_running = EXCLUDED.max_running, strategy = EXCLUDED.strategy,
+                                    updated_at = clock_timestamp()
+    WHERE (g.max_running, g.strategy) IS DISTINCT FROM (EXCLUDED.max_running, EXCLUDED.strategy);
 
     IF v_strategy = 'CancelInProgress' THEN
-        -- Make room by cancelling the oldest slot holders (read unlocked: admissions of the group wait for the
-        -- advisory lock, and a holder that finishes meanwhile is simply not cancelled by cancel_task).
+        -- Make room by cancelling the oldest slot holders (one that finishes meanwhile is left alone by
+        -- cancel_task). Each cancellation frees its slot (and gives it to a waiter, if the group has any).
         FOR v_victim IN
             SELECT m.task_id FROM tasker.concurrency_members AS m
             WHERE m.group_key = v_group AND NOT m.waiting
             ORDER BY m.task_id
-            LIMIT greatest(0, (SELECT count(*) FROM tasker.concurrency_members AS m2
-                               WHERE m2.group_key = v_group AND NOT m2.waiting) - v_max + 1)
+            LIMIT greatest(0, tasker._concurrency_running(v_group) - v_max + 1)
         LOOP
             PERFORM tasker.cancel_task(v_victim, format('cancelled by %s: concurrency group %s is full (CancelInProgress)',
                                                         v_who, v_group));
         END LOOP;
     END IF;
 
-    INSERT INTO tasker.concurrency_groups AS g (key, max_running, strategy) VALUES (v_group, v_max, v_strategy)
-    ON CONFLICT (key) DO UPDATE SET max_running = EXCLUDED.max_running, strategy = EXCLUDED.strategy,
-                                    updated_at = clock_timestamp()
-    RETURNING g.running INTO v_running;
-
-    IF v_running < v_max AND NOT EXISTS (SELECT FROM tasker.concurrency_members AS m
-                                         WHERE m.group_key = v_group AND m.waiting) THEN
+    PERFORM tasker._concurrency_settle(v_group);
+    IF tasker._concurrency_running(v_group) < v_max
+       AND NOT EXISTS (SELECT FROM tasker.concurrency_members AS m WHERE m.group_key = v_group AND m.waiting) THEN
         INSERT INTO tasker.concurrency_members (task_id, group_key, waiting) VALUES (p_task_id, v_group, false);
-        UPDATE tasker.concurrency_groups AS g SET running = g.running + 1 WHERE g.key = v_group;
         RETURN true;
     END IF;
     IF v_strategy = 'CancelNewest' THEN
@@ -147,64 +148,93 @@ BEGIN
         RETURN false;
     END IF;
     INSERT INTO tasker.concurrency_members (task_id, group_key, waiting) VALUES (p_task_id, v_group, true);
-    -- Slots may be free with waiters skipped earlier (they were locked by someone): give them their turn first.
-    IF v_running < v_max THEN
-        PERFORM tasker._concurrency_dispatch(v_group);
+    -- Slots free with waiters (skipped by a release, or a finish that did not see them yet): fill them, in order.
+    PERFORM tasker._concurrency_fill(v_group);
+    RETURN NOT EXISTS (SELECT FROM tasker.concurrency_members AS m WHERE m.task_id = p_task_id AND m.waiting);
+END;
+$fn$;
+
+-- Serialises the calls that fill a group's free slots (admissions, dispatch) until the transaction ends.
+CREATE OR REPLACE FUNCTION tasker._concurrency_lock(p_group text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    -- Hash collisions only serialise more.
+    PERFORM pg_advisory_xact_lock(hashtextextended('tasker.concurrency_group:' || p_group, 0));
+END;
+$fn$;
+
+-- Waits for the finishes of the group's slot holders that are in flight, and holds off those that have not begun
+-- until this transaction ends (a share lock on every holder's row, which a finish deletes): a count taken
+-- afterwards is exact, and a finish that comes later sees the waiter this transaction adds. For the calls that fill
+-- free slots, under _concurrency_lock. No deadlock: a finish never waits for what such a call holds before this.
+CREATE OR REPLACE FUNCTION tasker._concurrency_settle(p_group text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM FROM tasker.concurrency_members AS m WHERE m.group_key = p_group AND NOT m.waiting ORDER BY m.task_id
+    FOR SHARE;
+END;
+$fn$;
+
+-- The group's slots taken, as this transaction sees them.
+CREATE OR REPLACE FUNCTION tasker._concurrency_running(p_group text) RETURNS integer
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    RETURN (SELECT count(*) FROM tasker.concurrency_members AS m WHERE m.group_key = p_group AND NOT m.waiting);
+END;
+$fn$;
+
+-- Starts the group's oldest waiting task whose steps nobody holds, if a slot is free as this transaction sees it:
+-- it takes the slot and its first steps are enqueued. Returns whether it started one.
+CREATE OR REPLACE FUNCTION tasker._concurrency_release(p_group text) RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_cand   bigint;
+    v_locked integer;
+    v_roots  bigint[];
+BEGIN
+    IF tasker._concurrency_running(p_group)
+       >= (SELECT g.max_running FROM tasker.concurrency_groups AS g WHERE g.key = p_group) THEN
+        RETURN false;
     END IF;
+    FOR v_cand IN SELECT m.task_id FROM tasker.concurrency_members AS m
+                  WHERE m.group_key = p_group AND m.waiting ORDER BY m.task_id LIMIT 100 LOOP
+        -- Every step of the candidate, without waiting: someone holding one is cancelling or changing it.
+        SELECT count(*) INTO v_locked
+        FROM (SELECT FROM tasker.steps AS s WHERE s.task_id = v_cand ORDER BY s.id FOR NO KEY UPDATE SKIP LOCKED) AS l;
+        CONTINUE WHEN v_locked IS DISTINCT FROM
+                      (SELECT t.step_count FROM tasker.tasks AS t WHERE t.id = v_cand AND t.completed_at IS NULL);
+        UPDATE tasker.concurrency_members AS m SET waiting = false, since = clock_timestamp()
+        WHERE m.task_id = v_cand AND m.waiting;
+        CONTINUE WHEN NOT FOUND;
+        SELECT array_agg(s.id ORDER BY s.id) INTO v_roots FROM tasker.steps AS s
+        WHERE s.task_id = v_cand AND s.parent_count = 0 AND s.state = 'pending';
+        IF v_roots IS NOT NULL THEN
+            PERFORM tasker._enqueue(v_roots, 'concurrency slot free');
+        END IF;
+        PERFORM pg_notify('tasker_task', v_cand::text);
+        RETURN true;
+    END LOOP;
     RETURN false;
 END;
 $fn$;
 
--- Gives the free slots of group p_group to its waiting tasks, oldest first, and starts them (their first steps
--- are enqueued). Takes the group's row lock if the caller does not hold it yet. Returns how many it started.
-CREATE OR REPLACE FUNCTION tasker._concurrency_dispatch(p_group text) RETURNS integer
+-- Gives every free slot of the group to its waiters, oldest first. The caller holds _concurrency_lock. Returns how
+-- many it started.
+CREATE OR REPLACE FUNCTION tasker._concurrency_fill(p_group text) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    v_running integer;
-    v_max     integer;
-    v_next    bigint;
-    v_cand    bigint;
-    v_locked  integer;
-    v_roots   bigint[];
-    v_started integer := 0;
+    v_n integer := 0;
 BEGIN
-    LOOP
-        SELECT g.running, g.max_running INTO v_running, v_max
-        FROM tasker.concurrency_groups AS g WHERE g.key = p_group FOR UPDATE;
-        EXIT WHEN NOT FOUND OR v_running >= v_max;
-        v_next := NULL;
-        FOR v_cand IN SELECT m.task_id FROM tasker.concurrency_members AS m
-                      WHERE m.group_key = p_group AND m.waiting ORDER BY m.task_id LIMIT 100 LOOP
-            -- Every step of the candidate, without waiting: someone holding one is cancelling or changing it.
-            SELECT count(*) INTO v_locked
-            FROM (SELECT FROM tasker.steps AS s WHERE s.task_id = v_cand ORDER BY s.id
-                  FOR NO KEY UPDATE SKIP LOCKED) AS l;
-            IF v_locked = (SELECT t.step_count FROM tasker.tasks AS t WHERE t.id = v_cand AND t.completed_at IS NULL) THEN
-                v_next := v_cand;
-                EXIT;
-            END IF;
-        END LOOP;
-        EXIT WHEN v_next IS NULL;
-        UPDATE tasker.concurrency_members AS m SET waiting = false, since = clock_timestamp()
-        WHERE m.task_id = v_next AND m.waiting;
-        CONTINUE WHEN NOT FOUND;
-        UPDATE tasker.concurrency_groups AS g SET running = g.running + 1, updated_at = clock_timestamp()
-        WHERE g.key = p_group;
-        SELECT array_agg(s.id ORDER BY s.id) INTO v_roots FROM tasker.steps AS s
-        WHERE s.task_id = v_next AND s.parent_count = 0 AND s.state = 'pending';
-        IF v_roots IS NOT NULL THEN
-            PERFORM tasker._enqueue(v_roots, 'concurrency slot free');
-        END IF;
-        PERFORM pg_notify('tasker_task', v_next::text);
-        v_started := v_started + 1;
+    WHILE tasker._concurrency_release(p_group) LOOP
+        v_n := v_n + 1;
     END LOOP;
-    RETURN v_started;
+    RETURN v_n;
 END;
 $fn$;
 
 -- The trigger: a task of a group finished (completed_at set) or, failed, runs again (an operator's retry cleared
--- completed_at). A finished slot holder frees its slot for the next waiter; a finished waiter just leaves. A
--- failed task that runs again takes a slot back at once, even beyond max_running: an operator asked for it.
+-- completed_at). A finished slot holder hands its slot to the next waiter (one for one); a finished waiter just
+-- leaves. A failed task that runs again takes a slot back at once, even beyond max_running: an operator asked.
 CREATE OR REPLACE FUNCTION tasker._concurrency_task_changed() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -213,19 +243,13 @@ BEGIN
     IF NEW.completed_at IS NULL THEN
         INSERT INTO tasker.concurrency_members (task_id, group_key, waiting) VALUES (NEW.id, NEW.concurrency_group, false)
         ON CONFLICT (task_id) DO NOTHING;
-        IF FOUND THEN
-            UPDATE tasker.concurrency_groups AS g SET running = g.running + 1, updated_at = clock_timestamp()
-            WHERE g.key = NEW.concurrency_group;
-        END IF;
         RETURN NULL;
     END IF;
     DELETE FROM tasker.concurrency_members AS m WHERE m.task_id = NEW.id RETURNING m.waiting INTO v_waiting;
     IF v_waiting IS DISTINCT FROM false THEN
         RETURN NULL;
     END IF;
-    UPDATE tasker.concurrency_groups AS g SET running = greatest(g.running - 1, 0), updated_at = clock_timestamp()
-    WHERE g.key = NEW.concurrency_group;
-    PERFORM tasker._concurrency_dispatch(NEW.concurrency_group);
+    PERFORM tasker._concurrency_release(NEW.concurrency_group);
     RETURN NULL;
 END;
 $fn$;
@@ -236,8 +260,8 @@ CREATE OR REPLACE TRIGGER tasks_concurrency_group AFTER UPDATE OF completed_at O
 FOR EACH ROW WHEN (NEW.concurrency_group IS NOT NULL AND (OLD.completed_at IS NULL) <> (NEW.completed_at IS NULL))
 EXECUTE FUNCTION tasker._concurrency_task_changed();
 
--- Gives free slots to waiters that earlier releases skipped (their steps were locked at the time), for every group
--- with both. Upkeep's safety net; returns how many tasks it started.
+-- Fills the free slots of groups that have waiters (slots a release could not give: the waiter was locked at the
+-- time, or a finish and an admission crossed). Upkeep's safety net; returns how many tasks it started.
 CREATE OR REPLACE FUNCTION tasker.concurrency_dispatch(batch_size integer DEFAULT 100) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -245,17 +269,19 @@ DECLARE
     v_n     integer := 0;
 BEGIN
     FOR v_group IN SELECT g.key FROM tasker.concurrency_groups AS g
-                   WHERE g.running < g.max_running
-                     AND EXISTS (SELECT FROM tasker.concurrency_members AS m WHERE m.group_key = g.key AND m.waiting)
+                   WHERE EXISTS (SELECT FROM tasker.concurrency_members AS m WHERE m.group_key = g.key AND m.waiting)
+                     AND tasker._concurrency_running(g.key) < g.max_running
                    ORDER BY g.key LIMIT concurrency_dispatch.batch_size LOOP
-        v_n := v_n + tasker._concurrency_dispatch(v_group);
+        PERFORM tasker._concurrency_lock(v_group);
+        PERFORM tasker._concurrency_settle(v_group);
+        v_n := v_n + tasker._concurrency_fill(v_group);
     END LOOP;
     RETURN v_n;
 END;
 $fn$;
 
--- Where a task stands in its group: the group ('' for none), whether it waits for a slot, and how many of the
--- group's waiters are ahead of it; with the group's limit and slots taken.
+-- Where a task stands in its group: the group (NULL row for a task without one), whether it waits for a slot, how
+-- many of the group's waiters are ahead of it, the group's limit and slots taken.
 CREATE OR REPLACE FUNCTION tasker.concurrency_status(p_task_id bigint)
 RETURNS TABLE (group_key text, waiting boolean, ahead bigint, max_running integer, running integer)
 LANGUAGE sql STABLE AS $fn$
@@ -263,7 +289,9 @@ LANGUAGE sql STABLE AS $fn$
            CASE WHEN m.waiting THEN (SELECT count(*) FROM tasker.concurrency_members AS w
                                       WHERE w.group_key = m.group_key AND w.waiting AND w.task_id < m.task_id)
                 ELSE 0 END,
-           g.max_running, g.running
+           g.max_running,
+           (SELECT count(*)::integer FROM tasker.concurrency_members AS r
+            WHERE r.group_key = t.concurrency_group AND NOT r.waiting)
     FROM tasker.tasks AS t
     LEFT JOIN tasker.concurrency_members AS m ON m.task_id = t.id
     LEFT JOIN tasker.concurrency_groups AS g ON g.key = t.concurrency_group

@@ -18,12 +18,12 @@
 --
 --   0. a limited queue's row in tasker.queue_limits (queue_limits.sql): taken by claims of that queue (and
 --      set_queue_limits) before anything else, held until commit; nobody holding another lock waits for it.
---   4. a concurrency group's row in tasker.concurrency_groups (concurrency.sql): after the rows of the task whose
---      finish frees a slot (the trigger on tasker.tasks runs under them). Releasing a waiting task then locks that
---      task's steps with SKIP LOCKED (whoever holds them is stopping or changing that task and, the task waiting,
---      never needs the group row: the task is skipped for now) and, if it finishes at once, its task row.
---      Admissions of a group first take a transaction advisory lock on the group, so that CancelInProgress can
---      cancel the group's oldest tasks (2, 3, then 4 through the trigger) before it takes the group row itself.
+--   4. concurrency groups (concurrency.sql) take no group-wide row lock: a finishing task hands its own slot to
+--      one waiter under its own rows; releasing a waiter locks that task's steps with SKIP LOCKED (whoever holds
+--      them is stopping or changing that very task, which is skipped for now) and, if it finishes at once, its
+--      task row. Calls that fill free slots (admission, the upkeep's dispatch) serialise per group on a
+--      transaction advisory lock taken before anything else, so that CancelInProgress can cancel the group's
+--      oldest tasks (2, 3) while it holds it.
 --
 -- What used to be guarded by the task row lock is guarded by step locks: a fan-in child's parent count is changed
 -- under the child's lock (so exactly one parent's completion sees it reach zero and enqueues it), the count of a

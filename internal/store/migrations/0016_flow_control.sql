@@ -10,19 +10,18 @@ ALTER TABLE tasker.tasks ADD COLUMN concurrency_group text;
 COMMENT ON COLUMN tasker.tasks.concurrency_group IS
     'The concurrency group (namespace/group[=key]) of a task admitted with spec.concurrency; NULL: none';
 
--- One row per group that has ever had a task. running counts the group's unfinished tasks that hold a slot (their
--- steps may run); it changes only under this row's lock. max_running and strategy are those of the group's latest
--- admission. Lock order (locks.sql): after the rows of the task that finishes.
+-- One row per group that has ever had a task: its limit and strategy, those of its latest admission (changed only
+-- by admissions, which serialise per group: concurrency.sql). The slots taken are the group's rows in
+-- concurrency_members that are not waiting.
 CREATE TABLE tasker.concurrency_groups (
     key         text PRIMARY KEY,
     max_running integer NOT NULL,
     strategy    text NOT NULL,
-    running     integer NOT NULL DEFAULT 0,
     updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    CONSTRAINT concurrency_groups_check CHECK (max_running >= 1 AND running >= 0
+    CONSTRAINT concurrency_groups_check CHECK (max_running >= 1
                                                AND strategy IN ('Queue', 'CancelInProgress', 'CancelNewest'))
 );
-COMMENT ON TABLE tasker.concurrency_groups IS 'Concurrency groups: how many of their tasks hold a slot, and the limit';
+COMMENT ON TABLE tasker.concurrency_groups IS 'Concurrency groups: their limit and strategy';
 
 -- One row per unfinished task of a group: holding a slot (waiting = false) or waiting for one. Deleted when the
 -- task finishes. Waiters are released lowest task id (admission order) first.
