@@ -176,3 +176,116 @@ func TestQueueRateEndToEnd(t *testing.T) {
 		return n == 0, fmt.Errorf("%d limit rows", n)
 	})
 }
+
+// queueReady waits for a Queue's Ready condition to have status and reason, for its generation.
+func queueReady(t *testing.T, ns, name string, status metav1.ConditionStatus, reason string) *taskerv1alpha1.Queue {
+	t.Helper()
+	var cur taskerv1alpha1.Queue
+	waitFor(t, 30*time.Second, fmt.Sprintf("Queue %s Ready=%s %s", name, status, reason), func() (bool, error) {
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &cur); err != nil {
+			return false, err
+		}
+		for _, c := range cur.Status.Conditions {
+			if c.Type == taskerv1alpha1.QueueConditionReady && c.Status == status && c.Reason == reason &&
+				c.ObservedGeneration == cur.Generation {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("status %+v", cur.Status)
+	})
+	return &cur
+}
+
+func limitRow(t *testing.T, queue string) (maxRunning *int32, found bool) {
+	t.Helper()
+	err := dbPool.QueryRow(context.Background(), `SELECT max_running FROM tasker.queue_limits WHERE queue = $1`, queue).
+		Scan(&maxRunning)
+	if err != nil {
+		return nil, false
+	}
+	return maxRunning, true
+}
+
+// Queue resources: CEL refuses one without limits and a name that is no queue name without spec.queue; two Queues
+// of one queue — the older one's limits apply, the other reports Conflict and takes over when the first is
+// deleted; an edit reaches the database; deleting the last lifts the limits.
+func TestQueueResources(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	for _, bad := range []*taskerv1alpha1.Queue{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nolimits"}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "not-a-queue-name"}, Spec: taskerv1alpha1.QueueSpec{MaxRunning: ptr.To[int32](1)}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "zero"}, Spec: taskerv1alpha1.QueueSpec{MaxRunning: ptr.To[int32](0)}},
+	} {
+		if err := env.Client.Create(ctx, bad); err == nil {
+			t.Errorf("Queue %s was accepted", bad.Name)
+		}
+	}
+	first := &taskerv1alpha1.Queue{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mail-limits"},
+		Spec: taskerv1alpha1.QueueSpec{Queue: "mail", MaxRunning: ptr.To[int32](3)}}
+	create(t, first)
+	queueReady(t, ns, first.Name, metav1.ConditionTrue, "LimitsInForce")
+	// Created later (or in the same second: then the name decides, and "mail-limits" sorts first).
+	second := &taskerv1alpha1.Queue{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mail-limits-2"},
+		Spec: taskerv1alpha1.QueueSpec{Queue: "mail", MaxRunning: ptr.To[int32](7)}}
+	create(t, second)
+	queueReady(t, ns, second.Name, metav1.ConditionFalse, "Conflict")
+	dbQueue := queuescope.Namespaced(ns, "mail")
+	if m, ok := limitRow(t, dbQueue); !ok || *m != 3 {
+		t.Fatalf("limit row %v %v, want max_running 3", m, ok)
+	}
+	cur := queueReady(t, ns, first.Name, metav1.ConditionTrue, "LimitsInForce")
+	cur.Spec.MaxRunning = ptr.To[int32](4)
+	if err := env.Client.Update(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the edit to reach the database", func() (bool, error) {
+		m, ok := limitRow(t, dbQueue)
+		return ok && *m == 4, fmt.Errorf("%v %v", m, ok)
+	})
+	if err := env.Client.Delete(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	queueReady(t, ns, second.Name, metav1.ConditionTrue, "LimitsInForce")
+	waitFor(t, 30*time.Second, "the second Queue's limits", func() (bool, error) {
+		m, ok := limitRow(t, dbQueue)
+		return ok && *m == 7, fmt.Errorf("%v %v", m, ok)
+	})
+	if err := env.Client.Delete(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the limits to be lifted", func() (bool, error) {
+		_, ok := limitRow(t, dbQueue)
+		return !ok, nil
+	})
+}
+
+// spec.concurrency: schema defaults (maxRunning 1, strategy Queue), CEL refuses a bad group or strategy and an
+// edit after creation, and the webhook refuses a key PostgreSQL cannot parse.
+func TestConcurrencySpecValidation(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	tk := newTask(ns, "grouped", step("a", "echo"))
+	tk.Spec.Concurrency = &taskerv1alpha1.ConcurrencySpec{Group: "g"}
+	create(t, tk)
+	got := getTask(t, ns, "grouped")
+	if c := got.Spec.Concurrency; c.MaxRunning != 1 || c.Strategy != taskerv1alpha1.ConcurrencyQueue {
+		t.Fatalf("defaults: %+v", c)
+	}
+	got.Spec.Concurrency.MaxRunning = 2
+	if err := env.Client.Update(ctx, got); err == nil {
+		t.Error("spec.concurrency was changed after creation")
+	}
+	for i, c := range []taskerv1alpha1.ConcurrencySpec{
+		{Group: "Bad Group"},
+		{Group: "g", Strategy: "Later"},
+		{Group: "g", MaxRunning: 10001},
+		{Group: "g", Key: "$.("},
+	} {
+		bad := newTask(ns, fmt.Sprintf("bad-%d", i), step("a", "echo"))
+		bad.Spec.Concurrency = &c
+		if err := env.Client.Create(ctx, bad); err == nil {
+			t.Errorf("%+v was accepted", c)
+		}
+	}
+}
