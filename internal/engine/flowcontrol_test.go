@@ -439,3 +439,27 @@ func TestConcurrencyUnderConcurrentWorkers(t *testing.T) {
 		}
 	}
 }
+
+// Upkeep's dispatch forgets groups that have had no task for a day, and a later admission records them again.
+func TestConcurrencyGroupsAreForgotten(t *testing.T) {
+	b := setup(t)
+	c := engine.Concurrency{Group: "old"}
+	id := b.admitGrouped(t, "cf", c, `{}`)
+	if err := b.engine.Cancel(b.ctx, id, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(b.ctx, `UPDATE tasker.concurrency_groups SET updated_at = now() - interval '2 days'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.engine.DispatchConcurrency(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM tasker.concurrency_groups`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d groups left (%v), want 0", n, err)
+	}
+	id = b.admitGrouped(t, "cf", c, `{}`)
+	if st := b.task(t, id); st.Concurrency == nil || st.Concurrency.Waiting || st.Concurrency.MaxRunning != 1 {
+		t.Fatalf("after forgetting: %+v", st.Concurrency)
+	}
+}

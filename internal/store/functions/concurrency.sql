@@ -261,7 +261,9 @@ FOR EACH ROW WHEN (NEW.concurrency_group IS NOT NULL AND (OLD.completed_at IS NU
 EXECUTE FUNCTION tasker._concurrency_task_changed();
 
 -- Fills the free slots of groups that have waiters (slots a release could not give: the waiter was locked at the
--- time, or a finish and an admission crossed). Upkeep's safety net; returns how many tasks it started.
+-- time). Upkeep's safety net; returns how many tasks it started. Also forgets groups without tasks whose row is a
+-- day old (one per key value ever used would pile up); an admission that is using one holds its lock, and the
+-- next admission of a forgotten group records it again.
 CREATE OR REPLACE FUNCTION tasker.concurrency_dispatch(batch_size integer DEFAULT 100) RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -276,6 +278,13 @@ BEGIN
         PERFORM tasker._concurrency_settle(v_group);
         v_n := v_n + tasker._concurrency_fill(v_group);
     END LOOP;
+    DELETE FROM tasker.concurrency_groups AS g
+    WHERE g.key IN (SELECT g2.key FROM tasker.concurrency_groups AS g2
+                    WHERE g2.updated_at < clock_timestamp() - interval '1 day'
+                      AND NOT EXISTS (SELECT FROM tasker.concurrency_members AS m WHERE m.group_key = g2.key)
+                    ORDER BY g2.key LIMIT concurrency_dispatch.batch_size)
+      AND pg_try_advisory_xact_lock(hashtextextended('tasker.concurrency_group:' || g.key, 0))
+      AND NOT EXISTS (SELECT FROM tasker.concurrency_members AS m WHERE m.group_key = g.key);
     RETURN v_n;
 END;
 $fn$;
