@@ -311,6 +311,11 @@ func TestQueueRate(t *testing.T) {
 	if got := b.claimAll(t, "slow"); len(got) != 0 {
 		t.Fatalf("claimed %d more, want 0 (the bucket refills one step per 12 minutes)", len(got))
 	}
+	// The autoscaler's backlog: the 5 in flight, not the 5 the rate holds back.
+	var backlog int64
+	if err := b.pool.QueryRow(b.ctx, `SELECT tasker.queue_backlog('slow')`).Scan(&backlog); err != nil || backlog != 5 {
+		t.Fatalf("backlog %d (%v), want 5", backlog, err)
+	}
 
 	var ids []int64
 	for range 50 {
