@@ -48,12 +48,6 @@ BEGIN
         RETURN; -- no task has used this queue yet
     END IF;
 
-    -- Lock up to max_messages visible messages, oldest first (a prioritized queue, queues.sql: higher task
-    -- priority first, FIFO within a priority). They are not re-timed, as pgmq.read would: the messages of the
-    -- steps claimed are deleted and sent again below. A row that another claim re-timed between this statement's
-    -- snapshot and its lock would stay locked by this transaction though skipped (PostgreSQL keeps the lock of a
-    -- row that fails the re-check), and the completion of that step, deleting the message, would wait for this
-    -- claim to commit; a row that was deleted instead is skipped without a lock.
     SELECT q.prioritized, q.limited INTO v_prioritized, v_limited FROM tasker.queues AS q WHERE q.name = claim.queue_name;
     -- Flow control (queue_limits.sql): a limited queue's claims take turns on its limit row, and take no more
     -- than its running limit and rate allow.
@@ -63,6 +57,13 @@ BEGIN
             RETURN;
         END IF;
     END IF;
+
+    -- Lock up to max_messages visible messages, oldest first (a prioritized queue, queues.sql: higher task
+    -- priority first, FIFO within a priority). They are not re-timed, as pgmq.read would: the messages of the
+    -- steps claimed are deleted and sent again below. A row that another claim re-timed between this statement's
+    -- snapshot and its lock would stay locked by this transaction though skipped (PostgreSQL keeps the lock of a
+    -- row that fails the re-check), and the completion of that step, deleting the message, would wait for this
+    -- claim to commit; a row that was deleted instead is skipped without a lock.
     v_until := clock_timestamp() + make_interval(secs => claim.visibility_timeout_seconds);
     IF v_prioritized THEN
         EXECUTE format($sql$
