@@ -96,6 +96,11 @@ BEGIN
         RAISE EXCEPTION 'spec.steps: dependency cycle: %', v_problem USING ERRCODE = '22023';
     END IF;
 
+    -- Flow control (concurrency.sql): a task of a concurrency group takes its group's lock before it gets its id,
+    -- so that the group's admission order is the order of its task ids.
+    IF spec -> 'concurrency' IS NOT NULL AND spec -> 'concurrency' <> 'null'::jsonb THEN
+        PERFORM tasker._concurrency_lock_spec(spec);
+    END IF;
     INSERT INTO tasker.tasks AS t (external_key, namespace, name, queue, priority, context, retention, step_count,
                                    unfinished_steps)
     VALUES (spec ->> 'external_key', coalesce(spec ->> 'namespace', ''), coalesce(spec ->> 'name', ''),

@@ -17,9 +17,11 @@
 -- anything else; they first wait for the holders' finishes in flight and hold off later ones (_concurrency_settle),
 -- so their count is exact and a later finish sees the waiter they add. A finish's own count comes from its snapshot,
 -- which shows a concurrent finish's holder still holding (its delete is not committed) and not its release: it
--- never looks lower than it will be, so no slot is given twice. Releasing a waiter locks the waiter's steps without waiting (SKIP LOCKED: a waiting task's steps are held
--- only by someone cancelling or changing that very task, who takes no group-wide lock; the task is skipped for
--- now) and, should it finish at once (every first step omitted), its task row.
+-- never looks lower than it will be, so no slot is given twice. Releasing a waiter locks the waiter's steps, never
+-- waiting for a lock while it holds them (NOWAIT, tried again for up to 100 ms: another release of the group that
+-- holds them commits within milliseconds, and then the next waiter is taken, so the order is kept; a canceller
+-- or an operator's action holding them makes it skip the task for now) and, should it finish at once (every first
+-- step omitted), its task row.
 
 -- Why p_key cannot be a concurrency key (NULL: it can): a SQL/JSON path over {"context": ...}, at most 1024
 -- characters.
@@ -101,7 +103,7 @@ BEGIN
 END;
 $fn$;
 
--- Admission's hook (admit.sql), for a task just inserted (p_task_id, not yet visible to anyone) with a
+-- Admission's second hook (admit.sql), for a task just inserted (p_task_id, not yet visible to anyone) with a
 -- "concurrency" object: records its group, and says whether it may enqueue its first steps now (true: it holds a
 -- slot). false: it waits for a slot, or (CancelNewest) was cancelled.
 CREATE OR REPLACE FUNCTION tasker._concurrency_admit(p_task_id bigint, spec jsonb) RETURNS boolean
@@ -154,7 +156,8 @@ BEGIN
 END;
 $fn$;
 
--- Serialises the calls that fill a group's free slots (admissions, dispatch) until the transaction ends.
+-- Serialises admissions of a group and the calls that fill its free slots (admissions, dispatch) until the
+-- transaction ends.
 CREATE OR REPLACE FUNCTION tasker._concurrency_lock(p_group text) RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
@@ -166,12 +169,50 @@ $fn$;
 -- Waits for the finishes of the group's slot holders that are in flight, and holds off those that have not begun
 -- until this transaction ends (a share lock on every holder's row, which a finish deletes): a count taken
 -- afterwards is exact, and a finish that comes later sees the waiter this transaction adds. For the calls that fill
--- free slots, under _concurrency_lock. No deadlock: a finish never waits for what such a call holds before this.
+-- free slots, under _concurrency_lock. The locks are taken all at once without waiting, again and again (every 2 ms,
+-- for up to 2 s; then the count may look too high, and upkeep's dispatch gives a slot left free): waiting for one
+-- while holding another could deadlock with a batch that finishes two holders of the group in the other order.
 CREATE OR REPLACE FUNCTION tasker._concurrency_settle(p_group text) RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
-    PERFORM FROM tasker.concurrency_members AS m WHERE m.group_key = p_group AND NOT m.waiting ORDER BY m.task_id
-    FOR SHARE;
+    FOR i IN 1 .. 1000 LOOP
+        BEGIN
+            PERFORM FROM tasker.concurrency_members AS m WHERE m.group_key = p_group AND NOT m.waiting
+            ORDER BY m.task_id FOR SHARE NOWAIT;
+            RETURN;
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM pg_sleep(0.002); -- the subtransaction's locks are gone: the finish can go on
+        END;
+    END LOOP;
+END;
+$fn$;
+
+-- Locks every step of a waiting task p_task for its release, without waiting while holding any (a canceller, an
+-- operator's action or another release of the group may hold them): tries again every 2 ms for up to 100 ms, so
+-- that a release that holds it, which commits within milliseconds, goes first (the group's order is kept), but
+-- never deadlocks (it gives up, and the task is skipped for now). Returns whether it got them.
+CREATE OR REPLACE FUNCTION tasker._concurrency_take_waiter(p_task bigint) RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    FOR i IN 1 .. 50 LOOP
+        BEGIN
+            PERFORM FROM tasker.steps AS s WHERE s.task_id = p_task ORDER BY s.id FOR NO KEY UPDATE NOWAIT;
+            RETURN true;
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM pg_sleep(0.002);
+        END;
+    END LOOP;
+    RETURN false;
+END;
+$fn$;
+
+-- Admission's first hook (admit.sql), before the task is inserted: checks the "concurrency" object and takes its
+-- group's lock, so that tasks of a group get their ids (the group's order) one admission at a time.
+CREATE OR REPLACE FUNCTION tasker._concurrency_lock_spec(spec jsonb) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM tasker._concurrency_lock(tasker._concurrency_group_key(spec -> 'concurrency',
+                                                                   coalesce(spec ->> 'namespace', ''), spec -> 'context'));
 END;
 $fn$;
 
@@ -189,7 +230,6 @@ CREATE OR REPLACE FUNCTION tasker._concurrency_release(p_group text) RETURNS boo
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_cand   bigint;
-    v_locked integer;
     v_roots  bigint[];
 BEGIN
     IF tasker._concurrency_running(p_group)
@@ -198,14 +238,11 @@ BEGIN
     END IF;
     FOR v_cand IN SELECT m.task_id FROM tasker.concurrency_members AS m
                   WHERE m.group_key = p_group AND m.waiting ORDER BY m.task_id LIMIT 100 LOOP
-        -- Every step of the candidate, without waiting: someone holding one is cancelling or changing it.
-        SELECT count(*) INTO v_locked
-        FROM (SELECT FROM tasker.steps AS s WHERE s.task_id = v_cand ORDER BY s.id FOR NO KEY UPDATE SKIP LOCKED) AS l;
-        CONTINUE WHEN v_locked IS DISTINCT FROM
-                      (SELECT t.step_count FROM tasker.tasks AS t WHERE t.id = v_cand AND t.completed_at IS NULL);
+        CONTINUE WHEN NOT tasker._concurrency_take_waiter(v_cand);
+        -- Still waiting (read again: a release or a cancellation that held it may have committed meanwhile)?
         UPDATE tasker.concurrency_members AS m SET waiting = false, since = clock_timestamp()
         WHERE m.task_id = v_cand AND m.waiting;
-        CONTINUE WHEN NOT FOUND;
+        CONTINUE WHEN NOT FOUND; -- (a finished task has no member row)
         SELECT array_agg(s.id ORDER BY s.id) INTO v_roots FROM tasker.steps AS s
         WHERE s.task_id = v_cand AND s.parent_count = 0 AND s.state = 'pending';
         IF v_roots IS NOT NULL THEN
