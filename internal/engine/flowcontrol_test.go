@@ -468,3 +468,31 @@ func TestConcurrencyGroupsAreForgotten(t *testing.T) {
 		t.Fatalf("after forgetting: %+v", st.Concurrency)
 	}
 }
+
+// A slot left free with waiters (a release skipped a waiter someone held) is given by the next admission, to the
+// oldest waiter first, and the new task's steps are enqueued once.
+func TestConcurrencyAdmissionFillsFreeSlots(t *testing.T) {
+	b := setup(t)
+	c := engine.Concurrency{Group: "fill", MaxRunning: 2}
+	first := b.admitGrouped(t, "cfill", c, `{}`)
+	second := b.admitGrouped(t, "cfill", c, `{}`)
+	waiter := b.admitGrouped(t, "cfill", c, `{}`)
+	// Free both slots behind the engine's back, as two skipped releases would leave them.
+	if _, err := b.pool.Exec(b.ctx, `DELETE FROM tasker.concurrency_members WHERE task_id = ANY ($1)`,
+		[]int64{first, second}); err != nil {
+		t.Fatal(err)
+	}
+	newest := b.admitGrouped(t, "cfill", c, `{}`)
+	for _, id := range []int64{waiter, newest} {
+		st := b.task(t, id)
+		if st.Concurrency == nil || st.Concurrency.Waiting {
+			t.Fatalf("task %d: %+v, want a slot", id, st.Concurrency)
+		}
+		if tr := b.stepTransitions(t, id); len(tr) != 1 || tr[0].Reason != "concurrency slot free" {
+			t.Fatalf("task %d's history %+v, want its step enqueued once, for a free slot", id, tr)
+		}
+	}
+	if n := b.queueLength(t, "cfill"); n != 4 {
+		t.Fatalf("%d messages, want 4", n)
+	}
+}

@@ -150,9 +150,10 @@ BEGIN
         RETURN false;
     END IF;
     INSERT INTO tasker.concurrency_members (task_id, group_key, waiting) VALUES (p_task_id, v_group, true);
-    -- Slots free with waiters (skipped by a release, or a finish that did not see them yet): fill them, in order.
+    -- Slots free with waiters (a release skipped them): fill them, in order. Should this task get one too, the
+    -- release has enqueued its first steps already: admit must not.
     PERFORM tasker._concurrency_fill(v_group);
-    RETURN NOT EXISTS (SELECT FROM tasker.concurrency_members AS m WHERE m.task_id = p_task_id AND m.waiting);
+    RETURN false;
 END;
 $fn$;
 
