@@ -496,3 +496,28 @@ func TestConcurrencyAdmissionFillsFreeSlots(t *testing.T) {
 		t.Fatalf("%d messages, want 4", n)
 	}
 }
+
+// A failed task frees its slot; an operator's retry takes one back at once, even beyond maxRunning.
+func TestConcurrencyRetriedTaskTakesASlotBack(t *testing.T) {
+	b := setup(t)
+	c := engine.Concurrency{Group: "retry"}
+	a := b.admitGrouped(t, "cr", c, `{}`)
+	next := b.admitGrouped(t, "cr", c, `{}`)
+	got := b.claimAll(t, "cr")
+	if len(got) != 1 || got[0].TaskID != a {
+		t.Fatalf("claimed %v, want task %d", taskIDs(got), a)
+	}
+	if _, err := b.engine.Fail(b.ctx, got[0].Lease, engine.Failure{Message: "no", Permanent: true}); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.task(t, next); st.Concurrency.Waiting || st.Concurrency.Running != 1 {
+		t.Fatalf("after the failure: %+v, want the next task holding the slot", st.Concurrency)
+	}
+	if err := b.engine.RetryStep(b.ctx, a, "only"); err != nil {
+		t.Fatal(err)
+	}
+	st := b.task(t, a)
+	if st.Phase != engine.TaskRunning || st.Concurrency.Waiting || st.Concurrency.Running != 2 {
+		t.Fatalf("after the retry: %s, %+v; want running with a slot, 2 of 1 taken", st.Phase, st.Concurrency)
+	}
+}

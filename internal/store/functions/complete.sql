@@ -51,6 +51,7 @@ DECLARE
     v_problem    text;
     v_problem_at bigint;
     v_failed     boolean;
+    v_grouped    bigint[];
     r            record;
 BEGIN
     IF results IS NOT NULL AND cardinality(results) <> cardinality(leases) THEN
@@ -244,11 +245,17 @@ BEGIN
                 updated_at = clock_timestamp()
             FROM d
             WHERE t.id = d.id
-            RETURNING t.id, t.state
+            RETURNING t.id, t.state, t.concurrency_group
+        ), tr AS (
+            -- Not announced by NOTIFY (see claim.sql): the operator follows tasker.task_transitions.
+            INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
+            SELECT u.id, 'running', 'succeeded', 'all steps finished' FROM u WHERE u.state = 'succeeded'
         )
-        -- Not announced by NOTIFY (see claim.sql): the operator follows tasker.task_transitions.
-        INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
-        SELECT u.id, 'running', 'succeeded', 'all steps finished' FROM u WHERE u.state = 'succeeded';
+        SELECT array_agg(u.id ORDER BY u.id) FILTER (WHERE u.state = 'succeeded' AND u.concurrency_group IS NOT NULL)
+        INTO v_grouped FROM u;
+        IF v_grouped IS NOT NULL THEN
+            PERFORM tasker._concurrency_finished(v_grouped); -- flow control (concurrency.sql)
+        END IF;
     END IF;
 
     RETURN QUERY

@@ -4,8 +4,8 @@
 -- At most max_running unfinished tasks of a group hold a slot; only they have their steps enqueued. The others wait
 -- (tasker.concurrency_members.waiting) with their first steps pending, unenqueued, and are released in admission
 -- (task id) order, one per freed slot, in the transaction that finishes a slot holder, whatever finishes it
--- (success, failure, cancellation, an operator's action): the trigger on tasker.tasks below, the one place every
--- finish passes (completed_at is set exactly then). Strategies when a new task does not fit: 'Queue' (it waits),
+-- (success, failure, cancellation, an operator's action): _concurrency_finished, called by the statements that
+-- finish tasks (complete_and_claim, _count_finished, _stop_task) for the tasks with a group among them. Strategies when a new task does not fit: 'Queue' (it waits),
 -- 'CancelInProgress' (the group's oldest slot holders are cancelled to make room), 'CancelNewest' (the new task is
 -- cancelled at once).
 --
@@ -270,33 +270,37 @@ BEGIN
 END;
 $fn$;
 
--- The trigger: a task of a group finished (completed_at set) or, failed, runs again (an operator's retry cleared
--- completed_at). A finished slot holder hands its slot to the next waiter (one for one); a finished waiter just
--- leaves. A failed task that runs again takes a slot back at once, even beyond max_running: an operator asked.
-CREATE OR REPLACE FUNCTION tasker._concurrency_task_changed() RETURNS trigger
+-- The finishing hook: tasks of groups (p_ids, ascending) just finished (succeeded, failed, cancelled), under their
+-- rows' locks: called where a task finishes (complete_and_claim, _count_finished, _stop_task), only for tasks with
+-- a group, so other tasks pay nothing. A finished slot holder hands its slot to the next waiter (one for one); a
+-- finished waiter just leaves.
+CREATE OR REPLACE FUNCTION tasker._concurrency_finished(p_ids bigint[]) RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
+    v_id      bigint;
+    v_group   text;
     v_waiting boolean;
 BEGIN
-    IF NEW.completed_at IS NULL THEN
-        INSERT INTO tasker.concurrency_members (task_id, group_key, waiting) VALUES (NEW.id, NEW.concurrency_group, false)
-        ON CONFLICT (task_id) DO NOTHING;
-        RETURN NULL;
-    END IF;
-    DELETE FROM tasker.concurrency_members AS m WHERE m.task_id = NEW.id RETURNING m.waiting INTO v_waiting;
-    IF v_waiting IS DISTINCT FROM false THEN
-        RETURN NULL;
-    END IF;
-    PERFORM tasker._concurrency_release(NEW.concurrency_group);
-    RETURN NULL;
+    FOREACH v_id IN ARRAY p_ids LOOP
+        DELETE FROM tasker.concurrency_members AS m WHERE m.task_id = v_id RETURNING m.waiting, m.group_key
+        INTO v_waiting, v_group;
+        IF v_waiting = false THEN
+            PERFORM tasker._concurrency_release(v_group);
+        END IF;
+    END LOOP;
 END;
 $fn$;
 
--- Fires only for tasks of a group (NULL concurrency_group: the WHEN clause is all other tasks pay) and only when
--- completed_at goes from NULL to a time or back.
-CREATE OR REPLACE TRIGGER tasks_concurrency_group AFTER UPDATE OF completed_at ON tasker.tasks
-FOR EACH ROW WHEN (NEW.concurrency_group IS NOT NULL AND (OLD.completed_at IS NULL) <> (NEW.completed_at IS NULL))
-EXECUTE FUNCTION tasker._concurrency_task_changed();
+-- The reopening hook (_reopen_task): a failed task of a group runs again because an operator retried, resolved or
+-- completed its failed steps. It takes a slot back at once, even beyond max_running: an operator asked for it.
+CREATE OR REPLACE FUNCTION tasker._concurrency_reopened(p_id bigint) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    INSERT INTO tasker.concurrency_members (task_id, group_key, waiting)
+    SELECT t.id, t.concurrency_group, false FROM tasker.tasks AS t WHERE t.id = p_id AND t.concurrency_group IS NOT NULL
+    ON CONFLICT (task_id) DO NOTHING;
+END;
+$fn$;
 
 -- Fills the free slots of groups that have waiters (slots a release could not give: the waiter was locked at the
 -- time). Upkeep's safety net; returns how many tasks it started. Also forgets groups without tasks whose row is a

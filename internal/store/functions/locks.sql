@@ -18,7 +18,8 @@
 --
 --   0. a limited queue's row in tasker.queue_limits (queue_limits.sql): taken by claims of that queue (and
 --      set_queue_limits) before anything else, held until commit; nobody holding another lock waits for it.
---   4. concurrency groups (concurrency.sql) take no group-wide row lock: a finishing task hands its own slot to
+--   4. concurrency groups (concurrency.sql) take no group-wide row lock: a finishing task (every statement that
+--      finishes tasks calls _concurrency_finished for those with a group; a new one must too) hands its own slot to
 --      one waiter under its own rows; releasing a waiter locks that task's steps with NOWAIT, retried for up to
 --      100 ms and then skipped (whoever holds them is another release of the group, about to commit, or someone
 --      stopping or changing that very task), and, if it finishes at once, its task row. Admissions and the calls

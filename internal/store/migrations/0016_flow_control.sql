@@ -5,7 +5,8 @@
 -- neither pay a NULL check (tasks.concurrency_group) or a flag read claim already makes (queues.limited).
 
 -- The group a task belongs to: '<namespace>/<group>' or '<namespace>/<group>=<key value>'. NULL for a task without
--- spec.concurrency (almost all): the trigger below then does nothing. Never changed after admission.
+-- spec.concurrency (almost all): the statements that finish tasks then skip flow control. Never changed after
+-- admission.
 ALTER TABLE tasker.tasks ADD COLUMN concurrency_group text;
 COMMENT ON COLUMN tasker.tasks.concurrency_group IS
     'The concurrency group (namespace/group[=key]) of a task admitted with spec.concurrency; NULL: none';
