@@ -48,6 +48,7 @@ func newCronTaskTask(ct *taskerv1alpha1.CronTask, scheduled time.Time, scheme *r
 			Arguments:               spec.Arguments,
 			Priority:                spec.Priority,
 			TTLSecondsAfterFinished: spec.TTLSecondsAfterFinished,
+			Concurrency:             spec.Concurrency,
 		},
 	}
 	if err := controllerutil.SetControllerReference(ct, task, scheme); err != nil {

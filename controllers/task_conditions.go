@@ -54,6 +54,9 @@ func setReadyConditions(task *taskerv1alpha1.Task) {
 		if status.Phase != taskerv1alpha1.TaskRunning {
 			reason, msg = "Pending", "waiting to be admitted and for its first step to start"
 		}
+		if w := concurrencyWait(status.Concurrency); w != "" {
+			reason, msg = "WaitingForConcurrencyGroup", w
+		}
 		if c := findCondition(status.Conditions, taskerv1alpha1.TaskConditionAdmitted); c != nil &&
 			c.Status == metav1.ConditionFalse {
 			reason, msg = c.Reason, c.Message

@@ -33,6 +33,7 @@ func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate
 	steps := task.Spec.Steps
 	queue := task.Spec.Queue
 	var defaultContext *apiextensionsv1.JSON
+	concurrency := task.Spec.Concurrency
 	if task.Spec.TemplateRef != nil {
 		if tmpl == nil {
 			return engine.TaskSpec{}, fmt.Errorf("spec.templateRef: TaskTemplate %q not given", task.Spec.TemplateRef.Name)
@@ -42,6 +43,9 @@ func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate
 			queue = tmpl.Spec.Queue
 		}
 		defaultContext = tmpl.Spec.DefaultContext
+		if concurrency == nil {
+			concurrency = tmpl.Spec.Concurrency
+		}
 	}
 	if queue == "" {
 		queue = taskerv1alpha1.DefaultQueue
@@ -71,6 +75,10 @@ func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate
 		Priority:       int(task.Spec.Priority),
 		Context:        taskContext,
 		Steps:          make([]engine.StepSpec, len(steps)),
+	}
+	if concurrency != nil {
+		spec.Concurrency = &engine.Concurrency{Group: concurrency.Group, Key: concurrency.Key,
+			MaxRunning: int(concurrency.MaxRunning), Strategy: string(concurrency.Strategy)}
 	}
 	stepsPath := field.NewPath("spec", "steps")
 	for i := range steps {

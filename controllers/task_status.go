@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -56,6 +57,20 @@ func applyEngineState(status *taskerv1alpha1.TaskStatus, st *engine.TaskState) {
 	status.Steps = summaries
 	status.StartedAt = metaTime(st.StartedAt)
 	status.CompletedAt = metaTime(st.CompletedAt)
+	status.Concurrency = nil
+	if c := st.Concurrency; c != nil {
+		status.Concurrency = &taskerv1alpha1.ConcurrencyStatus{Group: c.Group, Waiting: c.Waiting && !st.Phase.Finished(),
+			Ahead: int32(c.Ahead), Running: int32(c.Running), MaxRunning: int32(c.MaxRunning)}
+	}
+}
+
+// concurrencyWait says what a Task waiting for its concurrency group waits for ("" when it is not waiting).
+func concurrencyWait(c *taskerv1alpha1.ConcurrencyStatus) string {
+	if c == nil || !c.Waiting {
+		return ""
+	}
+	return fmt.Sprintf("waiting for concurrency group %s (%d ahead; %d of %d running)", c.Group, c.Ahead, c.Running,
+		c.MaxRunning)
 }
 
 // metaTime converts to the API's second-precision time, so that an unchanged time compares equal after a

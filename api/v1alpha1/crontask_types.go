@@ -66,6 +66,11 @@ type CronTaskTaskSpec struct {
 	// +optional
 	Context *apiextensionsv1.JSON `json:"context,omitempty"`
 
+	// Concurrency is the created Tasks' spec.concurrency: e.g. a group with maxRunning 1 lets a slow run finish
+	// before the next one starts (the next waits), where concurrencyPolicy Forbid skips it.
+	// +optional
+	Concurrency *ConcurrencySpec `json:"concurrency,omitempty"`
+
 	// Priority is the created Tasks' spec.priority (-100..100).
 	// +kubebuilder:validation:Minimum=-100
 	// +kubebuilder:validation:Maximum=100

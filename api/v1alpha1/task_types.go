@@ -73,6 +73,12 @@ type TaskSpec struct {
 	// +optional
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
 
+	// Concurrency puts the Task in a concurrency group (flow control): at most maxRunning Tasks of the group run
+	// at once, the others wait in admission order. Default: the template's. Immutable.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.concurrency is immutable once the Task is created"
+	// +optional
+	Concurrency *ConcurrencySpec `json:"concurrency,omitempty"`
+
 	// Cancel stops the Task: steps not yet finished are cancelled and running handlers are told to stop.
 	// Cancellation is final: setting it back to false is rejected.
 	// +optional
@@ -289,6 +295,9 @@ type TaskStatus struct {
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
 	// +optional
 	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+	// Concurrency is where the Task stands in its concurrency group, if it has one.
+	// +optional
+	Concurrency *ConcurrencyStatus `json:"concurrency,omitempty"`
 	// Actions lists the manual actions carried out, by id.
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=atomic

@@ -28,6 +28,10 @@ type TaskTemplateSpec struct {
 	// +optional
 	Queue string `json:"queue,omitempty"`
 
+	// Concurrency is the concurrency group of Tasks made from this template, unless the Task sets its own.
+	// +optional
+	Concurrency *ConcurrencySpec `json:"concurrency,omitempty"`
+
 	// DefaultContext is merged under each Task's spec.context (the Task's keys win; objects only, shallow).
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:pruning:PreserveUnknownFields

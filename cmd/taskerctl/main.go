@@ -143,6 +143,22 @@ func (g *globals) fetchTask(ctx context.Context, name string) (*taskerv1alpha1.T
 
 // view builds the Task's view, from the database when a URL was given.
 func (g *globals) view(ctx context.Context, tk *taskerv1alpha1.Task) (cli.TaskView, error) {
+	v, err := g.engineView(ctx, tk)
+	if err != nil {
+		return v, err
+	}
+	// The limits of its queues, from the namespace's Queue resources; without the right to list them, none.
+	if c, _, err := g.client(); err == nil {
+		var queues taskerv1alpha1.QueueList
+		if err := c.List(ctx, &queues, client.InNamespace(tk.Namespace)); err == nil {
+			cli.AddQueueLimits(&v, tk, queues.Items)
+		}
+	}
+	return v, nil
+}
+
+// engineView is the Task's view from the database when a URL was given, else from its status.
+func (g *globals) engineView(ctx context.Context, tk *taskerv1alpha1.Task) (cli.TaskView, error) {
 	if g.databaseURL == "" || tk.Status.TaskID == 0 {
 		return cli.FromStatus(tk), nil
 	}
@@ -213,6 +229,11 @@ func (g *globals) addViewOutputFlag(cmd *cobra.Command) {
 func describe(w io.Writer, v cli.TaskView) error {
 	if err := cli.Render(w, v, cli.RenderOptions{Width: terminalWidth(), Color: isTerminal(w)}); err != nil {
 		return err
+	}
+	for _, line := range cli.FlowControlLines(v) {
+		if _, err := fmt.Fprintln(w, line); err != nil {
+			return err
+		}
 	}
 	for _, c := range v.Conditions {
 		if c.Status != "True" || c.Type == taskerv1alpha1.TaskConditionFailed {

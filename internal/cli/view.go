@@ -27,6 +27,10 @@ type TaskView struct {
 	Counts     taskerv1alpha1.StepCounts `json:"counts"`
 	Steps      []StepView                `json:"steps"`
 	Conditions []ConditionView           `json:"conditions,omitempty"`
+	// Concurrency is where the Task stands in its concurrency group (flow control), if it has one.
+	Concurrency *ConcurrencyView `json:"concurrency,omitempty"`
+	// QueueLimits are the limits of the Task's queues (Queue resources), where any are set.
+	QueueLimits []QueueLimitView `json:"queueLimits,omitempty"`
 }
 
 // StepView is one step.
@@ -34,6 +38,7 @@ type StepView struct {
 	Name       string     `json:"name"`
 	Handler    string     `json:"handler,omitempty"`
 	State      string     `json:"state"`
+	Queue      string     `json:"queue,omitempty"`
 	Attempts   int        `json:"attempts"`
 	DependsOn  []string   `json:"dependsOn,omitempty"`
 	StartedAt  *time.Time `json:"startedAt,omitempty"`
@@ -59,6 +64,7 @@ type ConditionView struct {
 func FromStatus(tk *taskerv1alpha1.Task) TaskView {
 	v := base(tk)
 	v.Source = "status"
+	v.Concurrency = concurrencyFromStatus(tk.Status.Concurrency)
 	deps := map[string][]string{}
 	handlers := map[string]string{}
 	for _, s := range tk.Spec.Steps {
@@ -91,10 +97,11 @@ func FromEngine(tk *taskerv1alpha1.Task, st *engine.TaskState) TaskView {
 	v.Source = "database"
 	v.TaskID = st.ID
 	v.StartedAt, v.CompletedAt = st.StartedAt, st.CompletedAt
+	v.Concurrency = concurrencyFromEngine(st.Concurrency, st.Phase.Finished())
 	for i := range st.Steps {
 		s := &st.Steps[i]
 		v.Steps = append(v.Steps, StepView{Name: s.Name, Handler: s.Handler, State: string(s.Phase), Attempts: s.Attempts,
-			DependsOn: s.DependsOn, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.LastErrorMessage, Result: s.Result,
+			Queue: s.Queue, DependsOn: s.DependsOn, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.LastErrorMessage, Result: s.Result,
 			NextAttemptAt: s.NextAttemptAt, Map: stepcounts.Map(s.Map)})
 	}
 	return v

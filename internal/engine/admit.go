@@ -67,6 +67,8 @@ type TaskSpec struct {
 	// Retention is how long the task and its history are kept after it finishes. Zero means the engine's
 	// Options.DefaultRetention.
 	Retention time.Duration
+	// Concurrency, if set, puts the task in a concurrency group (flowcontrol.go).
+	Concurrency *Concurrency
 }
 
 // StepSpec is one step of a TaskSpec.
@@ -168,15 +170,16 @@ func (e *Engine) Admit(ctx context.Context, spec TaskSpec) (Admission, error) {
 
 // The JSON document tasker.admit takes (docs/worker-protocol.md).
 type admitDoc struct {
-	ExternalKey      string          `json:"external_key"`
-	IdempotencyKey   string          `json:"idempotency_key,omitempty"`
-	Namespace        string          `json:"namespace"`
-	Name             string          `json:"name"`
-	Queue            string          `json:"queue"`
-	Priority         int             `json:"priority"`
-	Context          json.RawMessage `json:"context"`
-	RetentionSeconds float64         `json:"retention_seconds"`
-	Steps            []admitStep     `json:"steps"`
+	ExternalKey      string            `json:"external_key"`
+	IdempotencyKey   string            `json:"idempotency_key,omitempty"`
+	Namespace        string            `json:"namespace"`
+	Name             string            `json:"name"`
+	Queue            string            `json:"queue"`
+	Priority         int               `json:"priority"`
+	Context          json.RawMessage   `json:"context"`
+	RetentionSeconds float64           `json:"retention_seconds"`
+	Steps            []admitStep       `json:"steps"`
+	Concurrency      *admitConcurrency `json:"concurrency,omitempty"`
 }
 
 type admitStep struct {
@@ -275,6 +278,8 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 	case retention > MaxRetention:
 		add("retention", "must be at most %s", MaxRetention)
 	}
+
+	concurrency := concurrencyDocument(spec.Concurrency, add)
 
 	if len(spec.Steps) == 0 {
 		add("steps", "at least one step is required")
@@ -402,6 +407,7 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 		Context:          context,
 		RetentionSeconds: retention.Seconds(),
 		Steps:            steps,
+		Concurrency:      concurrency,
 	})
 	if err != nil {
 		return nil, &SpecError{Errors: []FieldError{{Message: "cannot encode the spec: " + err.Error()}}}

@@ -76,6 +76,8 @@ type TaskState struct {
 	// ExpiresAt is when upkeep deletes the finished task.
 	ExpiresAt *time.Time
 	UpdatedAt time.Time
+	// Concurrency is where the task stands in its concurrency group (nil: it has none).
+	Concurrency *ConcurrencyState
 	// Counts has the number of steps in each state (states with no step are absent).
 	Counts map[StepPhase]int
 	// Steps in spec order.
@@ -200,11 +202,16 @@ func (e *Engine) readTask(ctx context.Context, taskSQL, stepsSQL string, arg any
 		retention float64
 		state     string
 		priority  int32
+		group     *string
+		waiting   *bool
+		ahead     *int64
+		gmax      *int32
+		grunning  *int32
 	)
 	b.Queue(taskSQL, arg).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&t.ID, &t.ExternalKey, &t.Namespace, &t.Name, &t.Queue, &priority, &t.Context, &state,
 			new(int32), new(int32), &retention, &t.CreatedAt, &t.StartedAt, &t.CompletedAt, &t.ExpiresAt,
-			&t.UpdatedAt)
+			&t.UpdatedAt, &group, &waiting, &ahead, &gmax, &grunning)
 		if isNoRows(err) {
 			return nil
 		}
@@ -222,6 +229,18 @@ func (e *Engine) readTask(ctx context.Context, taskSQL, stepsSQL string, arg any
 	}
 	if !found {
 		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, notFound)
+	}
+	if group != nil {
+		t.Concurrency = &ConcurrencyState{Group: *group, Waiting: waiting != nil && *waiting}
+		if ahead != nil {
+			t.Concurrency.Ahead = int(*ahead)
+		}
+		if gmax != nil {
+			t.Concurrency.MaxRunning = int(*gmax)
+		}
+		if grunning != nil {
+			t.Concurrency.Running = int(*grunning)
+		}
 	}
 	t.Phase = TaskPhase(state)
 	t.Priority = int(priority)

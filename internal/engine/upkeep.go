@@ -68,6 +68,10 @@ func (e *Engine) Upkeep(ctx context.Context, now time.Time) (UpkeepReport, error
 			break
 		}
 	}
+	// Concurrency groups: slots that releases could not give (their waiter was locked at the time).
+	if _, err := e.DispatchConcurrency(ctx); err != nil {
+		return total, err
+	}
 	// After the deletions above, so that a queue whose last task just went is dropped in the same call.
 	err := func() error {
 		cctx, cancel := e.callCtx(ctx)

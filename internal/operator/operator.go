@@ -109,6 +109,13 @@ func Setup(mgr ctrl.Manager, opts Options) (*Components, error) {
 	if err := pools.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("workerpool controller: %w", err)
 	}
+	queues := &controllers.QueueReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Queues: opts.Queues}
+	if opts.Database != nil {
+		queues.Limiter = opts.Database.Engine
+	}
+	if err := queues.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("queue controller: %w", err)
+	}
 	if opts.EnableWebhooks {
 		var conditions webhook.ConditionChecker
 		if opts.Database != nil {

@@ -349,3 +349,15 @@ func TestCronTasksPage(t *testing.T) {
 		t.Errorf("hidden CronTasks:\n%s", body)
 	}
 }
+
+// A Task waiting for its concurrency group says so on its page.
+func TestTaskPageShowsTheConcurrencyWait(t *testing.T) {
+	tk := orderTask("shop")
+	tk.Status.Concurrency = &taskerv1alpha1.ConcurrencyStatus{Group: "shop/deploy=acme", Waiting: true, Ahead: 2,
+		Running: 1, MaxRunning: 1}
+	h := newTestServer(&fakeCluster{tasks: []taskerv1alpha1.Task{tk}}, nil).Handler()
+	_, body := get(t, h, "/tasks/shop/order-fulfillment")
+	if want := "shop/deploy=acme: waiting for a slot, 2 ahead (1 of 1 running)"; !strings.Contains(body, want) {
+		t.Errorf("page lacks %q", want)
+	}
+}

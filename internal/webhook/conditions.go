@@ -80,3 +80,34 @@ func checkConditions(ctx context.Context, checker ConditionChecker, stepsPath *f
 	}
 	return errs, nil
 }
+
+// ConcurrencyKeyChecker checks a concurrency group's key (spec.concurrency.key) as the engine will when it admits
+// it (engine.Engine.ConcurrencyKeyProblem). The webhook uses it when its ConditionChecker implements it too.
+type ConcurrencyKeyChecker interface {
+	// ConcurrencyKeyProblem returns why key cannot be a concurrency key ("" when it can).
+	ConcurrencyKeyProblem(ctx context.Context, key string) (string, error)
+}
+
+// checkConcurrencyKey returns a field error when c's key is not a SQL/JSON path PostgreSQL can evaluate, or a
+// warning when it cannot be checked now (the engine checks it again at admission).
+func checkConcurrencyKey(ctx context.Context, checker ConditionChecker, path *field.Path,
+	c *taskerv1alpha1.ConcurrencySpec) (field.ErrorList, admission.Warnings) {
+	if c == nil || c.Key == "" {
+		return nil, nil
+	}
+	kc, ok := checker.(ConcurrencyKeyChecker)
+	if !ok || kc == nil {
+		return nil, admission.Warnings{"spec.concurrency.key is checked when the operator admits the Task"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, conditionCheckTimeout)
+	defer cancel()
+	p, err := kc.ConcurrencyKeyProblem(ctx, c.Key)
+	if err != nil {
+		return nil, admission.Warnings{"spec.concurrency.key could not be checked now (the database is unreachable); " +
+			"the operator checks it when it admits the Task"}
+	}
+	if p != "" {
+		return field.ErrorList{field.Invalid(path.Child("key"), c.Key, p)}, nil
+	}
+	return nil, nil
+}

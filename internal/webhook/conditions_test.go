@@ -79,3 +79,34 @@ func TestConditionsLeftToTheEngineWhenTheDatabaseIsAway(t *testing.T) {
 		t.Errorf("no conditions: %v, %v, asked %v", err, warnings, f.asked)
 	}
 }
+
+type fakeKeys struct{ fakeConditions }
+
+var _ ConcurrencyKeyChecker = (*fakeKeys)(nil)
+
+func (*fakeKeys) ConcurrencyKeyProblem(_ context.Context, key string) (string, error) {
+	if key == "$.(" {
+		return "not a SQL/JSON path expression", nil
+	}
+	return "", nil
+}
+
+// A concurrency key PostgreSQL cannot parse is refused with its field path; without a checker that knows keys,
+// the Task is let through with a warning (admission checks it).
+func TestConcurrencyKeyIsChecked(t *testing.T) {
+	task := &taskerv1alpha1.Task{Spec: taskerv1alpha1.TaskSpec{
+		Steps:       []taskerv1alpha1.StepSpec{{Name: "a", Handler: "h"}},
+		Concurrency: &taskerv1alpha1.ConcurrencySpec{Group: "g", Key: "$.("}}}
+	_, err := TaskValidator{Conditions: &fakeKeys{}}.ValidateCreate(context.Background(), task)
+	if err == nil || !strings.Contains(err.Error(), "spec.concurrency.key") {
+		t.Fatalf("err = %v, want spec.concurrency.key refused", err)
+	}
+	task.Spec.Concurrency.Key = "$.context.customer"
+	if _, err := (TaskValidator{Conditions: &fakeKeys{}}).ValidateCreate(context.Background(), task); err != nil {
+		t.Fatalf("a good key: %v", err)
+	}
+	warnings, err := TaskValidator{}.ValidateCreate(context.Background(), task)
+	if err != nil || len(warnings) != 1 || !strings.Contains(warnings[0], "spec.concurrency.key") {
+		t.Fatalf("without a checker: %v, %v", warnings, err)
+	}
+}

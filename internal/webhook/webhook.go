@@ -66,7 +66,8 @@ func (v TaskValidator) ValidateUpdate(ctx context.Context, _, task *taskerv1alph
 func (v TaskValidator) validate(ctx context.Context, task *taskerv1alpha1.Task) (admission.Warnings, error) {
 	errs := ValidateTask(task)
 	condErrs, warnings := checkConditions(ctx, v.Conditions, field.NewPath("spec", "steps"), task.Spec.Steps)
-	return warnings, invalid(task.Name, "Task", append(errs, condErrs...))
+	keyErrs, keyWarnings := checkConcurrencyKey(ctx, v.Conditions, field.NewPath("spec", "concurrency"), task.Spec.Concurrency)
+	return append(warnings, keyWarnings...), invalid(task.Name, "Task", append(append(errs, condErrs...), keyErrs...))
 }
 
 func (TaskValidator) ValidateDelete(context.Context, *taskerv1alpha1.Task) (admission.Warnings, error) {
@@ -95,7 +96,8 @@ func (v TaskTemplateValidator) ValidateUpdate(ctx context.Context, _, t *taskerv
 func (v TaskTemplateValidator) validate(ctx context.Context, t *taskerv1alpha1.TaskTemplate) (admission.Warnings, error) {
 	errs := ValidateTaskTemplate(t)
 	condErrs, warnings := checkConditions(ctx, v.Conditions, field.NewPath("spec", "steps"), t.Spec.Steps)
-	return warnings, invalid(t.Name, "TaskTemplate", append(errs, condErrs...))
+	keyErrs, keyWarnings := checkConcurrencyKey(ctx, v.Conditions, field.NewPath("spec", "concurrency"), t.Spec.Concurrency)
+	return append(warnings, keyWarnings...), invalid(t.Name, "TaskTemplate", append(append(errs, condErrs...), keyErrs...))
 }
 
 func (TaskTemplateValidator) ValidateDelete(context.Context, *taskerv1alpha1.TaskTemplate) (admission.Warnings, error) {
@@ -129,8 +131,10 @@ func (v CronTaskValidator) validate(ctx context.Context, ct *taskerv1alpha1.Cron
 	condErrs, warnings := checkConditions(ctx, v.Conditions, field.NewPath("spec", "task", "steps"), ct.Spec.Task.Steps)
 	argErrs, argWarnings := checkArguments(ctx, v.Templates, ct.Namespace, field.NewPath("spec", "task"), ct.Spec.Task.TemplateRef,
 		ct.Spec.Task.Arguments, ct.Spec.Task.Context)
-	errs = append(append(errs, condErrs...), argErrs...)
-	return append(warnings, argWarnings...), invalid(ct.Name, "CronTask", errs)
+	keyErrs, keyWarnings := checkConcurrencyKey(ctx, v.Conditions, field.NewPath("spec", "task", "concurrency"),
+		ct.Spec.Task.Concurrency)
+	errs = append(append(append(errs, condErrs...), argErrs...), keyErrs...)
+	return append(append(warnings, argWarnings...), keyWarnings...), invalid(ct.Name, "CronTask", errs)
 }
 
 func (CronTaskValidator) ValidateDelete(context.Context, *taskerv1alpha1.CronTask) (admission.Warnings, error) {

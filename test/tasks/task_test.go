@@ -95,6 +95,7 @@ func TestSamplesSucceed(t *testing.T) {
 			after: "confirm-order", delay: 3 * time.Second},
 		{file: "tasker_v1alpha1_task_conditional.yaml", steps: 5, wantStepFields: true, omitted: "explain-refusal"},
 		{file: "tasker_v1alpha1_task_map.yaml", steps: 4, wantStepFields: true},
+		{file: "tasker_v1alpha1_task_concurrency.yaml", steps: 2, wantStepFields: true},
 	}
 	for _, s := range samples {
 		var tk taskerv1alpha1.Task

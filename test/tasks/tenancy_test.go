@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -90,7 +91,12 @@ func TestNamespacesHaveTheirOwnQueues(t *testing.T) {
 	stopA := startWorkersOn(t, 1, served[nsA])
 	waitPhase(t, nsA, "job", taskerv1alpha1.TaskSucceeded, time.Minute)
 	stopA()
-	b := getTask(t, nsB, "job")
+	// B's status may not record its task id yet (status writes are paced; its pool's backlog came first).
+	var b *taskerv1alpha1.Task
+	waitFor(t, 30*time.Second, "namespace B's Task to record its task id", func() (bool, error) {
+		b = getTask(t, nsB, "job")
+		return b.Status.TaskID != 0, fmt.Errorf("status %+v", b.Status)
+	})
 	st, err := engine.New(dbPool, engine.Options{}).GetTask(ctx, b.Status.TaskID)
 	if err != nil {
 		t.Fatal(err)

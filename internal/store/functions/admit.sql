@@ -106,6 +106,11 @@ BEGIN
         RAISE EXCEPTION 'spec.steps: dependency cycle: %', v_problem USING ERRCODE = '22023';
     END IF;
 
+    -- Flow control (concurrency.sql): a task of a concurrency group takes its group's lock before it gets its id,
+    -- so that the group's admission order is the order of its task ids.
+    IF spec -> 'concurrency' IS NOT NULL AND spec -> 'concurrency' <> 'null'::jsonb THEN
+        PERFORM tasker._concurrency_lock_spec(spec);
+    END IF;
     -- A task admitted under this external key, or (migration 0016) this namespace's idempotency key, is the one:
     -- the insert does nothing on either unique key, and the lookup finds which.
     INSERT INTO tasker.tasks AS t (external_key, namespace, name, queue, priority, context, retention, step_count,
@@ -170,7 +175,15 @@ BEGIN
     IF v_roots IS NULL THEN
         RAISE EXCEPTION 'spec.steps: no step without dependencies (the graph has a cycle)' USING ERRCODE = '22023';
     END IF;
-    PERFORM tasker._enqueue(v_roots, 'admitted');
+    -- Flow control (concurrency.sql): a task of a concurrency group that gets no slot leaves its first steps
+    -- pending (it waits for a slot) or is cancelled at once (CancelNewest).
+    IF spec -> 'concurrency' IS NOT NULL AND spec -> 'concurrency' <> 'null'::jsonb
+       AND NOT tasker._concurrency_admit(v_id, spec) THEN
+        v_roots := '{}';
+    END IF;
+    IF cardinality(v_roots) > 0 THEN
+        PERFORM tasker._enqueue(v_roots, 'admitted');
+    END IF;
     PERFORM pg_notify('tasker_task', v_id::text);
     RETURN QUERY SELECT v_id, true;
 END;
@@ -267,9 +280,9 @@ LANGUAGE plpgsql IMMUTABLE AS $fn$
 DECLARE
     -- The keys of the task and of a step, and their kinds as _json_type_problem takes them ('any': free JSON).
     c_task_keys  CONSTANT text[] := ARRAY['external_key', 'namespace', 'name', 'queue', 'priority', 'context',
-                                          'retention_seconds', 'steps', 'idempotency_key'];
+                                          'retention_seconds', 'steps', 'idempotency_key', 'concurrency'];
     c_task_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'string', 'integer', 'any',
-                                          'seconds', 'array', 'string'];
+                                          'seconds', 'array', 'string', 'any'];
     c_step_keys  CONSTANT text[] := ARRAY['name', 'handler', 'queue', 'depends_on', 'inputs', 'max_attempts',
                                           'backoff_base_ms', 'backoff_max_ms', 'backoff_jitter', 'timeout_seconds',
                                           'delay_seconds', 'not_before', 'when', 'wait_for', 'wait_timeout_seconds',

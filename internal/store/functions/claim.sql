@@ -32,6 +32,9 @@ DECLARE
     v_id          bigint;
     v_ids         bigint[];
     v_started     bigint[];
+    v_prioritized boolean;
+    v_limited     boolean;
+    v_max         integer := claim.max_messages;
 BEGIN
     IF claim.queue_name IS NULL OR claim.queue_name !~ '^[a-z0-9_]{1,40}$' THEN
         RAISE EXCEPTION 'invalid queue name %: must match ^[a-z0-9_]{1,40}$', quote_nullable(claim.queue_name)
@@ -47,6 +50,16 @@ BEGIN
         RETURN; -- no task has used this queue yet
     END IF;
 
+    SELECT q.prioritized, q.limited INTO v_prioritized, v_limited FROM tasker.queues AS q WHERE q.name = claim.queue_name;
+    -- Flow control (queue_limits.sql): a limited queue's claims take turns on its limit row, and take no more
+    -- than its running limit and rate allow.
+    IF v_limited THEN
+        v_max := tasker._queue_allowance(claim.queue_name, v_max);
+        IF v_max < 1 THEN
+            RETURN;
+        END IF;
+    END IF;
+
     -- Lock up to max_messages visible messages, oldest first (a prioritized queue, queues.sql: higher task
     -- priority first, FIFO within a priority). They are not re-timed, as pgmq.read would: the messages of the
     -- steps claimed are deleted and sent again below. A row that another claim re-timed between this statement's
@@ -54,7 +67,7 @@ BEGIN
     -- row that fails the re-check), and the completion of that step, deleting the message, would wait for this
     -- claim to commit; a row that was deleted instead is skipped without a lock.
     v_until := clock_timestamp() + make_interval(secs => claim.visibility_timeout_seconds);
-    IF (SELECT q.prioritized FROM tasker.queues AS q WHERE q.name = claim.queue_name) THEN
+    IF v_prioritized THEN
         EXECUTE format($sql$
             SELECT array_agg(m.msg_id ORDER BY m.p DESC, m.msg_id),
                    array_agg(tasker._message_step_id(m.message) ORDER BY m.p DESC, m.msg_id)
@@ -65,7 +78,7 @@ BEGIN
                   LIMIT $1 FOR UPDATE SKIP LOCKED) AS m
             $sql$, 'q_' || claim.queue_name)
             INTO v_msg_ids, v_step_ids
-            USING claim.max_messages;
+            USING v_max;
     ELSE
         EXECUTE format($sql$
             SELECT array_agg(m.msg_id ORDER BY m.msg_id), array_agg(tasker._message_step_id(m.message) ORDER BY m.msg_id)
@@ -75,7 +88,7 @@ BEGIN
                   LIMIT $1 FOR UPDATE SKIP LOCKED) AS m
             $sql$, 'q_' || claim.queue_name)
             INTO v_msg_ids, v_step_ids
-            USING claim.max_messages;
+            USING v_max;
     END IF;
     IF v_msg_ids IS NULL THEN
         RETURN;
@@ -197,6 +210,9 @@ BEGIN
         SELECT started.id, 'pending', 'running', 'first step claimed' FROM started;
     END IF;
 
+    IF v_limited THEN
+        PERFORM tasker._queue_took(claim.queue_name, cardinality(v_ids));
+    END IF;
     RETURN QUERY SELECT c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context, c.dependency_results,
                         c.attempt, c.lease, c.timeout_seconds, c.lease_expires_at, c.item, c.item_index
                  FROM tasker._claimed(v_ids) AS c;

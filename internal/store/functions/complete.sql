@@ -1,6 +1,7 @@
 -- Reports many successes in one transaction and claims, for the caller, up to max_claims of the steps these
 -- successes made ready: steps of the same queues as the completed ones (which the caller serves), lowest id first,
--- except in prioritized queues (queues.sql), where a claim must take the highest priority first. Such a step is
+-- except in prioritized queues (queues.sql), where a claim must take the highest priority first, and in limited
+-- queues (queue_limits.sql), whose limits only claim enforces. Such a step is
 -- enqueued and claimed as if the caller had called claim right after (the same history rows), but without the
 -- second transaction, and its message is never visible while its lease holds: the next step of a chain starts on
 -- the worker that finished the previous one, one commit later. Ready steps beyond max_claims are enqueued for any
@@ -51,6 +52,7 @@ DECLARE
     v_problem    text;
     v_problem_at bigint;
     v_failed     boolean;
+    v_grouped    bigint[];
     r            record;
 BEGIN
     IF results IS NOT NULL AND cardinality(results) <> cardinality(leases) THEN
@@ -174,7 +176,7 @@ BEGIN
                            s.state = 'pending' AND s.remaining_parents = x.n AND NOT d.delayed AS ready,
                            s.state = 'pending' AND s.remaining_parents = x.n AND d.delayed AS ready_later,
                            s.state = 'pending' AND s.remaining_parents = x.n AND NOT d.delayed
-                               AND s.queue = ANY (v_queues) AND NOT coalesce(q.prioritized, true) AS claimable,
+                               AND s.queue = ANY (v_queues) AND NOT coalesce(q.prioritized OR q.limited, true) AS claimable,
                            s.state = 'mapping' AND s.remaining_parents = x.n AS gather
                     FROM (SELECT e.child_id, count(*)::integer AS n FROM tasker.step_edges AS e
                           WHERE e.parent_id = ANY (v_ids) GROUP BY e.child_id) AS x
@@ -252,11 +254,17 @@ BEGIN
                 updated_at = clock_timestamp()
             FROM d
             WHERE t.id = d.id AND t.completed_at IS NULL -- not failed meanwhile by a map step (maps.sql)
-            RETURNING t.id, t.state
+            RETURNING t.id, t.state, t.concurrency_group
+        ), tr AS (
+            -- Not announced by NOTIFY (see claim.sql): the operator follows tasker.task_transitions.
+            INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
+            SELECT u.id, 'running', 'succeeded', 'all steps finished' FROM u WHERE u.state = 'succeeded'
         )
-        -- Not announced by NOTIFY (see claim.sql): the operator follows tasker.task_transitions.
-        INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
-        SELECT u.id, 'running', 'succeeded', 'all steps finished' FROM u WHERE u.state = 'succeeded';
+        SELECT array_agg(u.id ORDER BY u.id) FILTER (WHERE u.state = 'succeeded' AND u.concurrency_group IS NOT NULL)
+        INTO v_grouped FROM u;
+        IF v_grouped IS NOT NULL THEN
+            PERFORM tasker._concurrency_finished(v_grouped); -- flow control (concurrency.sql)
+        END IF;
     END IF;
 
     RETURN QUERY

@@ -198,9 +198,10 @@ $fn$;
 CREATE OR REPLACE FUNCTION tasker._count_finished(p_task_ids bigint[]) RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    v_ids    bigint[];
-    v_counts integer[];
-    v_states text[];
+    v_ids     bigint[];
+    v_counts  integer[];
+    v_states  text[];
+    v_grouped bigint[];
 BEGIN
     SELECT array_agg(d.id), array_agg(d.n), array_agg(t.state) INTO v_ids, v_counts, v_states
     FROM (SELECT x.id, count(*)::integer AS n FROM unnest(p_task_ids) AS x (id) GROUP BY x.id) AS d
@@ -222,10 +223,17 @@ BEGIN
                               THEN clock_timestamp() + t.retention ELSE t.expires_at END,
             updated_at = clock_timestamp()
         WHERE t.id = ANY (v_ids)
-        RETURNING t.id, t.state
+        RETURNING t.id, t.state, t.concurrency_group
+    ), tr AS (
+        INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
+        SELECT u.id, v_states[array_position(v_ids, u.id)], u.state, 'all steps finished'
+        FROM u WHERE u.state <> v_states[array_position(v_ids, u.id)]
     )
-    INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
-    SELECT u.id, v_states[array_position(v_ids, u.id)], u.state, 'all steps finished'
-    FROM u WHERE u.state <> v_states[array_position(v_ids, u.id)];
+    SELECT array_agg(u.id ORDER BY u.id)
+           FILTER (WHERE u.state <> v_states[array_position(v_ids, u.id)] AND u.concurrency_group IS NOT NULL)
+    INTO v_grouped FROM u;
+    IF v_grouped IS NOT NULL THEN
+        PERFORM tasker._concurrency_finished(v_grouped); -- flow control (concurrency.sql)
+    END IF;
 END;
 $fn$;

@@ -14,6 +14,19 @@
 --      (task started, steps counted off, task succeeded), so calls on steps of the same task do not serialise on
 --      the task row for the whole call, only for the moment of that update and the commit.
 --
+-- Flow control (migration 0017) adds two kinds of rows, each at one end of this order:
+--
+--   0. a limited queue's row in tasker.queue_limits (queue_limits.sql): taken by claims of that queue (and
+--      set_queue_limits) before anything else, held until commit; nobody holding another lock waits for it.
+--   4. concurrency groups (concurrency.sql) take no group-wide row lock: a finishing task (every statement that
+--      finishes tasks calls _concurrency_finished for those with a group; a new one must too) hands its own slot to
+--      one waiter under its own rows; releasing a waiter locks that task's steps with NOWAIT, retried for up to
+--      100 ms and then skipped (whoever holds them is another release of the group, about to commit, or someone
+--      stopping or changing that very task), and, if it finishes at once, its task row. Admissions and the calls
+--      that fill free slots (admission, the upkeep's dispatch) serialise per group on a transaction advisory lock
+--      taken before anything else, so that CancelInProgress can cancel the group's oldest tasks (2, 3) while it
+--      holds it; they then share-lock the group's holders (NOWAIT, retried) to wait for finishes in flight.
+--
 -- What used to be guarded by the task row lock is guarded by step locks: a fan-in child's parent count is changed
 -- under the child's lock (so exactly one parent's completion sees it reach zero and enqueues it), the count of a
 -- task's unfinished steps is changed under the task's lock by an UPDATE that sees the latest value (so exactly

@@ -93,6 +93,9 @@ BEGIN
     IF p_queue IS NULL OR p_queue !~ '^[a-z0-9_]{1,40}$' OR NOT tasker._queue_exists(p_queue) THEN
         RETURN NULL;
     END IF;
+    IF (SELECT q.limited FROM tasker.queues AS q WHERE q.name = p_queue) THEN
+        RETURN tasker._queue_limited_backlog(p_queue); -- capped by the queue's limits (queue_limits.sql)
+    END IF;
     EXECUTE format('SELECT count(*) FROM pgmq.%I WHERE vt <= clock_timestamp() OR read_ct > 0', 'q_' || p_queue)
         INTO v_n;
     RETURN v_n;

@@ -6,6 +6,7 @@ RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_from   text;
+    v_group  text;
     v_queues text[];
     v_msgs   bigint[];
     r        record;
@@ -47,9 +48,13 @@ BEGIN
     UPDATE tasker.tasks AS t
     SET state = p_target, unfinished_steps = 0, completed_at = clock_timestamp(),
         expires_at = clock_timestamp() + t.retention, updated_at = clock_timestamp()
-    WHERE t.id = p_task_id;
+    WHERE t.id = p_task_id
+    RETURNING t.concurrency_group INTO v_group;
     INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
     VALUES (p_task_id, v_from, p_target, p_reason);
+    IF v_group IS NOT NULL THEN
+        PERFORM tasker._concurrency_finished(ARRAY[p_task_id]); -- flow control (concurrency.sql)
+    END IF;
     PERFORM pg_notify('tasker_task', p_task_id::text);
 END;
 $fn$;
@@ -63,6 +68,7 @@ DECLARE
     v_ready      bigint[];
     v_unfinished integer;
     v_to         text;
+    v_group      text;
 BEGIN
     IF EXISTS (SELECT 1 FROM tasker.steps AS s WHERE s.task_id = p_task_id AND s.state = 'failed') THEN
         RETURN;
@@ -95,9 +101,13 @@ BEGIN
         completed_at = CASE WHEN v_to = 'succeeded' THEN clock_timestamp() END,
         expires_at = CASE WHEN v_to = 'succeeded' THEN clock_timestamp() + t.retention END,
         started_at = coalesce(t.started_at, clock_timestamp()), updated_at = clock_timestamp()
-    WHERE t.id = p_task_id;
+    WHERE t.id = p_task_id
+    RETURNING t.concurrency_group INTO v_group;
     INSERT INTO tasker.task_transitions (task_id, from_state, to_state, reason)
     VALUES (p_task_id, 'failed', v_to, p_reason);
+    IF v_group IS NOT NULL AND v_to = 'running' THEN
+        PERFORM tasker._concurrency_reopened(p_task_id); -- flow control (concurrency.sql)
+    END IF;
 
     IF v_ready IS NOT NULL THEN
         PERFORM tasker._enqueue(v_ready, 'task resumed');
