@@ -60,8 +60,9 @@ type Step struct {
 	ItemIndex int
 }
 
-// IsMapInstance reports whether the step is an instance of a map step (forEach), with an Item.
-func (s Step) IsMapInstance() bool { return s.ItemIndex >= 0 }
+// IsMapInstance reports whether the step is an instance of a map step (forEach), with an Item (JSON, "null" for
+// a null element: never empty).
+func (s Step) IsMapInstance() bool { return len(s.Item) > 0 }
 
 // DecodeItem decodes Item into v (a pointer). A null item, or a step that is not a map instance, leaves v
 // untouched.

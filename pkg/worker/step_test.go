@@ -140,3 +140,24 @@ func TestEncodeResult(t *testing.T) {
 		}
 	}
 }
+
+// A map instance has its item (JSON null included); any other step, even a zero Step, is not one.
+func TestIsMapInstance(t *testing.T) {
+	var v []int
+	for _, tc := range []struct {
+		s    Step
+		want bool
+	}{
+		{Step{}, false},
+		{Step{ItemIndex: -1}, false},
+		{Step{Item: json.RawMessage(`null`), ItemIndex: 0}, true},
+		{Step{Item: json.RawMessage(`[1,2]`), ItemIndex: 3}, true},
+	} {
+		if got := tc.s.IsMapInstance(); got != tc.want {
+			t.Errorf("%+v: IsMapInstance = %v", tc.s, got)
+		}
+	}
+	if err := (Step{Item: json.RawMessage(`[1,2]`)}).DecodeItem(&v); err != nil || len(v) != 2 {
+		t.Errorf("DecodeItem: %v, %v", v, err)
+	}
+}
