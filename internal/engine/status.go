@@ -75,6 +75,8 @@ type TaskState struct {
 	// ExpiresAt is when upkeep deletes the finished task.
 	ExpiresAt *time.Time
 	UpdatedAt time.Time
+	// TraceContext is the task's W3C trace context (TaskSpec.TraceContext), nil when none.
+	TraceContext map[string]string
 	// Counts has the number of steps in each state (states with no step are absent).
 	Counts map[StepPhase]int
 	// Steps in spec order.
@@ -140,7 +142,9 @@ func (e *Engine) TaskByKey(ctx context.Context, externalKey string) (*TaskState,
 
 // TaskIDByKey returns the id of the task admitted with that external key, or ErrTaskNotFound: one key lookup,
 // for callers that need to know which task is theirs without its state.
-func (e *Engine) TaskIDByKey(ctx context.Context, externalKey string) (int64, error) {
+func (e *Engine) TaskIDByKey(ctx context.Context, externalKey string) (_ int64, err error) {
+	ctx, span := startSpan(ctx, "tasker.task_id_by_key")
+	defer func() { endSpan(span, err) }()
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
 	var id int64
@@ -153,7 +157,12 @@ func (e *Engine) TaskIDByKey(ctx context.Context, externalKey string) (int64, er
 	return id, nil
 }
 
-func (e *Engine) readTask(ctx context.Context, taskSQL, stepsSQL string, arg any, notFound string) (*TaskState, error) {
+func (e *Engine) readTask(ctx context.Context, taskSQL, stepsSQL string, arg any, notFound string) (_ *TaskState, err error) {
+	ctx, span := startSpan(ctx, "tasker.read_task")
+	if id, ok := arg.(int64); ok {
+		span.SetAttributes(attrTask.Int64(id))
+	}
+	defer func() { endSpan(span, err) }()
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
 
@@ -170,7 +179,7 @@ func (e *Engine) readTask(ctx context.Context, taskSQL, stepsSQL string, arg any
 	b.Queue(taskSQL, arg).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&t.ID, &t.ExternalKey, &t.Namespace, &t.Name, &t.Queue, &priority, &t.Context, &state,
 			new(int32), new(int32), &retention, &t.CreatedAt, &t.StartedAt, &t.CompletedAt, &t.ExpiresAt,
-			&t.UpdatedAt)
+			&t.UpdatedAt, &t.TraceContext)
 		if isNoRows(err) {
 			return nil
 		}

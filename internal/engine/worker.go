@@ -73,6 +73,14 @@ type ClaimedStep struct {
 	// LeaseExpiresAt is when the claim lapses unless extended by Heartbeat: the message becomes visible again
 	// and another worker may claim the step.
 	LeaseExpiresAt time.Time
+	// TraceContext is the task's W3C trace context, a JSON object of text propagation fields ({"traceparent":
+	// "00-...", "tracestate": "..."}), or nil when the task has none (docs/tracing.md). Kept as JSON: only a
+	// worker that traces decodes it.
+	TraceContext json.RawMessage
+	// ReadyAt is when the step became claimable (enqueued, or its retry delay ended, or its lease expired); its
+	// queue wait is the claim's time minus ReadyAt. A step claimed by CompleteAndClaim as it became ready has the
+	// claim's time.
+	ReadyAt time.Time
 }
 
 // Claim reads up to max messages of queue (1 to 1000), claims their steps for visibility (rounded up to whole
@@ -141,12 +149,14 @@ type claimedRow struct {
 	attempt, timeout *int32
 	lease            pgtype.UUID
 	expires          *time.Time
+	traceCtx         json.RawMessage
+	readyAt          pgtype.Timestamptz
 }
 
 // dest is the scan destinations, in the order of claim's columns.
 func (c *claimedRow) dest() []any {
 	return []any{&c.stepID, &c.taskID, &c.name, &c.handler, &c.inputs, &c.taskCtx, &c.deps, &c.attempt, &c.lease,
-		&c.timeout, &c.expires}
+		&c.timeout, &c.expires, &c.traceCtx, &c.readyAt}
 }
 
 func (c *claimedRow) step() (ClaimedStep, error) {
@@ -156,7 +166,8 @@ func (c *claimedRow) step() (ClaimedStep, error) {
 	}
 	s := ClaimedStep{StepID: *c.stepID, TaskID: *c.taskID, StepName: *c.name, Handler: *c.handler,
 		Inputs: c.inputs, TaskContext: c.taskCtx, Attempt: int(*c.attempt), Lease: Lease(c.lease.Bytes),
-		Timeout: time.Duration(*c.timeout) * time.Second, LeaseExpiresAt: *c.expires}
+		Timeout: time.Duration(*c.timeout) * time.Second, LeaseExpiresAt: *c.expires, TraceContext: c.traceCtx,
+		ReadyAt: c.readyAt.Time}
 	if err := json.Unmarshal(c.deps, &s.DependencyResults); err != nil {
 		return s, err
 	}

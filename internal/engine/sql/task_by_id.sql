@@ -1,6 +1,6 @@
 -- A task row for status (GetTask).
 SELECT t.id, t.external_key, t.namespace, t.name, t.queue, t.priority, t.context, t.state, t.step_count,
        t.unfinished_steps, extract(epoch FROM t.retention)::double precision, t.created_at, t.started_at,
-       t.completed_at, t.expires_at, t.updated_at
+       t.completed_at, t.expires_at, t.updated_at, t.trace_context
 FROM tasker.tasks AS t
 WHERE t.id = $1::bigint

@@ -15,7 +15,7 @@ CREATE OR REPLACE FUNCTION tasker_internal.complete_and_claim(leases uuid[], res
                              visibility_timeout_seconds integer, worker_id text DEFAULT NULL)
 RETURNS TABLE (lease uuid, ok boolean, status text, queue text, step_id bigint, task_id bigint, step_name text,
                handler text, inputs jsonb, task_context jsonb, dependency_results jsonb, attempt integer,
-               timeout_seconds integer, lease_expires_at timestamptz)
+               timeout_seconds integer, lease_expires_at timestamptz, trace_context jsonb, ready_at timestamptz)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
@@ -91,7 +91,7 @@ BEGIN
         RETURN QUERY SELECT leases[1], false,
                             CASE WHEN v_failed THEN 'result_refused' ELSE 'stale_lease' END::text, NULL::text,
                             NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::jsonb, NULL::jsonb, NULL::jsonb,
-                            NULL::integer, NULL::integer, NULL::timestamptz;
+                            NULL::integer, NULL::integer, NULL::timestamptz, NULL::jsonb, NULL::timestamptz;
         RETURN;
     END IF;
 
@@ -105,7 +105,7 @@ BEGIN
     IF v_steps IS NULL THEN
         RETURN QUERY SELECT x.lease, false, 'stale_lease'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::text,
                             NULL::text, NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::integer, NULL::integer,
-                            NULL::timestamptz
+                            NULL::timestamptz, NULL::jsonb, NULL::timestamptz
                      FROM unnest(leases) WITH ORDINALITY AS x (lease, ord) ORDER BY x.ord;
         RETURN;
     END IF;
@@ -253,14 +253,14 @@ BEGIN
     RETURN QUERY
     SELECT x.lease, d.lease IS NOT NULL, CASE WHEN d.lease IS NOT NULL THEN 'succeeded' ELSE 'stale_lease' END,
            NULL::text, NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::jsonb, NULL::jsonb, NULL::jsonb,
-           NULL::integer, NULL::integer, NULL::timestamptz
+           NULL::integer, NULL::integer, NULL::timestamptz, NULL::jsonb, NULL::timestamptz
     FROM unnest(leases) WITH ORDINALITY AS x (lease, ord)
     LEFT JOIN (SELECT DISTINCT y.lease FROM unnest(v_leases) AS y (lease)) AS d ON d.lease = x.lease
     ORDER BY x.ord;
     IF cardinality(v_claimed) > 0 THEN
         RETURN QUERY
         SELECT c.lease, true, 'claimed'::text, c.queue, c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context,
-               c.dependency_results, c.attempt, c.timeout_seconds, c.lease_expires_at
+               c.dependency_results, c.attempt, c.timeout_seconds, c.lease_expires_at, c.trace_context, c.ready_at
         FROM tasker._claimed(v_claimed) AS c;
     END IF;
 END;
@@ -298,7 +298,7 @@ CREATE OR REPLACE FUNCTION tasker.complete_and_claim(leases uuid[], results json
                              visibility_timeout_seconds integer, worker_id text DEFAULT NULL)
 RETURNS TABLE (lease uuid, ok boolean, status text, queue text, step_id bigint, task_id bigint, step_name text,
                handler text, inputs jsonb, task_context jsonb, dependency_results jsonb, attempt integer,
-               timeout_seconds integer, lease_expires_at timestamptz)
+               timeout_seconds integer, lease_expires_at timestamptz, trace_context jsonb, ready_at timestamptz)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, tasker, pgmq, pg_temp AS $fn$
 BEGIN
     PERFORM tasker._authorize_leases(complete_and_claim.leases);
