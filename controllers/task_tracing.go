@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 )
@@ -35,7 +36,7 @@ var (
 // manager set one up), and returns the context to reconcile in and the function that ends the span(s) with the
 // reconcile's error.
 //
-// A Task not admitted yet (as far as its status says) starts its trace here: the task span "task <ns>/<name>",
+// A Task not admitted yet (as far as its status and this reconciler know) starts its trace here: the task span "task <ns>/<name>",
 // the root of the Task's trace — or a child of the span its traceparent annotation names — with the reconcile as
 // its child; admission stores the task span's context with the task, so that every step attempt's span is its
 // child too (workers read it from their claims). Later reconciles are traces of their own, linked to the task's
@@ -46,7 +47,7 @@ func (r *TaskReconciler) traceReconcile(ctx context.Context, task *taskerv1alpha
 	attrs := []attribute.KeyValue{attrNamespace.String(task.Namespace), attrTaskName.String(task.Name),
 		attrTaskUID.String(string(task.UID))}
 	var taskSpan trace.Span
-	if task.Status.TaskID == 0 && task.DeletionTimestamp.IsZero() && !finished(task.Status.Phase) {
+	if r.maybeUnadmitted(task) && task.DeletionTimestamp.IsZero() && !finished(task.Status.Phase) {
 		parent := w3c.Extract(trace.ContextWithSpanContext(ctx, trace.SpanContext{}), propagation.MapCarrier{
 			"traceparent": task.Annotations[taskerv1alpha1.TraceParentAnnotation],
 			"tracestate":  task.Annotations[taskerv1alpha1.TraceStateAnnotation],
@@ -78,6 +79,16 @@ func (r *TaskReconciler) traceReconcile(ctx context.Context, task *taskerv1alpha
 			taskSpan.End()
 		}
 	}
+}
+
+// maybeUnadmitted tells whether task may still need admission: its status names no engine task, and this
+// reconciler has not admitted or found one for it (status writes are paced: the status may lag).
+func (r *TaskReconciler) maybeUnadmitted(task *taskerv1alpha1.Task) bool {
+	if task.Status.TaskID != 0 {
+		return false
+	}
+	v, ok := r.ids.Load(client.ObjectKeyFromObject(task))
+	return !ok || v.(ownTask).uid != task.UID
 }
 
 // taskTrace is the trace context admission stores with the task (nil: none).
