@@ -39,7 +39,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "tracing: receiver:", err)
 		return 1
 	}
-	defer rcv.srv.Close()
+	defer func() { _ = rcv.srv.Close() }()
 	// The environment a Deployment would set: where the collector is. The rest (protocol, sampler) is default;
 	// the batch processor exports every 50 ms instead of 5 s so that the test does not wait.
 	for k, v := range map[string]string{
