@@ -13,6 +13,7 @@ package engine
 import (
 	"context"
 	"embed"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,15 @@ import (
 
 //go:embed sql/*.sql
 var sqlFS embed.FS
+
+// withoutTraceColumns removes the columns migration 17 added from a claim's SELECT.
+func withoutTraceColumns(sql string) string {
+	const cols = ", c.trace_context, c.ready_at"
+	if !strings.Contains(sql, cols) {
+		panic("claim SQL without " + cols)
+	}
+	return strings.Replace(sql, cols, "", 1)
+}
 
 func mustSQL(name string) string {
 	b, err := sqlFS.ReadFile("sql/" + name + ".sql")
@@ -58,6 +68,10 @@ var (
 	sqlHistory         = mustSQL("history")
 	sqlLatestChange    = mustSQL("latest_task_change")
 	sqlStepInputs      = mustSQL("step_inputs")
+
+	// Claims of a database older than migration 17, without trace_context and ready_at.
+	sqlClaimV16         = withoutTraceColumns(sqlClaim)
+	sqlCompleteClaimV16 = withoutTraceColumns(sqlCompleteClaim)
 )
 
 // Defaults of Options.
@@ -127,6 +141,9 @@ type Engine struct {
 	// noCompleteClaim is set when the database predates tasker.complete_and_claim (migration 7): a worker built
 	// with this SDK may run before the operator has migrated its database.
 	noCompleteClaim atomic.Bool
+	// noTraceColumns is set when the database's claims predate trace_context and ready_at (migration 17): the
+	// worker then claims with the columns that schema has.
+	noTraceColumns atomic.Bool
 }
 
 // New returns an Engine working on pool (see store.Open for a pool with sane session settings).

@@ -79,3 +79,48 @@ func TestTraceContextChecked(t *testing.T) {
 		}
 	}
 }
+
+// A worker of this release works against a database whose claims predate migration 17 (a worker may be upgraded
+// before the operator migrates): the claims' old columns, without trace context or ready time.
+func TestClaimsWithoutTraceColumns(t *testing.T) {
+	b := setup(t)
+	// tasker.claim and complete_and_claim as schema 16 defined them: the same, without the last two columns.
+	if _, err := b.pool.Exec(b.ctx, `
+		DROP FUNCTION tasker.claim(text, integer, integer, text);
+		CREATE FUNCTION tasker.claim(queue_name text, max_messages integer, visibility_timeout_seconds integer,
+		                             worker_id text DEFAULT NULL)
+		RETURNS TABLE (step_id bigint, task_id bigint, step_name text, handler text, inputs jsonb, task_context jsonb,
+		               dependency_results jsonb, attempt integer, lease uuid, timeout_seconds integer,
+		               lease_expires_at timestamptz)
+		LANGUAGE sql AS $$ SELECT c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context,
+		    c.dependency_results, c.attempt, c.lease, c.timeout_seconds, c.lease_expires_at
+		    FROM tasker_internal.claim(queue_name, max_messages, visibility_timeout_seconds, worker_id) AS c $$;
+		DROP FUNCTION tasker.complete_and_claim(uuid[], jsonb[], integer, integer, text);
+		CREATE FUNCTION tasker.complete_and_claim(leases uuid[], results jsonb[], max_claims integer,
+		                             visibility_timeout_seconds integer, worker_id text DEFAULT NULL)
+		RETURNS TABLE (lease uuid, ok boolean, status text, queue text, step_id bigint, task_id bigint, step_name text,
+		               handler text, inputs jsonb, task_context jsonb, dependency_results jsonb, attempt integer,
+		               timeout_seconds integer, lease_expires_at timestamptz)
+		LANGUAGE sql AS $$ SELECT c.lease, c.ok, c.status, c.queue, c.step_id, c.task_id, c.step_name, c.handler,
+		    c.inputs, c.task_context, c.dependency_results, c.attempt, c.timeout_seconds, c.lease_expires_at
+		    FROM tasker_internal.complete_and_claim(leases, results, max_claims, visibility_timeout_seconds, worker_id) AS c $$;
+	`); err != nil {
+		t.Fatal(err)
+	}
+	id := b.admit(t, engine.TaskSpec{Queue: "old", Steps: []engine.StepSpec{
+		{Name: "a", Handler: "h"}, {Name: "b", Handler: "h", DependsOn: []string{"a"}}}})
+	a := b.claimOne(t, "old", 30*time.Second, 5*time.Second)
+	if a.StepName != "a" || a.TraceContext != nil || !a.ReadyAt.IsZero() {
+		t.Fatalf("claim: %+v", a)
+	}
+	out, claimed, err := b.engine.CompleteAndClaim(b.ctx, []engine.Completion{{Lease: a.Lease}}, 1, 30*time.Second, "w1")
+	if err != nil || out[0] != nil || len(claimed) != 1 || claimed[0].StepName != "b" {
+		t.Fatalf("complete and claim: %v, %+v, %v", out, claimed, err)
+	}
+	if err := b.engine.Complete(b.ctx, claimed[0].Lease, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.task(t, id); st.Phase != engine.TaskSucceeded {
+		t.Errorf("task %s", st.Phase)
+	}
+}

@@ -101,23 +101,41 @@ func (e *Engine) Claim(ctx context.Context, queue string, max int, visibility ti
 	worker := optionalText(workerID)
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
-	rows, err := e.pool.Query(cctx, sqlClaim, queue, max, vt, worker)
-	if err != nil {
-		return nil, dbError(ctx, "claim", err)
+	old := e.noTraceColumns.Load()
+	sql := sqlClaim
+	if old {
+		sql = sqlClaimV16
 	}
-	steps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ClaimedStep, error) {
-		var c claimedRow
-		if err := row.Scan(c.dest()...); err != nil {
-			return ClaimedStep{}, err
+	steps, err := func() ([]ClaimedStep, error) {
+		rows, err := e.pool.Query(cctx, sql, queue, max, vt, worker)
+		if err != nil {
+			return nil, err
 		}
-		s, err := c.step()
-		s.Queue = queue
-		return s, err
-	})
+		return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ClaimedStep, error) {
+			var c claimedRow
+			if err := row.Scan(c.dest(old)...); err != nil {
+				return ClaimedStep{}, err
+			}
+			s, err := c.step()
+			s.Queue = queue
+			return s, err
+		})
+	}()
 	if err != nil {
+		if !old && undefinedColumn(err) {
+			// A database the operator has not migrated to schema 17 yet: its claims have the older columns.
+			e.noTraceColumns.Store(true)
+			return e.Claim(ctx, queue, max, visibility, workerID)
+		}
 		return nil, dbError(ctx, "claim", err)
 	}
 	return steps, nil
+}
+
+// undefinedColumn tells whether err is PostgreSQL's undefined_column.
+func undefinedColumn(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42703"
 }
 
 // visibilitySeconds is a claim's visibility timeout in whole seconds (rounded up, at least 1).
@@ -153,10 +171,16 @@ type claimedRow struct {
 	readyAt          pgtype.Timestamptz
 }
 
-// dest is the scan destinations, in the order of claim's columns.
-func (c *claimedRow) dest() []any {
-	return []any{&c.stepID, &c.taskID, &c.name, &c.handler, &c.inputs, &c.taskCtx, &c.deps, &c.attempt, &c.lease,
+// dest is the scan destinations, in the order of claim's columns (without the trace columns with old: a
+// database before migration 17).
+func (c *claimedRow) dest(old bool) []any {
+	d := []any{&c.stepID, &c.taskID, &c.name, &c.handler, &c.inputs, &c.taskCtx, &c.deps, &c.attempt, &c.lease,
 		&c.timeout, &c.expires, &c.traceCtx, &c.readyAt}
+	if old {
+		c.traceCtx, c.readyAt = nil, pgtype.Timestamptz{}
+		return d[:len(d)-2]
+	}
+	return d
 }
 
 func (c *claimedRow) step() (ClaimedStep, error) {
@@ -264,10 +288,19 @@ func (e *Engine) CompleteAndClaim(ctx context.Context, completions []Completion,
 	}
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
-	rows, err := e.pool.Query(cctx, sqlCompleteClaim, leases, results, max, vt, optionalText(workerID))
+	old := e.noTraceColumns.Load()
+	sql := sqlCompleteClaim
+	if old {
+		sql = sqlCompleteClaimV16
+	}
+	rows, err := e.pool.Query(cctx, sql, leases, results, max, vt, optionalText(workerID))
 	if err != nil {
 		if undefinedFunction(err) {
 			return e.completeWithoutClaims(ctx, completions)
+		}
+		if !old && undefinedColumn(err) { // before migration 17: see Claim
+			e.noTraceColumns.Store(true)
+			return e.CompleteAndClaim(ctx, completions, max, visibility, workerID)
 		}
 		return nil, nil, dbError(ctx, "complete", err)
 	}
@@ -277,7 +310,7 @@ func (e *Engine) CompleteAndClaim(ctx context.Context, completions []Completion,
 		c       claimedRow
 		claimed []ClaimedStep
 	)
-	dest := append([]any{&o.lease, &o.accepted, &o.status, &queue}, c.dest()...)
+	dest := append([]any{&o.lease, &o.accepted, &o.status, &queue}, c.dest(old)...)
 	_, err = pgx.ForEachRow(rows, dest, func() error {
 		if o.status != "claimed" {
 			return o.add()
@@ -292,6 +325,10 @@ func (e *Engine) CompleteAndClaim(ctx context.Context, completions []Completion,
 	if err != nil {
 		if undefinedFunction(err) {
 			return e.completeWithoutClaims(ctx, completions)
+		}
+		if !old && undefinedColumn(err) { // a statement error: nothing was reported
+			e.noTraceColumns.Store(true)
+			return e.CompleteAndClaim(ctx, completions, max, visibility, workerID)
 		}
 		return nil, nil, dbError(ctx, "complete", err)
 	}
