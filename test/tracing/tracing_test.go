@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strconv"
@@ -47,6 +48,12 @@ func startWorker(t *testing.T, id, ns, queue string) (stop func()) {
 		_, sp := trace.SpanFromContext(ctx).TracerProvider().Tracer("test").Start(ctx, "work "+s.Name)
 		sp.End()
 		return map[string]string{"step": s.Name}, nil
+	})
+	w.Handle("flaky", func(_ context.Context, s worker.Step) (worker.Result, error) {
+		if s.Attempt == 1 {
+			return nil, errors.New("first attempts fail")
+		}
+		return nil, nil
 	})
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -245,5 +252,49 @@ func checkTrace(t *testing.T, task *taskerv1alpha1.Task, root span, all []span) 
 	}
 	if got := slices.Sorted(maps.Keys(services)); !slices.Equal(got, []string{"worker-left", "worker-right"}) {
 		t.Errorf("step spans from %v, want both workers", got)
+	}
+}
+
+// A retried step has a span per attempt in the Task's trace: the failed one with its outcome and error status.
+func TestRetriedStepHasASpanPerAttempt(t *testing.T) {
+	ns := env.NewNamespace(t, "retry")
+	stop := startWorker(t, "worker-retry", ns, "left")
+	task := &taskerv1alpha1.Task{
+		ObjectMeta: metav1.ObjectMeta{Name: "flaky", Namespace: ns},
+		Spec: taskerv1alpha1.TaskSpec{Queue: "left", Steps: []taskerv1alpha1.StepSpec{{Name: "f", Handler: "flaky",
+			Retry: &taskerv1alpha1.RetryPolicy{Backoff: &taskerv1alpha1.Backoff{Base: &metav1.Duration{Duration: 100 * time.Millisecond}}}}}},
+	}
+	ctx := context.Background()
+	if err := env.Client.Create(ctx, task); err != nil {
+		t.Fatalf("create Task: %v", err)
+	}
+	waitFor(t, time.Minute, "the Task succeeds", func() (bool, error) {
+		err := env.Client.Get(ctx, client.ObjectKeyFromObject(task), task)
+		return task.Status.Phase == taskerv1alpha1.TaskSucceeded, err
+	})
+	stop()
+	flush(t)
+	var root span
+	var attempts map[string]span
+	waitFor(t, 30*time.Second, "the Task's spans arrive", func() (bool, error) {
+		roots := rcv.received(func(s span) bool { return s.name == "task "+ns+"/flaky" })
+		if len(roots) != 1 {
+			return false, nil
+		}
+		root = roots[0]
+		attempts = map[string]span{}
+		for _, s := range rcv.received(func(s span) bool { return s.traceID == root.traceID && s.name == "step f" }) {
+			attempts[s.attrs["tasker.step.attempt"]] = s
+		}
+		return len(attempts) == 2, nil
+	})
+	first, second := attempts["1"], attempts["2"]
+	if first.attrs["tasker.step.outcome"] != "retrying" || !first.statusError || first.parentSpanID != root.spanID {
+		t.Errorf("attempt 1: outcome %q, error status %v, parent %s; want retrying, error, the task span %s",
+			first.attrs["tasker.step.outcome"], first.statusError, first.parentSpanID, root.spanID)
+	}
+	if second.attrs["tasker.step.outcome"] != "succeeded" || second.statusError || second.parentSpanID != root.spanID {
+		t.Errorf("attempt 2: outcome %q, error status %v, parent %s; want succeeded, no error, the task span %s",
+			second.attrs["tasker.step.outcome"], second.statusError, second.parentSpanID, root.spanID)
 	}
 }
