@@ -32,7 +32,7 @@ func TestStepTracerOnlyWhenTracing(t *testing.T) {
 type discardExporter struct{}
 
 func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
-func (discardExporter) Shutdown(context.Context) error                            { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }
 
 // BenchmarkStepSpan is the worker's tracing work per step attempt: the span's start (trace context decoded from
 // the claim, attributes) and end, through a batch span processor.
@@ -42,7 +42,7 @@ func BenchmarkStepSpan(b *testing.B) {
 	w := &Worker{cfg: Config{ID: "bench-worker"}}
 	tracer := stepTracer(tp)
 	claim := engine.ClaimedStep{TaskID: 1, StepID: 2, StepName: "s1", Handler: "noop", Attempt: 1,
-		TraceContext: json.RawMessage(`{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`),
+		TraceContext:      json.RawMessage(`{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`),
 		DependencyResults: map[string]json.RawMessage{}, ReadyAt: time.Now()}
 	b.ReportAllocs()
 	for b.Loop() {
