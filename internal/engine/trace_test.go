@@ -51,6 +51,15 @@ func TestTraceContextReachesClaims(t *testing.T) {
 		t.Errorf("complete_and_claim: ready at %v, want the claim's time %v", claimed[0].ReadyAt, started)
 	}
 
+	// A trace_context of JSON null (a caller's "none") is stored as none.
+	if _, err := b.pool.Exec(b.ctx, `SELECT * FROM tasker.admit($1::jsonb)`, `{"external_key": "`+nextKey("sql")+
+		`", "queue": "nulltrace", "trace_context": null, "steps": [{"name": "a", "handler": "h"}]}`); err != nil {
+		t.Fatal(err)
+	}
+	var stored int
+	if err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM tasker.tasks WHERE trace_context IS NOT NULL`).Scan(&stored); err != nil || stored != 1 {
+		t.Errorf("%d tasks with a trace context (%v), want 1", stored, err)
+	}
 	p := b.claimOne(t, "plain", 30*time.Second, 5*time.Second)
 	if p.TraceContext != nil || b.task(t, plain).TraceContext != nil {
 		t.Errorf("a task without trace context: claim %s, GetTask %v", p.TraceContext, b.task(t, plain).TraceContext)

@@ -101,7 +101,7 @@ BEGIN
     VALUES (spec ->> 'external_key', coalesce(spec ->> 'namespace', ''), coalesce(spec ->> 'name', ''),
             coalesce(spec ->> 'queue', ''), coalesce((spec ->> 'priority')::integer, 0), spec -> 'context',
             make_interval(secs => coalesce((spec ->> 'retention_seconds')::double precision, 604800)),
-            v_count, v_count, spec -> 'trace_context')
+            v_count, v_count, nullif(spec -> 'trace_context', 'null'::jsonb))
     ON CONFLICT (external_key) DO NOTHING
     RETURNING t.id INTO v_id;
     IF v_id IS NULL THEN
