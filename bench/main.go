@@ -95,6 +95,8 @@ type options struct {
 	databaseURL     string
 	cpuProfile      string
 	waits           bool
+	// tracing adds, at each worker count, a tasker run with tracing on (docs/tracing.md).
+	tracing bool
 }
 
 func main() {
@@ -121,6 +123,9 @@ func main() {
 	flag.StringVar(&o.databaseURL, "database-url", "",
 		"use this (empty, migratable) database instead of starting a durable cluster")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the tasker throughput windows to FILE.wN")
+	flag.BoolVar(&o.tracing, "tracing", false, "also run tasker with tracing on at each worker count: tasks "+
+		"with a trace context, workers exporting a span per step over OTLP/HTTP to a collector in this process that "+
+		"discards them (the plain runs are tracing off)")
 	flag.BoolVar(&o.waits, "waits", false, "sample the wait events of active backends during the tasker and bare windows")
 	flag.Parse()
 	for _, s := range strings.Split(workers, ",") {
@@ -237,7 +242,7 @@ func run(ctx context.Context, o options) error {
 		if o.cpuProfile != "" {
 			profile = fmt.Sprintf("%s.w%d", o.cpuProfile, w)
 		}
-		tw, err := b.taskerThroughput(ctx, "tasker", o.taskSteps, w, o.waits, profile, 0)
+		tw, err := b.taskerThroughput(ctx, "tasker", o.taskSteps, w, o.waits, profile, 0, nil)
 		if err != nil {
 			return fmt.Errorf("tasker throughput with %d workers: %w", w, err)
 		}
@@ -249,6 +254,22 @@ func run(ctx context.Context, o options) error {
 			objTx, anyLock := lockShares(tw.waits)
 			add(fmt.Sprintf("lock_wait_share_w%d", w), objTx, "fraction")
 			add(fmt.Sprintf("lock_any_share_w%d", w), anyLock, "fraction")
+		}
+
+		if o.tracing {
+			col, err := startCollector()
+			if err != nil {
+				return err
+			}
+			tr, err := b.taskerThroughput(ctx, "tasker_traced", o.taskSteps, w, false, "", 0, col)
+			_ = col.srv.Close()
+			if err != nil {
+				return fmt.Errorf("tasker throughput with tracing and %d workers: %w", w, err)
+			}
+			add(fmt.Sprintf("tasker_traced_steps_per_sec_w%d", w), tr.rate, "steps/s")
+			add(fmt.Sprintf("ratio_traced_vs_plain_w%d", w), tr.rate/steps, "x")
+			logf("tracing: %d export requests, %.0f bytes of spans per step exported", col.requests.Load(),
+				float64(col.bytes.Load())/max(1, tr.completed))
 		}
 
 		bw, err := b.bareThroughput(ctx, w, o.waits)
@@ -297,11 +318,11 @@ func run(ctx context.Context, o options) error {
 	// 3. Fan-out: the same tasker run with tasks of 1,000 steps and with one-step tasks.
 	if w := o.fanoutWorkers; w > 0 {
 		logf("--- fan-out, %d workers; load average %s", w, loadAverage())
-		fan, err := b.taskerThroughput(ctx, "tasker_fanout1000", 1000, w, false, "", 0)
+		fan, err := b.taskerThroughput(ctx, "tasker_fanout1000", 1000, w, false, "", 0, nil)
 		if err != nil {
 			return fmt.Errorf("tasker throughput with 1,000-step tasks and %d workers: %w", w, err)
 		}
-		single, err := b.taskerThroughput(ctx, "tasker_single", 1, w, false, "", 0)
+		single, err := b.taskerThroughput(ctx, "tasker_single", 1, w, false, "", 0, nil)
 		if err != nil {
 			return fmt.Errorf("tasker throughput with one-step tasks and %d workers: %w", w, err)
 		}
@@ -314,7 +335,7 @@ func run(ctx context.Context, o options) error {
 	// against the plain queue of the main run with the same worker count.
 	if w := o.priorityWorkers; w > 0 {
 		logf("--- priorities, %d workers; load average %s", w, loadAverage())
-		prio, err := b.taskerThroughput(ctx, "tasker_prioritized", o.taskSteps, w, false, "", 2)
+		prio, err := b.taskerThroughput(ctx, "tasker_prioritized", o.taskSteps, w, false, "", 2, nil)
 		if err != nil {
 			return fmt.Errorf("tasker throughput on a prioritized queue with %d workers: %w", w, err)
 		}
@@ -482,6 +503,8 @@ type meter struct {
 type window struct {
 	rate  float64        // items completed per second
 	waits map[string]int // with meter.waits, see sampleWaits
+	// completed is what the whole run completed, warm-up and drain included (set by taskerThroughput).
+	completed float64
 }
 
 // measure follows a run whose workers have just started: it waits the warm-up, then counts the items completed
@@ -589,7 +612,10 @@ func (b *bench) reset(ctx context.Context) error {
 // admitNoops admits n no-op steps on queue "bench", as tasks of perTask independent steps (in large statements:
 // admission is not measured). With priorities > 1, task i has priority i % priorities (which makes the queue
 // prioritized); else every task has priority 0.
-func admitNoops(ctx context.Context, pool *pgxpool.Pool, n, perTask int, prefix string, priorities int) error {
+//
+// With traced, each task carries a trace context (a W3C traceparent of its own trace), as Tasks admitted by an
+// operator that traces do.
+func admitNoops(ctx context.Context, pool *pgxpool.Pool, n, perTask int, prefix string, priorities int, traced bool) error {
 	start := time.Now()
 	steps := make([]map[string]any, perTask)
 	for i := range steps {
@@ -612,8 +638,10 @@ func admitNoops(ctx context.Context, pool *pgxpool.Pool, n, perTask int, prefix 
 			FROM generate_series($2::integer, $3::integer) AS g
 			CROSS JOIN LATERAL tasker.admit(jsonb_build_object(
 				'external_key', $1::text || g, 'queue', 'bench', 'steps', $4::jsonb,
-				'priority', CASE WHEN $5::integer > 1 THEN g % $5::integer ELSE 0 END)) AS a`,
-			prefix, from, min(from+chunk, tasks)-1, doc, priorities)
+				'priority', CASE WHEN $5::integer > 1 THEN g % $5::integer ELSE 0 END,
+				'trace_context', CASE WHEN $6::boolean THEN jsonb_build_object('traceparent',
+					'00-' || md5($1::text || g) || '-' || left(md5(g::text), 16) || '-01') END)) AS a`,
+			prefix, from, min(from+chunk, tasks)-1, doc, priorities, traced)
 		if err != nil {
 			return err
 		}
@@ -642,21 +670,32 @@ func (b *bench) succeededSteps(ctx context.Context) (int64, error) {
 // taskerThroughput queues a backlog of no-op steps (tasks of perTask independent steps), runs `workers`
 // in-process workers on it and measures the steps they complete per second. system names the run's kind for the
 // backlog sizing.
+//
+// With col, tracing is on: the tasks carry trace contexts and every worker exports its spans to col.
 func (b *bench) taskerThroughput(ctx context.Context, system string, perTask, workers int, waits bool,
-	profile string, priorities int) (window, error) {
+	profile string, priorities int, col *collector) (window, error) {
 	if err := b.reset(ctx); err != nil {
 		return window{}, err
 	}
 	id := runID.Add(1)
 	n := b.backlog(system, perTask)
-	if err := admitNoops(ctx, b.pool, n, perTask, fmt.Sprintf("tp%d-", id), priorities); err != nil {
+	if err := admitNoops(ctx, b.pool, n, perTask, fmt.Sprintf("tp%d-", id), priorities, col != nil); err != nil {
 		return window{}, err
 	}
 	reg := prometheus.NewRegistry()
 	ws := make([]*worker.Worker, workers)
 	for i := range ws {
-		w, err := worker.Open(ctx, b.url, worker.Config{Queues: []string{"bench"}, Slots: b.o.slots,
-			ID: fmt.Sprintf("bench-%d-%d", id, i), Logger: quiet, Registerer: reg})
+		cfg := worker.Config{Queues: []string{"bench"}, Slots: b.o.slots, ID: fmt.Sprintf("bench-%d-%d", id, i),
+			Logger: quiet, Registerer: reg}
+		if col != nil {
+			tp, err := col.provider(ctx, cfg.ID)
+			if err != nil {
+				return window{}, err
+			}
+			defer func() { _ = tp.Shutdown(context.Background()) }()
+			cfg.TracerProvider = tp
+		}
+		w, err := worker.Open(ctx, b.url, cfg)
 		if err != nil {
 			return window{}, err
 		}
@@ -690,6 +729,7 @@ func (b *bench) taskerThroughput(ctx context.Context, system string, perTask, wo
 		return window{}, fmt.Errorf("%d steps succeeded in the database, the workers counted %d", done, counted)
 	}
 	b.rates[system] = max(b.rates[system], win.rate)
+	win.completed = float64(done)
 	return win, nil
 }
 
@@ -717,7 +757,7 @@ func (b *bench) bareThroughput(ctx context.Context, workers int, waits bool) (wi
 	}
 	id := runID.Add(1)
 	n := b.backlog("bare", b.o.taskSteps)
-	if err := admitNoops(ctx, b.pool, n, b.o.taskSteps, fmt.Sprintf("bare%d-", id), 0); err != nil {
+	if err := admitNoops(ctx, b.pool, n, b.o.taskSteps, fmt.Sprintf("bare%d-", id), 0, false); err != nil {
 		return window{}, err
 	}
 	cfg, err := store.Config(b.url, store.Options{ApplicationName: "bare"})

@@ -59,6 +59,7 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 	spec, err := engineTaskSpec(task, tmpl)
 	if err == nil {
 		scopeQueues(&spec, r.Queues)
+		spec.TraceContext = taskTrace(ctx)
 		var adm engine.Admission
 		adm, err = r.Engine.Admit(ctx, spec)
 		if err == nil {

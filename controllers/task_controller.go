@@ -111,7 +111,7 @@ type TaskReconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one Task's engine state and status together.
-func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, err error) {
 	log := logf.FromContext(ctx)
 	var task taskerv1alpha1.Task
 	if err := r.Get(ctx, req.NamespacedName, &task); err != nil {
@@ -122,6 +122,8 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	ctx, endTrace := r.traceReconcile(ctx, &task)
+	defer func() { endTrace(err) }()
 	if !task.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, &task)
 	}
@@ -221,6 +223,7 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		return r.afterDatabaseError(ctx, req.NamespacedName, err, werr)
 	}
 	r.dbBackoff.Forget(req.NamespacedName)
+	linkTaskTrace(ctx, st.TraceContext)
 	conditions.True(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, ReasonReachable, "")
 	applyEngineState(status, st)
 	r.setOutcomeConditions(&task, st)

@@ -24,6 +24,7 @@ import (
 	"github.com/tasker-operator/tasker-operator/internal/operator"
 	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/store"
+	"github.com/tasker-operator/tasker-operator/pkg/tracing"
 )
 
 func main() {
@@ -158,9 +159,21 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("starting manager", "webhooks", enableWebhooks, "leaderElection", enableLeaderElection,
+	// Tracing from the OTEL_* environment (docs/tracing.md): off, and free, unless an OTLP endpoint is set.
+	shutdownTracing, tracingOn, err := tracing.Setup(context.Background(), "tasker-operator")
+	if err != nil {
+		log.Error(err, "unable to set up tracing")
+		os.Exit(2)
+	}
+	log.Info("starting manager", "tracing", tracingOn, "webhooks", enableWebhooks, "leaderElection", enableLeaderElection,
 		"sharedQueues", queues.String())
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	err = mgr.Start(ctrl.SetupSignalHandler())
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if terr := shutdownTracing(sctx); terr != nil {
+		log.Error(terr, "flushing traces failed")
+	}
+	cancel()
+	if err != nil {
 		log.Error(err, "manager exited with an error")
 		os.Exit(1)
 	}

@@ -32,7 +32,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
+	"github.com/tasker-operator/tasker-operator/pkg/tracing"
 	"github.com/tasker-operator/tasker-operator/pkg/worker"
 )
 
@@ -168,6 +170,21 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		stop() // a second signal kills the process
 	}()
 
+	// Tracing from the OTEL_* environment (docs/tracing.md), installed before the worker is made: the worker takes
+	// the global tracer provider as it is then.
+	shutdownTracing, tracingOn, err := tracing.Setup(ctx, "tasker-worker")
+	if err != nil {
+		log.Error("cannot set up tracing", "err", err)
+		return 2
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(sctx); err != nil {
+			log.Warn("flushing traces failed", "err", err)
+		}
+	}()
+
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	w, err := worker.Open(openCtx, o.databaseURL, cfg)
 	cancel()
@@ -176,7 +193,12 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		return 1
 	}
 	defer w.Close()
-	for name, fn := range builtins(&http.Client{Timeout: httpMaxTimeout + time.Minute}) {
+	client := &http.Client{Timeout: httpMaxTimeout + time.Minute}
+	if tracingOn {
+		// The http handler's requests become children of their step's span (and carry its traceparent).
+		client.Transport = otelhttp.NewTransport(http.DefaultTransport)
+	}
+	for name, fn := range builtins(client) {
 		w.Handle(name, fn)
 	}
 

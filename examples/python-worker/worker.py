@@ -20,6 +20,13 @@ While a handler runs, a thread extends its lease every third of --visibility-tim
 handlers may run longer than the visibility timeout; when the heartbeat learns that the task was cancelled (or
 the lease was lost), the handler is told to stop (step["stop"], a threading.Event) and nothing is reported.
 SIGTERM/SIGINT: finish the steps in hand, give back the claimed ones not started (tasker.release), exit 0.
+
+Tracing (docs/tracing.md): claims return the task's W3C trace context (trace_context, {"traceparent",
+"tracestate"}). With the OpenTelemetry SDK importable (opentelemetry-sdk, configured by the OTEL_* environment
+the usual way, e.g. with opentelemetry-instrument), each step attempt is a span, a child of the task's span, and
+step["traceparent"] is that span's; without it, step["traceparent"] is the task's own, passed through. Either way a
+handler hands step["traceparent"] (and step["tracestate"]) on to what it calls (an HTTP traceparent header, say),
+so that work joins the task's trace.
 """
 
 import argparse
@@ -34,6 +41,12 @@ import time
 
 import psycopg2
 import psycopg2.extensions
+
+try:  # optional: the OpenTelemetry API and SDK (pip install opentelemetry-sdk opentelemetry-exporter-otlp)
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+except ImportError:
+    otel_trace = None
 
 
 class Permanent(Exception):
@@ -67,18 +80,23 @@ def sleep(step):
     return {"slept": seconds}
 
 
-HANDLERS = {"echo": echo, "fail": fail, "join": join, "sleep": sleep}
+def traceparent(step):
+    """Returns the trace context the handler would hand on (to show propagation)."""
+    return {"traceparent": step["traceparent"], "tracestate": step["tracestate"]}
+
+
+HANDLERS = {"echo": echo, "fail": fail, "join": join, "sleep": sleep, "traceparent": traceparent}
 
 CLAIM = """
 SELECT c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context, c.dependency_results,
-       c.attempt, c.lease::text, c.item, c.item_index
+       c.attempt, c.lease::text, c.item, c.item_index, c.trace_context
 FROM tasker.claim(%s::text, %s::integer, %s::integer, %s::text) AS c
 """
 # complete_and_claim: reports the success and, with max_claims > 0, claims steps it made ready (the next step of a
 # chain) in the same transaction; their rows follow the report's, with status 'claimed'.
 COMPLETE = """
 SELECT c.ok, c.status, c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context,
-       c.dependency_results, c.attempt, c.lease::text, c.item, c.item_index
+       c.dependency_results, c.attempt, c.lease::text, c.item, c.item_index, c.trace_context
 FROM tasker.complete_and_claim(ARRAY[%s::uuid], ARRAY[%s::jsonb], %s::integer, %s::integer, %s::text) AS c
 """
 FAIL = "SELECT f.ok, f.status, f.next_attempt_at FROM tasker.fail(%s::uuid, %s::jsonb, %s::boolean, NULL) AS f"
@@ -87,7 +105,7 @@ HEARTBEAT = "SELECT h.ok, h.cancelled FROM tasker.heartbeat(%s::uuid, %s::intege
 # item and item_index: an instance of a map step (forEach) gets its element of the array and its position (NULL for
 # any other step).
 COLUMNS = ("step_id", "task_id", "step_name", "handler", "inputs", "task_context", "dependency_results",
-           "attempt", "lease", "item", "item_index")
+           "attempt", "lease", "item", "item_index", "trace_context")
 
 
 def log(**fields):
@@ -181,7 +199,7 @@ def main():
             try:
                 # The last step in hand may bring the next ones (its children) with its report.
                 steps += run(cur, step, args.worker_id, args.batch if i == len(steps) - 1 and not stopping else 0,
-                             args.visibility_timeout)
+                             args.visibility_timeout, args.queue)
             finally:
                 heartbeat.done()
             i += 1
@@ -191,8 +209,37 @@ def main():
     return 0
 
 
-def run(cur, step, worker_id, max_claims, visibility_timeout):
-    """Runs a step and reports its outcome; returns the steps its report claimed (up to max_claims)."""
+def run(cur, step, worker_id, max_claims, visibility_timeout, queue):
+    """Runs a step (in its span, when tracing) and reports its outcome; returns the steps its report claimed (up
+    to max_claims)."""
+    carrier = step["trace_context"] or {}
+    step["traceparent"], step["tracestate"] = carrier.get("traceparent"), carrier.get("tracestate")
+    if otel_trace is None:
+        return run_step(cur, step, worker_id, max_claims, visibility_timeout)
+    # The attempt's span: a child of the task's span (W3C trace context from the claim), current while the
+    # handler runs, so that instrumented libraries nest their spans under it.
+    parent = TraceContextTextMapPropagator().extract(carrier)
+    tracer = otel_trace.get_tracer("tasker-python-worker")
+    with tracer.start_as_current_span("step " + step["step_name"], context=parent,
+                                      kind=otel_trace.SpanKind.CONSUMER, attributes={
+                                          "tasker.task.id": step["task_id"], "tasker.step.id": step["step_id"],
+                                          "tasker.step.name": step["step_name"],
+                                          "tasker.step.handler": step["handler"],
+                                          "tasker.step.attempt": step["attempt"], "tasker.queue": queue,
+                                          "tasker.worker.id": worker_id}) as span:
+        own = {}
+        TraceContextTextMapPropagator().inject(own)
+        step["traceparent"], step["tracestate"] = own.get("traceparent"), own.get("tracestate")
+        claimed = run_step(cur, step, worker_id, max_claims, visibility_timeout)
+        outcome = step.get("outcome", "unknown")
+        span.set_attribute("tasker.step.outcome", outcome)
+        if outcome != "succeeded":
+            span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, outcome))
+        return claimed
+
+
+def run_step(cur, step, worker_id, max_claims, visibility_timeout):
+    """Runs a step's handler and reports its outcome (step["outcome"]); returns the steps its report claimed."""
     handler = HANDLERS.get(step["handler"])
     try:
         if handler is None:
@@ -201,11 +248,13 @@ def run(cur, step, worker_id, max_claims, visibility_timeout):
         if step["stop"].is_set():
             log(msg="step abandoned", worker=worker_id, task=step["task_id"], step=step["step_name"],
                 attempt=step["attempt"])
+            step["outcome"] = "stopped"
             return []  # the lease is no longer valid: a report would be rejected
     except Exception as e:  # report any failure; Permanent ones are not retried
         retryable = not isinstance(e, Permanent)
         cur.execute(FAIL, (step["lease"], json.dumps({"message": str(e)}), retryable))
         ok, status, next_at = cur.fetchone()
+        step["outcome"] = status
         log(msg="step failed", worker=worker_id, task=step["task_id"], step=step["step_name"],
             attempt=step["attempt"], status=status, next_attempt_at=next_at)
         return []
@@ -213,12 +262,13 @@ def run(cur, step, worker_id, max_claims, visibility_timeout):
     if has_nul(result):  # PostgreSQL's jsonb cannot store U+0000: fail the step with the reason instead
         cur.execute(FAIL, (step["lease"], json.dumps({"message": "the result holds the character U+0000, which "
                                                       "PostgreSQL's jsonb cannot store"}), False))
+        step["outcome"] = cur.fetchone()[1]
         log(msg="step failed", worker=worker_id, task=step["task_id"], step=step["step_name"],
-            attempt=step["attempt"], status=cur.fetchone()[1])
+            attempt=step["attempt"], status=step["outcome"])
         return []
     cur.execute(COMPLETE, (step["lease"], encoded, max_claims, visibility_timeout, worker_id))
     rows = cur.fetchall()
-    status = rows[0][1]
+    status = step["outcome"] = rows[0][1]
     # result_refused: the database refused the result (over tasker.max_result_bytes(), or what a child would
     # receive from its parents over its limit) and failed the step, with the reason as its error.
     log(msg="step completed" if status == "succeeded" else "step not completed", worker=worker_id,

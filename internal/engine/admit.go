@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/tasker-operator/tasker-operator/internal/dag"
 	"github.com/tasker-operator/tasker-operator/internal/pgmq"
 )
@@ -69,7 +71,14 @@ type TaskSpec struct {
 	Retention time.Duration
 	// Concurrency, if set, puts the task in a concurrency group (flowcontrol.go).
 	Concurrency *Concurrency
+	// TraceContext is the W3C trace context of the task's trace, as text propagation fields ("traceparent",
+	// optionally "tracestate"; docs/tracing.md): stored with the task and handed to workers with every claim of
+	// its steps. At most MaxTraceContextSize bytes of JSON. Empty: none.
+	TraceContext map[string]string
 }
+
+// MaxTraceContextSize bounds TaskSpec.TraceContext (bytes of JSON): W3C allows a tracestate of 512 characters.
+const MaxTraceContextSize = 2048
 
 // StepSpec is one step of a TaskSpec.
 type StepSpec struct {
@@ -154,7 +163,9 @@ type Admission struct {
 // nothing (even if the spec differs: steps are immutable once admitted).
 //
 // A spec that fails validation gives a *SpecError (ErrInvalidSpec) naming every bad field, before any SQL runs.
-func (e *Engine) Admit(ctx context.Context, spec TaskSpec) (Admission, error) {
+func (e *Engine) Admit(ctx context.Context, spec TaskSpec) (_ Admission, err error) {
+	ctx, span := startSpan(ctx, "tasker.admit", attribute.Int("tasker.task.steps", len(spec.Steps)))
+	defer func() { endSpan(span, err) }()
 	doc, err := e.admissionDocument(spec)
 	if err != nil {
 		return Admission{}, err
@@ -165,6 +176,7 @@ func (e *Engine) Admit(ctx context.Context, spec TaskSpec) (Admission, error) {
 	if err := e.pool.QueryRow(cctx, sqlAdmit, doc).Scan(&a.TaskID, &a.Created); err != nil {
 		return Admission{}, dbError(ctx, "admit task", err)
 	}
+	span.SetAttributes(attrTask.Int64(a.TaskID), attribute.Bool("tasker.task.created", a.Created))
 	return a, nil
 }
 
@@ -180,6 +192,7 @@ type admitDoc struct {
 	RetentionSeconds float64           `json:"retention_seconds"`
 	Steps            []admitStep       `json:"steps"`
 	Concurrency      *admitConcurrency `json:"concurrency,omitempty"`
+	TraceContext     map[string]string `json:"trace_context,omitempty"`
 }
 
 type admitStep struct {
@@ -268,6 +281,18 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 		add("context", "must be valid JSON")
 	} else if len(context) > MaxJSONSize {
 		add("context", "must be at most %d bytes of JSON", MaxJSONSize)
+	}
+	if n := len(spec.TraceContext); n > 0 {
+		size := 2
+		for k, v := range spec.TraceContext {
+			size += len(k) + len(v) + 6
+			if k == "" {
+				add("traceContext", "field names must not be empty")
+			}
+		}
+		if size > MaxTraceContextSize {
+			add("traceContext", "must be at most %d bytes of JSON", MaxTraceContextSize)
+		}
 	}
 	retention := spec.Retention
 	switch {
@@ -408,6 +433,7 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 		RetentionSeconds: retention.Seconds(),
 		Steps:            steps,
 		Concurrency:      concurrency,
+		TraceContext:     spec.TraceContext,
 	})
 	if err != nil {
 		return nil, &SpecError{Errors: []FieldError{{Message: "cannot encode the spec: " + err.Error()}}}

@@ -13,6 +13,7 @@ package engine
 import (
 	"context"
 	"embed"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,16 @@ import (
 
 //go:embed sql/*.sql
 var sqlFS embed.FS
+
+// withoutTraceColumns removes the columns migrations 15 (item, item_index) and 18 (trace_context, ready_at) added
+// from a claim's SELECT: what a database before migration 15 can answer.
+func withoutTraceColumns(sql string) string {
+	const cols = ", c.item, c.item_index, c.trace_context, c.ready_at"
+	if !strings.Contains(sql, cols) {
+		panic("claim SQL without " + cols)
+	}
+	return strings.Replace(sql, cols, "", 1)
+}
 
 func mustSQL(name string) string {
 	b, err := sqlFS.ReadFile("sql/" + name + ".sql")
@@ -60,6 +71,11 @@ var (
 	sqlHistory                = mustSQL("history")
 	sqlLatestChange           = mustSQL("latest_task_change")
 	sqlStepInputs             = mustSQL("step_inputs")
+
+	// Claims of a database older than migration 15, without item, item_index, trace_context and ready_at (a
+	// database between 15 and 17 answers them too).
+	sqlClaimV14         = withoutTraceColumns(sqlClaim)
+	sqlCompleteClaimV14 = withoutTraceColumns(sqlCompleteClaim)
 )
 
 // Defaults of Options.
@@ -129,6 +145,9 @@ type Engine struct {
 	// noCompleteClaim is set when the database predates tasker.complete_and_claim (migration 7): a worker built
 	// with this SDK may run before the operator has migrated its database.
 	noCompleteClaim atomic.Bool
+	// noTraceColumns is set when the database's claims predate item and trace_context (migrations 15 and 18):
+	// the worker then claims with the columns of schema 14.
+	noTraceColumns atomic.Bool
 }
 
 // New returns an Engine working on pool (see store.Open for a pool with sane session settings).

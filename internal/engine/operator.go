@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Operator actions. Each is one transaction and one round trip, idempotent (repeating it is a no-op), and
@@ -78,7 +79,12 @@ func (e *Engine) Signal(ctx context.Context, taskID int64, signal string, payloa
 	return e.action(ctx, "signal", sqlSignal, taskID, signal, res, nullable(reason))
 }
 
-func (e *Engine) action(ctx context.Context, op, sql string, args ...any) error {
+func (e *Engine) action(ctx context.Context, op, sql string, args ...any) (err error) {
+	ctx, span := startSpan(ctx, "tasker."+strings.ReplaceAll(op, " ", "_"))
+	if id, ok := args[0].(int64); ok {
+		span.SetAttributes(attrTask.Int64(id))
+	}
+	defer func() { endSpan(span, err) }()
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
 	var status, detail string

@@ -78,6 +78,8 @@ type TaskState struct {
 	UpdatedAt time.Time
 	// Concurrency is where the task stands in its concurrency group (nil: it has none).
 	Concurrency *ConcurrencyState
+	// TraceContext is the task's W3C trace context (TaskSpec.TraceContext), nil when none.
+	TraceContext map[string]string
 	// Counts has the number of steps in each state (states with no step are absent).
 	Counts map[StepPhase]int
 	// Steps in spec order.
@@ -166,17 +168,19 @@ func (e *Engine) TaskByKey(ctx context.Context, externalKey string) (*TaskState,
 // TaskIDByIdempotencyKey returns the id of the task admitted in namespace with that idempotency key
 // (TaskSpec.IdempotencyKey), or ErrTaskNotFound.
 func (e *Engine) TaskIDByIdempotencyKey(ctx context.Context, namespace, key string) (int64, error) {
-	return e.taskIDBy(ctx, sqlTaskIDByIdempotencyKey, fmt.Sprintf("no task with idempotency key %q in namespace %q", key, namespace),
-		namespace, key)
+	return e.taskIDBy(ctx, "tasker.task_id_by_idempotency_key", sqlTaskIDByIdempotencyKey,
+		fmt.Sprintf("no task with idempotency key %q in namespace %q", key, namespace), namespace, key)
 }
 
 // TaskIDByKey returns the id of the task admitted with that external key, or ErrTaskNotFound: one key lookup,
 // for callers that need to know which task is theirs without its state.
 func (e *Engine) TaskIDByKey(ctx context.Context, externalKey string) (int64, error) {
-	return e.taskIDBy(ctx, sqlTaskIDByKey, fmt.Sprintf("no task with external key %q", externalKey), externalKey)
+	return e.taskIDBy(ctx, "tasker.task_id_by_key", sqlTaskIDByKey, fmt.Sprintf("no task with external key %q", externalKey), externalKey)
 }
 
-func (e *Engine) taskIDBy(ctx context.Context, query, notFound string, args ...any) (int64, error) {
+func (e *Engine) taskIDBy(ctx context.Context, spanName, query, notFound string, args ...any) (_ int64, err error) {
+	ctx, span := startSpan(ctx, spanName)
+	defer func() { endSpan(span, err) }()
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
 	var id int64
@@ -189,7 +193,12 @@ func (e *Engine) taskIDBy(ctx context.Context, query, notFound string, args ...a
 	return id, nil
 }
 
-func (e *Engine) readTask(ctx context.Context, taskSQL, stepsSQL string, arg any, notFound string) (*TaskState, error) {
+func (e *Engine) readTask(ctx context.Context, taskSQL, stepsSQL string, arg any, notFound string) (_ *TaskState, err error) {
+	ctx, span := startSpan(ctx, "tasker.read_task")
+	if id, ok := arg.(int64); ok {
+		span.SetAttributes(attrTask.Int64(id))
+	}
+	defer func() { endSpan(span, err) }()
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
 
@@ -211,7 +220,7 @@ func (e *Engine) readTask(ctx context.Context, taskSQL, stepsSQL string, arg any
 	b.Queue(taskSQL, arg).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&t.ID, &t.ExternalKey, &t.Namespace, &t.Name, &t.Queue, &priority, &t.Context, &state,
 			new(int32), new(int32), &retention, &t.CreatedAt, &t.StartedAt, &t.CompletedAt, &t.ExpiresAt,
-			&t.UpdatedAt, &group, &waiting, &ahead, &gmax, &grunning)
+			&t.UpdatedAt, &t.TraceContext, &group, &waiting, &ahead, &gmax, &grunning)
 		if isNoRows(err) {
 			return nil
 		}

@@ -42,7 +42,9 @@ const maxUpkeepRounds = 20
 //
 // Safe to call concurrently (from several replicas), although the operator runs it on its leader only. The
 // engine's QueryTimeout applies to each round.
-func (e *Engine) Upkeep(ctx context.Context, now time.Time) (UpkeepReport, error) {
+func (e *Engine) Upkeep(ctx context.Context, now time.Time) (_ UpkeepReport, err error) {
+	ctx, span := startSpan(ctx, "tasker.upkeep")
+	defer func() { endSpan(span, err) }()
 	var (
 		total UpkeepReport
 		asOf  *time.Time
@@ -73,7 +75,7 @@ func (e *Engine) Upkeep(ctx context.Context, now time.Time) (UpkeepReport, error
 		return total, err
 	}
 	// After the deletions above, so that a queue whose last task just went is dropped in the same call.
-	err := func() error {
+	err = func() error {
 		cctx, cancel := e.callCtx(ctx)
 		defer cancel()
 		return e.pool.QueryRow(cctx, sqlDropQueues, batch, int64(e.opts.UnusedQueueAge.Seconds()), asOf).

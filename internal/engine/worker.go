@@ -77,6 +77,14 @@ type ClaimedStep struct {
 	// its position (from 0); nil and -1 for any other step.
 	Item      json.RawMessage
 	ItemIndex int
+	// TraceContext is the task's W3C trace context, a JSON object of text propagation fields ({"traceparent":
+	// "00-...", "tracestate": "..."}), or nil when the task has none (docs/tracing.md). Kept as JSON: only a
+	// worker that traces decodes it.
+	TraceContext json.RawMessage
+	// ReadyAt is when the step became claimable (enqueued, or its retry delay ended, or its lease expired); its
+	// queue wait is the claim's time minus ReadyAt. A step claimed by CompleteAndClaim as it became ready has the
+	// claim's time.
+	ReadyAt time.Time
 }
 
 // Claim reads up to max messages of queue (1 to 1000), claims their steps for visibility (rounded up to whole
@@ -97,23 +105,41 @@ func (e *Engine) Claim(ctx context.Context, queue string, max int, visibility ti
 	worker := optionalText(workerID)
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
-	rows, err := e.pool.Query(cctx, sqlClaim, queue, max, vt, worker)
-	if err != nil {
-		return nil, dbError(ctx, "claim", err)
+	old := e.noTraceColumns.Load()
+	sql := sqlClaim
+	if old {
+		sql = sqlClaimV14
 	}
-	steps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ClaimedStep, error) {
-		var c claimedRow
-		if err := row.Scan(c.dest()...); err != nil {
-			return ClaimedStep{}, err
+	steps, err := func() ([]ClaimedStep, error) {
+		rows, err := e.pool.Query(cctx, sql, queue, max, vt, worker)
+		if err != nil {
+			return nil, err
 		}
-		s, err := c.step()
-		s.Queue = queue
-		return s, err
-	})
+		return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ClaimedStep, error) {
+			var c claimedRow
+			if err := row.Scan(c.dest(old)...); err != nil {
+				return ClaimedStep{}, err
+			}
+			s, err := c.step()
+			s.Queue = queue
+			return s, err
+		})
+	}()
 	if err != nil {
+		if !old && undefinedColumn(err) {
+			// A database the operator has not migrated to schema 17 yet: its claims have the older columns.
+			e.noTraceColumns.Store(true)
+			return e.Claim(ctx, queue, max, visibility, workerID)
+		}
 		return nil, dbError(ctx, "claim", err)
 	}
 	return steps, nil
+}
+
+// undefinedColumn tells whether err is PostgreSQL's undefined_column.
+func undefinedColumn(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42703"
 }
 
 // visibilitySeconds is a claim's visibility timeout in whole seconds (rounded up, at least 1).
@@ -147,12 +173,20 @@ type claimedRow struct {
 	expires          *time.Time
 	item             json.RawMessage
 	itemIndex        *int32
+	traceCtx         json.RawMessage
+	readyAt          pgtype.Timestamptz
 }
 
-// dest is the scan destinations, in the order of claim's columns.
-func (c *claimedRow) dest() []any {
-	return []any{&c.stepID, &c.taskID, &c.name, &c.handler, &c.inputs, &c.taskCtx, &c.deps, &c.attempt, &c.lease,
-		&c.timeout, &c.expires, &c.item, &c.itemIndex}
+// dest is the scan destinations, in the order of claim's columns (without the columns of migrations 15 and 18
+// with old: a database before migration 15, see withoutTraceColumns).
+func (c *claimedRow) dest(old bool) []any {
+	d := []any{&c.stepID, &c.taskID, &c.name, &c.handler, &c.inputs, &c.taskCtx, &c.deps, &c.attempt, &c.lease,
+		&c.timeout, &c.expires, &c.item, &c.itemIndex, &c.traceCtx, &c.readyAt}
+	if old {
+		c.item, c.itemIndex, c.traceCtx, c.readyAt = nil, nil, nil, pgtype.Timestamptz{}
+		return d[:len(d)-4]
+	}
+	return d
 }
 
 func (c *claimedRow) step() (ClaimedStep, error) {
@@ -162,7 +196,8 @@ func (c *claimedRow) step() (ClaimedStep, error) {
 	}
 	s := ClaimedStep{StepID: *c.stepID, TaskID: *c.taskID, StepName: *c.name, Handler: *c.handler,
 		Inputs: c.inputs, TaskContext: c.taskCtx, Attempt: int(*c.attempt), Lease: Lease(c.lease.Bytes),
-		Timeout: time.Duration(*c.timeout) * time.Second, LeaseExpiresAt: *c.expires, ItemIndex: -1}
+		Timeout: time.Duration(*c.timeout) * time.Second, LeaseExpiresAt: *c.expires, TraceContext: c.traceCtx,
+		ReadyAt: c.readyAt.Time, ItemIndex: -1}
 	if c.itemIndex != nil {
 		s.Item, s.ItemIndex = c.item, int(*c.itemIndex)
 	}
@@ -262,10 +297,19 @@ func (e *Engine) CompleteAndClaim(ctx context.Context, completions []Completion,
 	}
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
-	rows, err := e.pool.Query(cctx, sqlCompleteClaim, leases, results, max, vt, optionalText(workerID))
+	old := e.noTraceColumns.Load()
+	sql := sqlCompleteClaim
+	if old {
+		sql = sqlCompleteClaimV14
+	}
+	rows, err := e.pool.Query(cctx, sql, leases, results, max, vt, optionalText(workerID))
 	if err != nil {
 		if undefinedFunction(err) {
 			return e.completeWithoutClaims(ctx, completions)
+		}
+		if !old && undefinedColumn(err) { // before migration 15: see Claim
+			e.noTraceColumns.Store(true)
+			return e.CompleteAndClaim(ctx, completions, max, visibility, workerID)
 		}
 		return nil, nil, dbError(ctx, "complete", err)
 	}
@@ -275,7 +319,7 @@ func (e *Engine) CompleteAndClaim(ctx context.Context, completions []Completion,
 		c       claimedRow
 		claimed []ClaimedStep
 	)
-	dest := append([]any{&o.lease, &o.accepted, &o.status, &queue}, c.dest()...)
+	dest := append([]any{&o.lease, &o.accepted, &o.status, &queue}, c.dest(old)...)
 	_, err = pgx.ForEachRow(rows, dest, func() error {
 		if o.status != "claimed" {
 			return o.add()
@@ -290,6 +334,10 @@ func (e *Engine) CompleteAndClaim(ctx context.Context, completions []Completion,
 	if err != nil {
 		if undefinedFunction(err) {
 			return e.completeWithoutClaims(ctx, completions)
+		}
+		if !old && undefinedColumn(err) { // a statement error: nothing was reported
+			e.noTraceColumns.Store(true)
+			return e.CompleteAndClaim(ctx, completions, max, visibility, workerID)
 		}
 		return nil, nil, dbError(ctx, "complete", err)
 	}

@@ -190,6 +190,7 @@ func (c *completer) report(batch []completion, want int) []engine.ClaimedStep {
 			w.metrics.lost.WithLabelValues(b.j.queue, b.j.claim.Handler).Inc()
 			w.log.Error("could not report a success (the step runs again when its lease expires)",
 				append(b.j.attrs(), "err", err)...)
+			b.j.endSpan(OutcomeUnreported, err)
 		}
 		return nil
 	}
@@ -215,13 +216,16 @@ func (c *completer) outcomes(batch []completion, results []error) {
 			w.metrics.failed.WithLabelValues(b.j.queue, b.j.claim.Handler).Inc()
 			w.log.Error("the database refused the result: the step failed, with the reason as its error",
 				append(b.j.attrs(), "err", results[i])...)
+			b.j.endSpan(OutcomeResultRefused, results[i])
 			continue
 		}
 		if results[i] != nil {
 			w.metrics.lost.WithLabelValues(b.j.queue, b.j.claim.Handler).Inc()
 			w.log.Info("result rejected: the lease is no longer valid", append(b.j.attrs(), "err", results[i])...)
+			b.j.endSpan(OutcomeStaleLease, results[i])
 			continue
 		}
 		w.metrics.succeeded.WithLabelValues(b.j.queue, b.j.claim.Handler).Inc()
+		b.j.endSpan(OutcomeSucceeded, nil)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tasker-operator/tasker-operator/internal/pgmq"
 )
@@ -80,6 +81,11 @@ type Config struct {
 	// Registerer, when set, registers the worker's Prometheus metrics (tasker_worker_*). Several workers may
 	// share one: they then share the metrics. Nil: metrics are kept but not exported.
 	Registerer prometheus.Registerer
+	// TracerProvider makes the spans of step attempts (docs/tracing.md): one per attempt, a child of its task's
+	// trace context, in whose context the handler runs. Nil: the global provider (otel.GetTracerProvider) as it
+	// is when New runs, so install it first (pkg/tracing.Setup does, from the OTEL_* environment). A provider
+	// that does not trace (the no-op one, or the global one with nothing installed) costs nothing per step.
+	TracerProvider trace.TracerProvider
 }
 
 // withDefaults validates c and fills in the defaults.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/store"
@@ -45,6 +46,9 @@ type Worker struct {
 	handlerWG sync.WaitGroup
 
 	completer *completer
+
+	// tracer makes the spans of step attempts; nil when the worker does not trace (Config.TracerProvider).
+	tracer trace.Tracer
 
 	// claiming is true while Run's context lasts: the completer claims after a report only then. startMu orders
 	// the end of claiming with the starts of steps that reports claimed, so that the drain sees every handler.
@@ -84,6 +88,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Worker, error) {
 		w.wake[q] = make(chan struct{}, 1)
 	}
 	w.completer = newCompleter(w)
+	w.tracer = stepTracer(cfg.TracerProvider)
 	return w, nil
 }
 
@@ -372,6 +377,9 @@ type job struct {
 	abandoned bool // the drain gave the step back: ignore the outcome
 	timer     *time.Timer
 	expires   time.Time
+
+	// span is the attempt's span while the worker traces, until the outcome is known (endSpan).
+	span trace.Span
 }
 
 func (w *Worker) newJob(queue string, c engine.ClaimedStep) *job {
@@ -439,6 +447,10 @@ func (w *Worker) start(j *job) {
 	j.ctx, j.stopTO = ctx, func() {}
 	if j.claim.Timeout > 0 {
 		j.ctx, j.stopTO = context.WithTimeoutCause(ctx, j.claim.Timeout, ErrStepTimeout)
+	}
+	if w.tracer != nil {
+		j.startSpan(w.tracer, j.startedAt)
+		j.ctx = trace.ContextWithSpan(j.ctx, j.span)
 	}
 	w.jobsMu.Lock()
 	w.jobs[j] = struct{}{}
@@ -551,6 +563,7 @@ func (w *Worker) settle(j *job, res Result, err error, cause error) bool {
 		// Whatever we would report is rejected: the step is no longer ours.
 		w.metrics.lost.WithLabelValues(j.queue, j.claim.Handler).Inc()
 		w.log.Info("discarding the outcome of a stopped step", append(j.attrs(), "cause", cause)...)
+		j.endSpan(OutcomeStopped, cause)
 	case err == nil:
 		raw, encErr := encodeResult(res)
 		if encErr != nil {
@@ -560,6 +573,9 @@ func (w *Worker) settle(j *job, res Result, err error, cause error) bool {
 		w.completer.add(j, raw)
 		return true
 	case errors.Is(cause, ErrDraining):
+		if err != nil && j.span != nil {
+			j.span.RecordError(err) // endSpan is release's
+		}
 		w.release(j)
 	default:
 		w.fail(j, err)
@@ -623,15 +639,19 @@ func (w *Worker) fail(j *job, herr error) {
 	case errors.Is(err, engine.ErrStaleLease):
 		w.metrics.lost.WithLabelValues(j.queue, j.claim.Handler).Inc()
 		w.log.Info("failure not recorded: the lease is no longer valid", attrs...)
+		j.endSpan(OutcomeStaleLease, herr)
 	case err != nil:
 		w.log.Error("could not report a failure (the step will run again when its lease expires)",
 			append(attrs, "dbErr", err)...)
+		j.endSpan(OutcomeUnreported, herr)
 	case r.Retrying:
 		w.metrics.retried.WithLabelValues(j.queue, j.claim.Handler).Inc()
 		w.log.Info("step failed, will retry", append(attrs, "nextAttemptAt", r.NextAttemptAt)...)
+		j.endSpan(OutcomeRetrying, herr)
 	default:
 		w.metrics.failed.WithLabelValues(j.queue, j.claim.Handler).Inc()
 		w.log.Warn("step failed", append(attrs, "permanent", f.Permanent)...)
+		j.endSpan(OutcomeFailed, herr)
 	}
 }
 
@@ -641,13 +661,17 @@ func (w *Worker) release(j *job) {
 	switch {
 	case errors.Is(err, engine.ErrStaleLease):
 		w.log.Info("release not needed: the lease is no longer valid", j.attrs()...)
+		j.endSpan(OutcomeStaleLease, nil)
 	case errors.Is(err, engine.ErrReleaseCounted):
 		w.log.Warn("step released too often: the release counted as a failed attempt", append(j.attrs(), "err", err)...)
+		j.endSpan(OutcomeRetrying, err)
 	case err != nil:
 		w.log.Error("could not release a step (it runs again when its lease expires)", append(j.attrs(), "err", err)...)
+		j.endSpan(OutcomeUnreported, err)
 	default:
 		w.metrics.released.WithLabelValues(j.queue).Inc()
 		w.log.Info("step released", j.attrs()...)
+		j.endSpan(OutcomeReleased, nil)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,6 +165,41 @@ func TestPythonWorkerHeartbeats(t *testing.T) {
 		t.Errorf("cancelled task: %s", ts.Phase)
 	}
 
+	p.signal(t, os.Interrupt)
+	if !p.wait(10*time.Second) || p.err != nil {
+		t.Errorf("python worker did not exit cleanly: %v", p.err)
+	}
+}
+
+// The Python worker hands the task's trace context to its handlers (docs/tracing.md): without the OpenTelemetry
+// SDK (not installed here) step["traceparent"] is the task's own, passed through; with it, the step span's, in
+// the same trace.
+func TestPythonWorkerPropagatesTraceContext(t *testing.T) {
+	script := pythonWorker(t)
+	tb := setup(t)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	tc := map[string]string{"traceparent": "00-" + traceID + "-00f067aa0ba902b7-01", "tracestate": "k=v"}
+	a, err := tb.eng.Admit(tb.ctx, engine.TaskSpec{ExternalKey: "py-trace", Queue: "pytrace", TraceContext: tc,
+		Steps: []engine.StepSpec{{Name: "a", Handler: "traceparent"}, {Name: "b", Handler: "traceparent", DependsOn: []string{"a"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, "python-worker", []string{"TASKER_DATABASE_URL=" + tb.url}, python, script,
+		"--queue", "pytrace", "--worker-id", "py-trace", "--poll", "0.2")
+	ts := waitFinished(t, tb, a.TaskID, 30*time.Second)
+	if ts.Phase != engine.TaskSucceeded {
+		t.Fatalf("task %s: %+v", ts.Phase, ts.Steps)
+	}
+	// a came from claim, b from complete_and_claim.
+	for _, name := range []string{"a", "b"} {
+		var got map[string]string
+		if err := json.Unmarshal(ts.Step(name).Result, &got); err != nil {
+			t.Fatal(err)
+		}
+		if parts := strings.Split(got["traceparent"], "-"); len(parts) != 4 || parts[1] != traceID || got["tracestate"] != "k=v" {
+			t.Errorf("step %s: handler saw trace context %v, want trace %s with tracestate k=v", name, got, traceID)
+		}
+	}
 	p.signal(t, os.Interrupt)
 	if !p.wait(10*time.Second) || p.err != nil {
 		t.Errorf("python worker did not exit cleanly: %v", p.err)

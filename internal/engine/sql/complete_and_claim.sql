@@ -1,4 +1,3 @@
 SELECT c.lease, c.ok, c.status, c.queue, c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context,
-       c.dependency_results, c.attempt, c.lease, c.timeout_seconds, c.lease_expires_at,
-       c.item, c.item_index
+       c.dependency_results, c.attempt, c.lease, c.timeout_seconds, c.lease_expires_at, c.item, c.item_index, c.trace_context, c.ready_at
 FROM tasker.complete_and_claim($1::uuid[], $2::jsonb[], $3::integer, $4::integer, $5::text) AS c

@@ -114,11 +114,11 @@ BEGIN
     -- A task admitted under this external key, or (migration 0016) this namespace's idempotency key, is the one:
     -- the insert does nothing on either unique key, and the lookup finds which.
     INSERT INTO tasker.tasks AS t (external_key, namespace, name, queue, priority, context, retention, step_count,
-                                   unfinished_steps, idempotency_key)
+                                   unfinished_steps, idempotency_key, trace_context)
     VALUES (spec ->> 'external_key', coalesce(spec ->> 'namespace', ''), coalesce(spec ->> 'name', ''),
             coalesce(spec ->> 'queue', ''), coalesce((spec ->> 'priority')::integer, 0), spec -> 'context',
             make_interval(secs => coalesce((spec ->> 'retention_seconds')::double precision, 604800)),
-            v_count, v_count, spec ->> 'idempotency_key')
+            v_count, v_count, spec ->> 'idempotency_key', nullif(spec -> 'trace_context', 'null'::jsonb))
     ON CONFLICT DO NOTHING
     RETURNING t.id INTO v_id;
     IF v_id IS NULL THEN
@@ -280,9 +280,10 @@ LANGUAGE plpgsql IMMUTABLE AS $fn$
 DECLARE
     -- The keys of the task and of a step, and their kinds as _json_type_problem takes them ('any': free JSON).
     c_task_keys  CONSTANT text[] := ARRAY['external_key', 'namespace', 'name', 'queue', 'priority', 'context',
-                                          'retention_seconds', 'steps', 'idempotency_key', 'concurrency'];
+                                          'retention_seconds', 'steps', 'idempotency_key', 'concurrency',
+                                          'trace_context'];
     c_task_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'string', 'integer', 'any',
-                                          'seconds', 'array', 'string', 'any'];
+                                          'seconds', 'array', 'string', 'any', 'trace'];
     c_step_keys  CONSTANT text[] := ARRAY['name', 'handler', 'queue', 'depends_on', 'inputs', 'max_attempts',
                                           'backoff_base_ms', 'backoff_max_ms', 'backoff_jitter', 'timeout_seconds',
                                           'delay_seconds', 'not_before', 'when', 'wait_for', 'wait_timeout_seconds',
@@ -316,6 +317,9 @@ BEGIN
            OR (t.kind <> 'any' AND jsonb_typeof(e.value) <> 'null' AND CASE
                    WHEN t.kind = 'string' THEN jsonb_typeof(e.value) <> 'string'
                    WHEN t.kind = 'array' THEN jsonb_typeof(e.value) <> 'array'
+                   -- trace_context: an object of strings, small (it goes out with every claim of the task's steps).
+                   WHEN t.kind = 'trace' THEN jsonb_typeof(e.value) <> 'object' OR length(e.value::text) > 2048
+                                              OR jsonb_path_exists(e.value, '$.* ? (@.type() != "string")')
                    WHEN t.kind = 'timestamp' THEN NOT tasker._is_timestamp(e.value)
                    WHEN t.kind = 'strings' THEN jsonb_typeof(e.value) <> 'array'
                                                 OR jsonb_path_exists(e.value, '$[*] ? (@.type() != "string")')
@@ -377,6 +381,10 @@ BEGIN
     ELSIF p_type = 'strings' AND (v_t <> 'array' OR EXISTS (SELECT FROM jsonb_array_elements(v) AS e
                                                             WHERE jsonb_typeof(e) <> 'string')) THEN
         RETURN format('%s.%s: must be an array of strings', p_path, p_key);
+    ELSIF p_type = 'trace' AND (v_t <> 'object' OR length(v::text) > 2048
+                                OR jsonb_path_exists(v, '$.* ? (@.type() != "string")')) THEN
+        RETURN format('%s.%s: must be an object of strings (W3C traceparent, tracestate) of at most 2048 bytes',
+                      p_path, p_key);
     ELSIF p_type = 'timestamp' AND NOT tasker._is_timestamp(v) THEN
         RETURN format('%s.%s: must be an RFC 3339 time with its offset (2026-12-06T09:00:00Z), not %s', p_path, p_key, v);
     ELSIF p_type IN ('number', 'integer', 'seconds') THEN

@@ -8,7 +8,8 @@ CREATE OR REPLACE FUNCTION tasker_internal.claim(queue_name text, max_messages i
                              worker_id text DEFAULT NULL)
 RETURNS TABLE (step_id bigint, task_id bigint, step_name text, handler text, inputs jsonb, task_context jsonb,
                dependency_results jsonb, attempt integer, lease uuid, timeout_seconds integer,
-               lease_expires_at timestamptz, item jsonb, item_index integer)
+               lease_expires_at timestamptz, item jsonb, item_index integer,
+               trace_context jsonb, ready_at timestamptz)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
@@ -23,6 +24,7 @@ DECLARE
     v_until       timestamptz;
     v_claim_from  text[];
     v_claim_tasks bigint[];
+    v_claim_ready timestamptz[];
     v_expired     bigint[];
     v_gather      bigint[];
     r             record;
@@ -102,16 +104,21 @@ BEGIN
            array_agg(c.msg_id ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
            array_agg(c.state ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
            array_agg(c.task_id ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
+           array_agg(c.ready_at ORDER BY c.pos) FILTER (WHERE c.action = 'claim'),
            array_agg(c.step_id ORDER BY c.pos) FILTER (WHERE c.action = 'expired'),
            array_agg(c.msg_id) FILTER (WHERE c.action IN ('drop', 'gather')),
            array_agg(c.step_id ORDER BY c.pos) FILTER (WHERE c.action = 'gather'),
            array_agg(c.msg_id) FILTER (WHERE c.action = 'keep'),
            array_agg(c.lease_expires_at) FILTER (WHERE c.action = 'keep'),
            array_agg(DISTINCT c.task_id) FILTER (WHERE c.action = 'claim' AND c.task_state = 'pending')
-    INTO v_claim, v_claim_msgs, v_claim_from, v_claim_tasks, v_expired, v_drop, v_gather, v_keep, v_keep_vts,
-         v_started
+    INTO v_claim, v_claim_msgs, v_claim_from, v_claim_tasks, v_claim_ready, v_expired, v_drop, v_gather, v_keep,
+         v_keep_vts, v_started
     FROM (
         SELECT m.pos, m.msg_id, m.step_id, s.state, s.lease_expires_at, s.task_id, t.state AS task_state,
+               -- When the step became claimable (for the queue wait a worker may report, docs/tracing.md): its
+               -- enqueueing or failure (updated_at), a delay or retry backoff (next_attempt_at), an expired lease.
+               CASE WHEN s.state = 'running' THEN s.lease_expires_at
+                    ELSE greatest(s.updated_at, s.next_attempt_at) END AS ready_at,
                CASE
                    -- Message ids are per queue: a message names a step only if the step is on this queue.
                    WHEN s.id IS NULL OR s.msg_id IS DISTINCT FROM m.msg_id OR s.queue <> claim.queue_name THEN 'drop'
@@ -214,8 +221,9 @@ BEGIN
         PERFORM tasker._queue_took(claim.queue_name, cardinality(v_ids));
     END IF;
     RETURN QUERY SELECT c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context, c.dependency_results,
-                        c.attempt, c.lease, c.timeout_seconds, c.lease_expires_at, c.item, c.item_index
-                 FROM tasker._claimed(v_ids) AS c;
+                        c.attempt, c.lease, c.timeout_seconds, c.lease_expires_at, c.item, c.item_index, c.trace_context,
+                        c.ready_at
+                 FROM tasker._claimed(v_ids, v_claim, v_claim_ready) AS c;
 END;
 $fn$;
 
@@ -258,11 +266,15 @@ END;
 $fn$;
 
 -- What a worker needs to run each of the steps p_ids (just started by _start_attempts), in input order: the columns
--- of claim, and the step's queue.
-CREATE OR REPLACE FUNCTION tasker._claimed(p_ids bigint[])
+-- of claim, and the step's queue. ready_at is when the step became claimable: p_ready_at[i] for the step
+-- p_ready_ids[i] (what a claim read before starting it), else the start of this attempt (a step claimed as it
+-- became ready, by complete_and_claim). trace_context is the task's (tracing; NULL: none).
+CREATE OR REPLACE FUNCTION tasker._claimed(p_ids bigint[], p_ready_ids bigint[] DEFAULT NULL,
+                                           p_ready_at timestamptz[] DEFAULT NULL)
 RETURNS TABLE (step_id bigint, task_id bigint, step_name text, handler text, inputs jsonb, task_context jsonb,
                dependency_results jsonb, attempt integer, lease uuid, timeout_seconds integer,
-               lease_expires_at timestamptz, queue text, item jsonb, item_index integer)
+               lease_expires_at timestamptz, queue text, item jsonb, item_index integer,
+               trace_context jsonb, ready_at timestamptz)
 LANGUAGE plpgsql AS $fn$
 BEGIN
     RETURN QUERY
@@ -270,10 +282,12 @@ BEGIN
            coalesce((SELECT jsonb_object_agg(p.name, p.result)
                      FROM tasker.step_edges AS e JOIN tasker.steps AS p ON p.id = e.parent_id
                      WHERE e.child_id = s.id), '{}'::jsonb),
-           s.attempts, s.lease, s.timeout_seconds, s.lease_expires_at, s.queue, s.item, s.item_index
+           s.attempts, s.lease, s.timeout_seconds, s.lease_expires_at, s.queue, s.item, s.item_index, t.trace_context,
+           coalesce(r.ready_at, s.started_at)
     FROM unnest(p_ids) WITH ORDINALITY AS x (id, ord)
     JOIN tasker.steps AS s ON s.id = x.id
     JOIN tasker.tasks AS t ON t.id = s.task_id
+    LEFT JOIN unnest(p_ready_ids, p_ready_at) AS r (id, ready_at) ON r.id = x.id
     ORDER BY x.ord;
 END;
 $fn$;
@@ -284,7 +298,8 @@ CREATE OR REPLACE FUNCTION tasker.claim(queue_name text, max_messages integer, v
                              worker_id text DEFAULT NULL)
 RETURNS TABLE (step_id bigint, task_id bigint, step_name text, handler text, inputs jsonb, task_context jsonb,
                dependency_results jsonb, attempt integer, lease uuid, timeout_seconds integer,
-               lease_expires_at timestamptz, item jsonb, item_index integer)
+               lease_expires_at timestamptz, item jsonb, item_index integer,
+               trace_context jsonb, ready_at timestamptz)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, tasker, pgmq, pg_temp AS $fn$
 BEGIN
     PERFORM tasker._authorize_queues(ARRAY[claim.queue_name]);

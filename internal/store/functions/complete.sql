@@ -16,7 +16,8 @@ CREATE OR REPLACE FUNCTION tasker_internal.complete_and_claim(leases uuid[], res
                              visibility_timeout_seconds integer, worker_id text DEFAULT NULL)
 RETURNS TABLE (lease uuid, ok boolean, status text, queue text, step_id bigint, task_id bigint, step_name text,
                handler text, inputs jsonb, task_context jsonb, dependency_results jsonb, attempt integer,
-               timeout_seconds integer, lease_expires_at timestamptz, item jsonb, item_index integer)
+               timeout_seconds integer, lease_expires_at timestamptz, item jsonb, item_index integer,
+               trace_context jsonb, ready_at timestamptz)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
@@ -94,7 +95,7 @@ BEGIN
         RETURN QUERY SELECT leases[1], false,
                             CASE WHEN v_failed THEN 'result_refused' ELSE 'stale_lease' END::text, NULL::text,
                             NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::jsonb, NULL::jsonb, NULL::jsonb,
-                            NULL::integer, NULL::integer, NULL::timestamptz, NULL::jsonb, NULL::integer;
+                            NULL::integer, NULL::integer, NULL::timestamptz, NULL::jsonb, NULL::integer, NULL::jsonb, NULL::timestamptz;
         RETURN;
     END IF;
 
@@ -108,7 +109,7 @@ BEGIN
     IF v_steps IS NULL THEN
         RETURN QUERY SELECT x.lease, false, 'stale_lease'::text, NULL::text, NULL::bigint, NULL::bigint, NULL::text,
                             NULL::text, NULL::jsonb, NULL::jsonb, NULL::jsonb, NULL::integer, NULL::integer,
-                            NULL::timestamptz, NULL::jsonb, NULL::integer
+                            NULL::timestamptz, NULL::jsonb, NULL::integer, NULL::jsonb, NULL::timestamptz
                      FROM unnest(leases) WITH ORDINALITY AS x (lease, ord) ORDER BY x.ord;
         RETURN;
     END IF;
@@ -270,14 +271,15 @@ BEGIN
     RETURN QUERY
     SELECT x.lease, d.lease IS NOT NULL, CASE WHEN d.lease IS NOT NULL THEN 'succeeded' ELSE 'stale_lease' END,
            NULL::text, NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::jsonb, NULL::jsonb, NULL::jsonb,
-           NULL::integer, NULL::integer, NULL::timestamptz, NULL::jsonb, NULL::integer
+           NULL::integer, NULL::integer, NULL::timestamptz, NULL::jsonb, NULL::integer, NULL::jsonb, NULL::timestamptz
     FROM unnest(leases) WITH ORDINALITY AS x (lease, ord)
     LEFT JOIN (SELECT DISTINCT y.lease FROM unnest(v_leases) AS y (lease)) AS d ON d.lease = x.lease
     ORDER BY x.ord;
     IF cardinality(v_claimed) > 0 THEN
         RETURN QUERY
         SELECT c.lease, true, 'claimed'::text, c.queue, c.step_id, c.task_id, c.step_name, c.handler, c.inputs, c.task_context,
-               c.dependency_results, c.attempt, c.timeout_seconds, c.lease_expires_at, c.item, c.item_index
+               c.dependency_results, c.attempt, c.timeout_seconds, c.lease_expires_at, c.item, c.item_index,
+               c.trace_context, c.ready_at
         FROM tasker._claimed(v_claimed) AS c;
     END IF;
 END;
@@ -315,7 +317,8 @@ CREATE OR REPLACE FUNCTION tasker.complete_and_claim(leases uuid[], results json
                              visibility_timeout_seconds integer, worker_id text DEFAULT NULL)
 RETURNS TABLE (lease uuid, ok boolean, status text, queue text, step_id bigint, task_id bigint, step_name text,
                handler text, inputs jsonb, task_context jsonb, dependency_results jsonb, attempt integer,
-               timeout_seconds integer, lease_expires_at timestamptz, item jsonb, item_index integer)
+               timeout_seconds integer, lease_expires_at timestamptz, item jsonb, item_index integer,
+               trace_context jsonb, ready_at timestamptz)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, tasker, pgmq, pg_temp AS $fn$
 BEGIN
     PERFORM tasker._authorize_leases(complete_and_claim.leases);
