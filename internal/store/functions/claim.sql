@@ -283,11 +283,12 @@ BEGIN
                      FROM tasker.step_edges AS e JOIN tasker.steps AS p ON p.id = e.parent_id
                      WHERE e.child_id = s.id), '{}'::jsonb),
            s.attempts, s.lease, s.timeout_seconds, s.lease_expires_at, s.queue, s.item, s.item_index, t.trace_context,
-           coalesce(r.ready_at, s.started_at)
+           -- A lookup in the array, not a join with its unnest: the generic plan's nested loop re-ran the unnest
+           -- for every step (measured: _claimed 1.4 -> 2.4 ms per 100 steps).
+           coalesce(p_ready_at[array_position(p_ready_ids, s.id)], s.started_at)
     FROM unnest(p_ids) WITH ORDINALITY AS x (id, ord)
     JOIN tasker.steps AS s ON s.id = x.id
     JOIN tasker.tasks AS t ON t.id = s.task_id
-    LEFT JOIN unnest(p_ready_ids, p_ready_at) AS r (id, ready_at) ON r.id = x.id
     ORDER BY x.ord;
 END;
 $fn$;

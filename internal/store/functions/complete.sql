@@ -254,7 +254,8 @@ BEGIN
                 expires_at = CASE WHEN t.unfinished_steps = d.n THEN clock_timestamp() + t.retention END,
                 updated_at = clock_timestamp()
             FROM d
-            WHERE t.id = d.id AND t.completed_at IS NULL -- not failed meanwhile by a map step (maps.sql)
+            WHERE t.id = d.id AND t.state IN ('pending', 'running') -- not failed meanwhile by a map step (maps.sql);
+                                                                 -- not completed_at IS NULL: its partial index made this 4 x slower
             RETURNING t.id, t.state, t.concurrency_group
         ), tr AS (
             -- Not announced by NOTIFY (see claim.sql): the operator follows tasker.task_transitions.
