@@ -13,12 +13,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/conditions"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
+	"github.com/tasker-operator/tasker-operator/internal/templates"
 	"github.com/tasker-operator/tasker-operator/internal/webhook"
 )
 
@@ -26,7 +28,10 @@ import (
 // cannot proceed yet (a condition says why) and result says when to look again.
 func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (ctrl.Result, bool, error) {
 	status := &task.Status
-	var tmpl *taskerv1alpha1.TaskTemplate
+	var (
+		tmpl *taskerv1alpha1.TaskTemplate
+		spec engine.TaskSpec
+	)
 	if ref := task.Spec.TemplateRef; ref != nil {
 		tmpl = &taskerv1alpha1.TaskTemplate{}
 		if err := r.Get(ctx, types.NamespacedName{Namespace: task.Namespace, Name: ref.Name}, tmpl); err != nil {
@@ -56,7 +61,28 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 			return ctrl.Result{RequeueAfter: templateRetryInterval}, false, nil
 		}
 	}
-	spec, err := engineTaskSpec(task, tmpl)
+	steps, root := task.Spec.Steps, ""
+	if tmpl != nil {
+		steps, root = tmpl.Spec.Steps, tmpl.Name
+	}
+	children, err := r.childTemplates(ctx, task.Namespace, root, steps)
+	var notFound *templates.NotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonTemplateNotFound,
+			fmt.Sprintf("%s in namespace %q; the Task is admitted when it appears", notFound.Error(), task.Namespace))
+		return ctrl.Result{RequeueAfter: templateRetryInterval}, false, nil
+	case errors.As(err, new(*childTemplateInvalid)):
+		conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionAdmitted, ReasonInvalidTemplate,
+			err.Error())
+		return ctrl.Result{RequeueAfter: templateRetryInterval}, false, nil
+	case err != nil && !errors.Is(err, templates.ErrInvalid):
+		return ctrl.Result{}, false, err
+	case err != nil:
+		err = fmt.Errorf("%w: %w", engine.ErrInvalidSpec, err) // a cycle, or too deep: refused below
+	default:
+		spec, err = engineTaskSpec(task, tmpl, children)
+	}
 	if err == nil {
 		scopeQueues(&spec, r.Queues)
 		spec.TraceContext = taskTrace(ctx)
@@ -100,6 +126,34 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 		return ctrl.Result{}, false, nil
 	}
 	return ctrl.Result{}, false, err
+}
+
+// childTemplateInvalid is a TaskTemplate run as a child workflow that fails the webhook's checks (edited while the
+// webhook was off): the Task waits for it to be fixed, as for its own template.
+type childTemplateInvalid struct {
+	name string
+	errs field.ErrorList
+}
+
+func (e *childTemplateInvalid) Error() string {
+	return fmt.Sprintf("TaskTemplate %q (run as a child workflow) is invalid: %s", e.name, e.errs.ToAggregate())
+}
+
+// childTemplates reads the TaskTemplates that steps (of root, "" for a Task's inline steps) run as child
+// workflows, recursively (templates.Resolve), each checked as the webhook checks a template.
+func (r *TaskReconciler) childTemplates(ctx context.Context, namespace, root string,
+	steps []taskerv1alpha1.StepSpec) (map[string]*taskerv1alpha1.TaskTemplate, error) {
+	get := func(ctx context.Context, name string) (*taskerv1alpha1.TaskTemplate, error) {
+		t := &taskerv1alpha1.TaskTemplate{}
+		if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, t); err != nil {
+			return nil, err
+		}
+		if errs := webhook.ValidateTaskTemplate(t); len(errs) > 0 {
+			return nil, &childTemplateInvalid{name: name, errs: errs}
+		}
+		return t, nil
+	}
+	return templates.Resolve(ctx, get, apierrors.IsNotFound, root, steps)
 }
 
 // templateOrigin identifies the version of tmpl a Task is admitted from: its generation, and a hash of its spec.

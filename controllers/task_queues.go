@@ -11,9 +11,20 @@ func scopeQueues(spec *engine.TaskSpec, scope queuescope.Scope) {
 	if spec.Queue != "" {
 		spec.Queue = scope.DatabaseQueue(spec.Namespace, spec.Queue)
 	}
-	for i := range spec.Steps {
-		if q := spec.Steps[i].Queue; q != "" {
-			spec.Steps[i].Queue = scope.DatabaseQueue(spec.Namespace, q)
+	scopeStepQueues(spec.Namespace, spec.Steps, scope)
+}
+
+// scopeStepQueues scopes the queues of steps, and of their child workflows' steps, at any depth.
+func scopeStepQueues(namespace string, steps []engine.StepSpec, scope queuescope.Scope) {
+	for i := range steps {
+		if q := steps[i].Queue; q != "" {
+			steps[i].Queue = scope.DatabaseQueue(namespace, q)
+		}
+		if c := steps[i].Child; c != nil {
+			if c.Queue != "" {
+				c.Queue = scope.DatabaseQueue(namespace, c.Queue)
+			}
+			scopeStepQueues(namespace, c.Steps, scope)
 		}
 	}
 }

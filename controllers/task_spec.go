@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -29,11 +30,16 @@ var errCRDPredatesDefaults = errors.New("the CRD installed in the cluster predat
 // and a backoff's max (DefaultBackoffMax, or the base when that is larger). A step without its schema defaults is
 // refused (errCRDPredatesDefaults) rather than left to the engine's own defaults, which are for callers without
 // the Kubernetes API (an unset timeout there means none at all).
-func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate) (engine.TaskSpec, error) {
+//
+// Steps that run a child workflow (template) take it from children (templates.Resolve), recursively: the child's
+// steps, context, parameters and outputs are snapshotted into the spec as well.
+func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate,
+	children map[string]*taskerv1alpha1.TaskTemplate) (engine.TaskSpec, error) {
 	steps := task.Spec.Steps
 	queue := task.Spec.Queue
 	var defaultContext *apiextensionsv1.JSON
 	concurrency := task.Spec.Concurrency
+	outputs := task.Spec.Outputs
 	if task.Spec.TemplateRef != nil {
 		if tmpl == nil {
 			return engine.TaskSpec{}, fmt.Errorf("spec.templateRef: TaskTemplate %q not given", task.Spec.TemplateRef.Name)
@@ -45,6 +51,9 @@ func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate
 		defaultContext = tmpl.Spec.DefaultContext
 		if concurrency == nil {
 			concurrency = tmpl.Spec.Concurrency
+		}
+		if outputs == nil {
+			outputs = tmpl.Spec.Outputs
 		}
 	}
 	if queue == "" {
@@ -75,6 +84,7 @@ func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate
 		Priority:       int(task.Spec.Priority),
 		Context:        taskContext,
 		Steps:          make([]engine.StepSpec, len(steps)),
+		Outputs:        outputs,
 	}
 	if concurrency != nil {
 		spec.Concurrency = &engine.Concurrency{Group: concurrency.Group, Key: concurrency.Key,
@@ -82,7 +92,7 @@ func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate
 	}
 	stepsPath := field.NewPath("spec", "steps")
 	for i := range steps {
-		if spec.Steps[i], err = engineStepSpec(stepsPath.Index(i), &steps[i]); err != nil {
+		if spec.Steps[i], err = engineStepSpec(stepsPath.Index(i), &steps[i], children); err != nil {
 			if tmpl != nil {
 				err = fmt.Errorf("TaskTemplate %q: %w", tmpl.Name, err)
 			}
@@ -92,7 +102,7 @@ func engineTaskSpec(task *taskerv1alpha1.Task, tmpl *taskerv1alpha1.TaskTemplate
 	return spec, nil
 }
 
-func engineStepSpec(path *field.Path, s *taskerv1alpha1.StepSpec) (engine.StepSpec, error) {
+func engineStepSpec(path *field.Path, s *taskerv1alpha1.StepSpec, children map[string]*taskerv1alpha1.TaskTemplate) (engine.StepSpec, error) {
 	r := s.Retry
 	var missing *field.Path
 	switch {
@@ -149,7 +159,64 @@ func engineStepSpec(path *field.Path, s *taskerv1alpha1.StepSpec) (engine.StepSp
 	if s.NotBefore != nil {
 		out.NotBefore = s.NotBefore.Time
 	}
+	if s.Template != "" {
+		child, err := engineChildSpec(path, s, children)
+		if err != nil {
+			return engine.StepSpec{}, err
+		}
+		out.Child = child
+	}
 	return out, nil
+}
+
+// engineChildSpec snapshots the TaskTemplate that step s (at path) runs as a child workflow, from children: its
+// steps (recursively), default context with the parameters resolved from the step's arguments (those of
+// argumentsFrom are the engine's to set when the step becomes ready, checked against their types), queue and
+// outputs.
+func engineChildSpec(path *field.Path, s *taskerv1alpha1.StepSpec, children map[string]*taskerv1alpha1.TaskTemplate) (*engine.ChildSpec, error) {
+	ct := children[s.Template]
+	if ct == nil {
+		return nil, fmt.Errorf("%s: TaskTemplate %q not given", path.Child("template"), s.Template)
+	}
+	later := make([]string, 0, len(s.ArgumentsFrom))
+	for name := range s.ArgumentsFrom {
+		later = append(later, name)
+	}
+	slices.Sort(later)
+	child := &engine.ChildSpec{Template: ct.Name, Queue: ct.Spec.Queue, ArgumentsFrom: s.ArgumentsFrom,
+		Outputs: ct.Spec.Outputs}
+	ctx, err := mergeContext(ct.Spec.DefaultContext, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(ct.Spec.Parameters) > 0 || s.Arguments != nil || len(later) > 0 {
+		resolved, errs := params.ResolveLater(path.Child("arguments"), path.Child("argumentsFrom"), ct.Spec.Parameters,
+			s.Arguments, later)
+		if len(errs) > 0 {
+			return nil, fmt.Errorf("%w: TaskTemplate %q: %s", engine.ErrInvalidSpec, ct.Name, errs.ToAggregate())
+		}
+		var ferr *field.Error
+		if ctx, ferr = params.Context(field.NewPath("defaultContext"), ctx, resolved); ferr != nil {
+			return nil, fmt.Errorf("%w: TaskTemplate %q: %s", engine.ErrInvalidSpec, ct.Name, ferr)
+		}
+		child.Parameters = make(map[string]engine.ChildParameter, len(ct.Spec.Parameters))
+		for _, p := range ct.Spec.Parameters {
+			cp := engine.ChildParameter{Type: string(p.Type)}
+			for _, e := range p.Enum {
+				cp.Enum = append(cp.Enum, json.RawMessage(e.Raw))
+			}
+			child.Parameters[p.Name] = cp
+		}
+	}
+	child.Context = ctx
+	child.Steps = make([]engine.StepSpec, len(ct.Spec.Steps))
+	stepsPath := path.Child("template:" + ct.Name).Child("steps")
+	for i := range ct.Spec.Steps {
+		if child.Steps[i], err = engineStepSpec(stepsPath.Index(i), &ct.Spec.Steps[i], children); err != nil {
+			return nil, err
+		}
+	}
+	return child, nil
 }
 
 // mergeContext lays the Task's context over the template's default context: a shallow merge of two JSON objects,

@@ -40,7 +40,7 @@ func duration(d time.Duration) *metav1.Duration { return &metav1.Duration{Durati
 // A step that sets nothing runs with the documented defaults (docs/tasks.md): the CRD schema's, passed through,
 // and the backoff max the operator derives.
 func TestEngineTaskSpecPassesTheSchemaDefaultsThrough(t *testing.T) {
-	spec, err := engineTaskSpec(storedTask(t), nil)
+	spec, err := engineTaskSpec(storedTask(t), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestEngineStepSpecRetryPolicy(t *testing.T) {
 		}, engine.RetryPolicy{MaxAttempts: 1, BackoffBase: time.Second, BackoffMax: 5 * time.Minute, Jitter: 0.2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			spec, err := engineTaskSpec(storedTask(t, tc.mutate), nil)
+			spec, err := engineTaskSpec(storedTask(t, tc.mutate), nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +109,7 @@ func TestEngineTaskSpecQueue(t *testing.T) {
 		{"default with a template", storedTask(t, fromTemplate("")), tmpl(""), taskerv1alpha1.DefaultQueue},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			spec, err := engineTaskSpec(tc.task, tc.tmpl)
+			spec, err := engineTaskSpec(tc.task, tc.tmpl, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,7 +125,7 @@ func TestEngineTaskSpecQueue(t *testing.T) {
 func TestEngineTaskSpecRefusesStepsWithoutTheSchemaDefaults(t *testing.T) {
 	tk := storedTask(t)
 	tk.Spec.Steps[1].TimeoutSeconds = nil
-	_, err := engineTaskSpec(tk, nil)
+	_, err := engineTaskSpec(tk, nil, nil)
 	if !errors.Is(err, errCRDPredatesDefaults) || !strings.Contains(err.Error(), "spec.steps[1].timeoutSeconds is not set") {
 		t.Errorf("error %v, want errCRDPredatesDefaults naming spec.steps[1].timeoutSeconds", err)
 	}
@@ -137,7 +137,7 @@ func TestEngineTaskSpecRefusesStepsWithoutTheSchemaDefaults(t *testing.T) {
 	tk = storedTask(t, func(tk *taskerv1alpha1.Task) {
 		tk.Spec.Steps, tk.Spec.TemplateRef = nil, &taskerv1alpha1.TemplateReference{Name: "old"}
 	})
-	_, err = engineTaskSpec(tk, tmpl)
+	_, err = engineTaskSpec(tk, tmpl, nil)
 	if !errors.Is(err, errCRDPredatesDefaults) ||
 		!strings.Contains(err.Error(), `TaskTemplate "old": spec.steps[0].retry.backoff.jitterPercent is not set`) {
 		t.Errorf("error %v, want errCRDPredatesDefaults naming the template's field", err)
@@ -149,7 +149,7 @@ func TestEngineStepSpecDelays(t *testing.T) {
 	spec, err := engineTaskSpec(storedTask(t, func(tk *taskerv1alpha1.Task) {
 		tk.Spec.Steps[0].DelaySeconds = ptr.To(int32(90))
 		tk.Spec.Steps[1].NotBefore = &at
-	}), nil)
+	}), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

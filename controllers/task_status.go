@@ -5,12 +5,16 @@ import (
 	"strconv"
 	"time"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/internal/engine"
 	"github.com/tasker-operator/tasker-operator/internal/stepcounts"
 )
+
+// maxOutputBytes bounds status.outputs: larger outputs are left out (the database has them: taskerctl describe).
+const maxOutputBytes = 16 * 1024
 
 // maxStepMessage bounds a step summary's error message (the CRD allows 256 characters).
 const maxStepMessage = 256
@@ -53,8 +57,15 @@ func applyEngineState(status *taskerv1alpha1.TaskStatus, st *engine.TaskState) {
 			NextAttemptAt: metaTime(waitingUntil(s)),
 		}
 		summaries[i].Map = stepcounts.Map(s.Map)
+		if c := s.Child; c != nil {
+			summaries[i].Child = &taskerv1alpha1.ChildSummary{Template: c.Template, Steps: stepcounts.Of(c.Steps, c.Counts)}
+		}
 	}
 	status.Steps = summaries
+	status.Outputs = nil
+	if len(st.Outputs) > 0 && len(st.Outputs) <= maxOutputBytes {
+		status.Outputs = &apiextensionsv1.JSON{Raw: st.Outputs}
+	}
 	status.StartedAt = metaTime(st.StartedAt)
 	status.CompletedAt = metaTime(st.CompletedAt)
 	status.Concurrency = nil

@@ -29,7 +29,8 @@ const (
 
 // StepSpec is one node of a workflow's graph.
 // +kubebuilder:validation:XValidation:rule="!has(self.dependsOn) || !(self.name in self.dependsOn)",message="a step cannot depend on itself",fieldPath=".dependsOn"
-// +kubebuilder:validation:XValidation:rule="has(self.handler) != has(self.wait)",message="a step runs a handler or waits for a signal (wait): exactly one of the two",fieldPath=".handler"
+// +kubebuilder:validation:XValidation:rule="[has(self.handler), has(self.wait), has(self.template)].filter(x, x).size() == 1",message="a step runs a handler, waits for a signal (wait) or runs a child workflow (template): exactly one of the three",fieldPath=".handler"
+// +kubebuilder:validation:XValidation:rule="!has(self.argumentsFrom) || has(self.template)",message="argumentsFrom gives a child workflow's parameters: it needs template",fieldPath=".argumentsFrom"
 // +kubebuilder:validation:XValidation:rule="!has(self.forEach) || !has(self.wait)",message="a step that waits for a signal (wait) cannot map (forEach)",fieldPath=".forEach"
 type StepSpec struct {
 	// Name identifies the step within its Task: a DNS label, unique among the Task's steps.
@@ -40,7 +41,7 @@ type StepSpec struct {
 	Name string `json:"name"`
 
 	// Handler is the name a worker registered the code for this step under (e.g. "echo", "billing.charge").
-	// Required, unless the step waits for a signal (wait).
+	// Required, unless the step waits for a signal (wait) or runs a child workflow (template).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9_.:/-]*$`
@@ -120,6 +121,36 @@ type StepSpec struct {
 	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	ForEach string `json:"forEach,omitempty"`
+
+	// Template makes the step run a child workflow: the steps of this TaskTemplate (in the Task's namespace), read
+	// when the Task is admitted, with it (recursively: a template's steps may run templates too, at most 5 deep; a
+	// template that reaches itself is refused). When the step becomes ready its child's steps join the Task, named
+	// "<step>/<child step>", with the template's context and the parameters (arguments, argumentsFrom, the
+	// template's defaults) under "params"; the step waits for them (mapping) and succeeds with the child's outputs
+	// (the template's spec.outputs; without any, its last steps' results by name), which its dependents receive. A
+	// child step that fails for good fails the child: the step runs the child again, afresh, as its retry policy
+	// allows, then fails. Retry, resolve and complete reach the child's steps by their "<step>/<child step>"
+	// names; cancel stops them with the Task. With forEach, every instance runs the child ($.item gives its
+	// element to argumentsFrom).
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +optional
+	Template string `json:"template,omitempty"`
+
+	// Arguments give the child template's parameters (template) values: a JSON object, parameter name to value,
+	// checked against the template's parameters when the Task is admitted.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Arguments *apiextensionsv1.JSON `json:"arguments,omitempty"`
+
+	// ArgumentsFrom gives the child template's parameters values taken when the step becomes ready: parameter name
+	// to a SQL/JSON path over {"context": <the Task's context>, "deps": {<dependency>: <its result>}, "item": <the
+	// element, for a forEach instance>}, e.g. `$.deps.list.count`. A path that finds nothing, or a value of the
+	// wrong type, fails the step (naming the argument).
+	// +kubebuilder:validation:MaxProperties=64
+	// +optional
+	ArgumentsFrom map[string]string `json:"argumentsFrom,omitempty"`
 
 	// NotBefore is the earliest time the step can run (RFC 3339, e.g. "2026-12-24T18:00:00Z"); with
 	// delaySeconds, the later of the two. A time already past does not delay it.

@@ -60,6 +60,15 @@ type TaskSpec struct {
 	// +optional
 	Arguments *apiextensionsv1.JSON `json:"arguments,omitempty"`
 
+	// Outputs declares what the Task gives when it succeeds: output name to a SQL/JSON path over {"steps":
+	// {<step>: <its result>}, "context": <the context>}, e.g. `$.steps.report.url`; a path that finds nothing gives
+	// null. They appear in status.outputs (at most 16 KiB) and are what a parent's step receives when this Task's
+	// template runs as a child workflow. Default: the template's.
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.outputs is immutable once the Task is created"
+	// +optional
+	Outputs map[string]string `json:"outputs,omitempty"`
+
 	// Priority orders Tasks competing for the same workers; higher runs first. Range -100..100, default 0.
 	// +kubebuilder:validation:Minimum=-100
 	// +kubebuilder:validation:Maximum=100
@@ -242,7 +251,11 @@ type StepSummary struct {
 	// Map counts the instances of a map step (forEach) by state, total being the number of items: one line
 	// however many instances there are.
 	// +optional
-	Map      *StepCounts `json:"map,omitempty"`
+	Map *StepCounts `json:"map,omitempty"`
+	// Child is, for a step that runs a child workflow (template), its template and its steps counted by state
+	// (total 0 until it starts). The child's steps follow the Task's own in steps, named "<step>/<child step>".
+	// +optional
+	Child *ChildSummary `json:"child,omitempty"`
 	Attempts int32       `json:"attempts,omitempty"`
 	// +optional
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
@@ -255,6 +268,14 @@ type StepSummary struct {
 	// +kubebuilder:validation:MaxLength=256
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// ChildSummary is a child workflow's state in a step summary.
+type ChildSummary struct {
+	// Template is the TaskTemplate the child was taken from.
+	Template string `json:"template"`
+	// Steps counts the child's steps by state.
+	Steps StepCounts `json:"steps"`
 }
 
 // ActionStatus records a manual action that was carried out (or refused).
@@ -298,6 +319,12 @@ type TaskStatus struct {
 	// Concurrency is where the Task stands in its concurrency group, if it has one.
 	// +optional
 	Concurrency *ConcurrencyStatus `json:"concurrency,omitempty"`
+	// Outputs are the values of spec.outputs (or the template's) once the Task has succeeded: a JSON object of at
+	// most 16 KiB (larger outputs are left out here; `taskerctl describe` reads them from the database).
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Outputs *apiextensionsv1.JSON `json:"outputs,omitempty"`
 	// Actions lists the manual actions carried out, by id.
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=atomic

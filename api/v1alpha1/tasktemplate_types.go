@@ -38,6 +38,13 @@ type TaskTemplateSpec struct {
 	// +optional
 	DefaultContext *apiextensionsv1.JSON `json:"defaultContext,omitempty"`
 
+	// Outputs declares what Tasks made from this template give when they succeed (as a Task's spec.outputs, which
+	// wins): output name to a SQL/JSON path over {"steps": {<step>: <its result>}, "context": <the context>}. When
+	// the template runs as a child workflow, they are its step's result.
+	// +kubebuilder:validation:MaxProperties=64
+	// +optional
+	Outputs map[string]string `json:"outputs,omitempty"`
+
 	// Parameters are the template's typed inputs. A Task gives their values in spec.arguments; the steps see the
 	// resolved values (the arguments, else the defaults) in their context under "params", e.g. `$.context.params.
 	// region` in a condition.

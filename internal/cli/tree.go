@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -64,6 +66,9 @@ func Render(w io.Writer, v TaskView, opts RenderOptions) error {
 		if s.Map != nil {
 			notes = append(notes, "map of "+stepcounts.Line(*s.Map))
 		}
+		if c := s.Child; c != nil {
+			notes = append(notes, "child workflow "+c.Template+": "+stepcounts.StepsLine(c.Steps))
+		}
 		if s.Error != "" {
 			notes = append(notes, errorNote(s))
 		}
@@ -74,6 +79,11 @@ func Render(w io.Writer, v TaskView, opts RenderOptions) error {
 			line += "  " + strings.Join(notes, "; ")
 		}
 		if _, err := fmt.Fprintln(w, strings.TrimRight(cut(line, opts.Width+colorExtra(opts.Color, s.State)), " ")); err != nil {
+			return err
+		}
+	}
+	if len(v.Outputs) > 0 && string(v.Outputs) != "null" {
+		if _, err := fmt.Fprintln(w, cut("outputs: "+oneLine(string(v.Outputs)), opts.Width)); err != nil {
 			return err
 		}
 	}
@@ -108,6 +118,9 @@ func treeLines(steps []StepView) []treeLine {
 				parent = j
 			}
 		}
+		if j, ok := index[s.ChildOf]; parent == -1 && ok && j != i {
+			parent = j // a child workflow's first steps hang below its step
+		}
 		parentOf[i] = parent
 		if parent == -1 {
 			roots = append(roots, i)
@@ -130,6 +143,10 @@ func treeLines(steps []StepView) []treeLine {
 			}
 		}
 		out = append(out, treeLine{step: steps[i], prefix: prefix, alsoAfter: also})
+		// A child workflow's subtree first, then the step's dependents.
+		slices.SortStableFunc(children[i], func(a, b int) int {
+			return cmp.Compare(boolInt(steps[b].ChildOf == steps[i].Name), boolInt(steps[a].ChildOf == steps[i].Name))
+		})
 		for k, c := range children[i] {
 			if k == len(children[i])-1 {
 				walk(c, childPrefix+"└─ ", childPrefix+"   ")
@@ -268,4 +285,11 @@ func cut(s string, width int) string {
 	}
 	r := []rune(s)
 	return string(r[:max(width-1, 0)]) + "…"
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -162,3 +162,36 @@ func TestRenderMapAsOneLine(t *testing.T) {
 		t.Fatalf("got:\n%s\nwant a line:\n%s", b.String(), want)
 	}
 }
+
+// A child workflow is a subtree of its step, drawn before the step's dependents, the step's line counting the
+// child's steps; the Task's outputs follow the tree.
+func TestRenderChildWorkflowAsSubtree(t *testing.T) {
+	v := TaskView{Namespace: "ns", Name: "c", Phase: "Succeeded", Progress: "6/6", Outputs: []byte(`{"region":"eu"}`),
+		Steps: []StepView{
+			{Name: "choose", State: "succeeded", Attempts: 1},
+			{Name: "report", State: "succeeded", Attempts: 1, DependsOn: []string{"choose"},
+				Child: &taskerv1alpha1.ChildSummary{Template: "nightly-report",
+					Steps: taskerv1alpha1.StepCounts{Total: 3, Succeeded: 3}}},
+			{Name: "publish", State: "succeeded", Attempts: 1, DependsOn: []string{"report"}},
+			{Name: "report/gather-sales", State: "succeeded", Attempts: 1, ChildOf: "report"},
+			{Name: "report/gather-refunds", State: "succeeded", Attempts: 1, ChildOf: "report"},
+			{Name: "report/render", State: "succeeded", Attempts: 1, ChildOf: "report",
+				DependsOn: []string{"report/gather-sales", "report/gather-refunds"}},
+		}}
+	var b strings.Builder
+	if err := Render(&b, v, RenderOptions{Width: 200, Now: *at(4)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"└─ report ", "   ├─ report/gather-sales ", "   │  └─ report/render ",
+		"   └─ publish ", "outputs: {\"region\":\"eu\"}"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("no %q in:\n%s", want, b.String())
+		}
+	}
+	if !strings.Contains(b.String(), "child workflow nightly-report: 3 steps: 3 succeeded") {
+		t.Errorf("report's line has no child counts:\n%s", b.String())
+	}
+	if strings.Index(b.String(), "report/render") > strings.Index(b.String(), "publish") {
+		t.Errorf("the child's subtree should come before report's dependents:\n%s", b.String())
+	}
+}

@@ -4,6 +4,7 @@ package cli
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
@@ -31,6 +32,8 @@ type TaskView struct {
 	Concurrency *ConcurrencyView `json:"concurrency,omitempty"`
 	// QueueLimits are the limits of the Task's queues (Queue resources), where any are set.
 	QueueLimits []QueueLimitView `json:"queueLimits,omitempty"`
+	// Outputs are the Task's declared outputs once it has succeeded (spec.outputs).
+	Outputs json.RawMessage `json:"outputs,omitempty"`
 }
 
 // StepView is one step.
@@ -49,6 +52,10 @@ type StepView struct {
 	Result        json.RawMessage `json:"result,omitempty"`
 	// Map counts the instances of a map step (forEach) by state; total is the number of items.
 	Map *taskerv1alpha1.StepCounts `json:"map,omitempty"`
+	// Child is, for a step that runs a child workflow (template), its template and its steps counted by state.
+	Child *taskerv1alpha1.ChildSummary `json:"child,omitempty"`
+	// ChildOf names the step whose child workflow this step belongs to (its name is "<that step>/<own name>").
+	ChildOf string `json:"childOf,omitempty"`
 }
 
 // ConditionView is one condition of the Task.
@@ -65,6 +72,9 @@ func FromStatus(tk *taskerv1alpha1.Task) TaskView {
 	v := base(tk)
 	v.Source = "status"
 	v.Concurrency = concurrencyFromStatus(tk.Status.Concurrency)
+	if o := tk.Status.Outputs; o != nil {
+		v.Outputs = json.RawMessage(o.Raw)
+	}
 	deps := map[string][]string{}
 	handlers := map[string]string{}
 	for _, s := range tk.Spec.Steps {
@@ -73,7 +83,10 @@ func FromStatus(tk *taskerv1alpha1.Task) TaskView {
 	}
 	for _, s := range tk.Status.Steps {
 		sv := StepView{Name: s.Name, Handler: handlers[s.Name], State: s.State, Attempts: int(s.Attempts),
-			DependsOn: deps[s.Name], Error: s.Message, Map: s.Map}
+			DependsOn: deps[s.Name], Error: s.Message, Map: s.Map, Child: s.Child}
+		if i := strings.LastIndex(s.Name, "/"); i > 0 {
+			sv.ChildOf = s.Name[:i]
+		}
 		if s.StartedAt != nil {
 			t := s.StartedAt.Time
 			sv.StartedAt = &t
@@ -102,8 +115,12 @@ func FromEngine(tk *taskerv1alpha1.Task, st *engine.TaskState) TaskView {
 		s := &st.Steps[i]
 		v.Steps = append(v.Steps, StepView{Name: s.Name, Handler: s.Handler, State: string(s.Phase), Attempts: s.Attempts,
 			Queue: s.Queue, DependsOn: s.DependsOn, StartedAt: s.StartedAt, FinishedAt: s.FinishedAt, Error: s.LastErrorMessage, Result: s.Result,
-			NextAttemptAt: s.NextAttemptAt, Map: stepcounts.Map(s.Map)})
+			NextAttemptAt: s.NextAttemptAt, Map: stepcounts.Map(s.Map), ChildOf: s.ChildOf})
+		if c := s.Child; c != nil {
+			v.Steps[len(v.Steps)-1].Child = &taskerv1alpha1.ChildSummary{Template: c.Template, Steps: stepcounts.Of(c.Steps, c.Counts)}
+		}
 	}
+	v.Outputs = st.Outputs
 	return v
 }
 

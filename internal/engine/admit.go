@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -75,6 +76,10 @@ type TaskSpec struct {
 	// optionally "tracestate"; docs/tracing.md): stored with the task and handed to workers with every claim of
 	// its steps. At most MaxTraceContextSize bytes of JSON. Empty: none.
 	TraceContext map[string]string
+	// Outputs declares the task's outputs: name (letters, digits, '_' and '-', at most 63) to a SQL/JSON path over
+	// {"steps": {<step>: <its result>}, "context": <the context>}, evaluated once the task has succeeded
+	// (TaskState.Outputs); a path that finds nothing gives null. At most 64. Empty: none.
+	Outputs map[string]string
 }
 
 // MaxTraceContextSize bounds TaskSpec.TraceContext (bytes of JSON): W3C allows a tracestate of 512 characters.
@@ -126,7 +131,51 @@ type StepSpec struct {
 	// meanwhile). An empty array succeeds at once with []; no array, or a longer one, fails the step. Not with
 	// WaitFor. At most 1024 characters.
 	ForEach string
+	// Child, if set, makes the step run a child workflow instead of a handler (Handler and WaitFor empty): when
+	// the step becomes ready, the child's steps join the task, named "<name>/<child step>", with the child's
+	// context; the step is StepMapping until they have finished, then succeeds with the child's outputs. With
+	// ForEach, each instance runs the child. See ChildSpec.
+	Child *ChildSpec
 }
+
+// ChildSpec is a child workflow: the steps of a TaskTemplate, resolved when the parent is admitted (later edits of
+// the template do not reach it).
+//
+// When its step becomes ready, ArgumentsFrom is evaluated over the step's document ({"context", "deps", and
+// "item" for a map instance}, as When's), each value checked against Parameters, and set under "params" in
+// Context, which the child's steps get as their context (dependency results within the child are by their names
+// there). A child step that fails for good fails the child: the step runs it again (afresh, every child step
+// anew) while the step's retry policy allows, else the step fails. Its result is Outputs evaluated over {"steps":
+// {<child step>: <result>}, "context": <the child's context>}, or, with none declared, an object of the results of
+// the child's last steps (those no other child step depends on) by name.
+type ChildSpec struct {
+	// Template names the TaskTemplate (for people: status, history). Required, at most 253 characters.
+	Template string
+	// Context is the child's context, with the parameters resolved at admission under "params" (an object when
+	// ArgumentsFrom is set).
+	Context json.RawMessage
+	// ArgumentsFrom gives parameters their values when the step becomes ready: parameter name to SQL/JSON path.
+	// A path that finds nothing fails the step.
+	ArgumentsFrom map[string]string
+	// Parameters are the types (string, number, integer, boolean, object, array; empty: any) and enums the values of
+	// ArgumentsFrom are checked against.
+	Parameters map[string]ChildParameter
+	// Queue is the queue of the child's steps that name none. Empty: the step's queue.
+	Queue string
+	// Steps is the child's graph, checked as a task's.
+	Steps []StepSpec
+	// Outputs declares the child's outputs, as TaskSpec.Outputs.
+	Outputs map[string]string
+}
+
+// ChildParameter is what a value given by ChildSpec.ArgumentsFrom must be.
+type ChildParameter struct {
+	Type string
+	Enum []json.RawMessage
+}
+
+// MaxChildDepth bounds how deep child workflows nest, as the database's tasker.max_child_depth().
+const MaxChildDepth = 5
 
 // MaxMapItems bounds the array a map step (StepSpec.ForEach) runs over, as the database's tasker.max_map_items().
 const MaxMapItems = 10000
@@ -193,6 +242,7 @@ type admitDoc struct {
 	Steps            []admitStep       `json:"steps"`
 	Concurrency      *admitConcurrency `json:"concurrency,omitempty"`
 	TraceContext     map[string]string `json:"trace_context,omitempty"`
+	Outputs          map[string]string `json:"outputs,omitempty"`
 }
 
 type admitStep struct {
@@ -212,6 +262,23 @@ type admitStep struct {
 	WaitFor        string          `json:"wait_for,omitempty"`
 	WaitTimeout    int64           `json:"wait_timeout_seconds,omitempty"`
 	ForEach        string          `json:"for_each,omitempty"`
+	Child          *admitChild     `json:"child,omitempty"`
+}
+
+// admitChild is a step's child workflow in tasker.admit's document (children.sql).
+type admitChild struct {
+	Template      string                    `json:"template"`
+	Context       json.RawMessage           `json:"context"`
+	ArgumentsFrom map[string]string         `json:"arguments_from,omitempty"`
+	Parameters    map[string]admitParameter `json:"parameters,omitempty"`
+	Queue         string                    `json:"queue,omitempty"`
+	Steps         []admitStep               `json:"steps"`
+	Outputs       map[string]string         `json:"outputs,omitempty"`
+}
+
+type admitParameter struct {
+	Type string            `json:"type,omitempty"`
+	Enum []json.RawMessage `json:"enum,omitempty"`
 }
 
 // ForEachProblems says, for each forEach path (StepSpec.ForEach), why it cannot be one ("" when it can), as
@@ -313,20 +380,52 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 		return nil, &SpecError{Errors: errs} // do not walk a hostile number of steps
 	}
 
-	nodes := make([]dag.Node, len(spec.Steps))
-	for i, s := range spec.Steps {
+	steps := stepsDocument(spec.Steps, spec.Queue, "steps", 1, add)
+	for name, path := range spec.Outputs {
+		checkOutput("outputs", name, path, add)
+	}
+	if len(errs) > 0 {
+		return nil, &SpecError{Errors: errs}
+	}
+	doc, err := json.Marshal(admitDoc{
+		ExternalKey:      spec.ExternalKey,
+		IdempotencyKey:   spec.IdempotencyKey,
+		Namespace:        spec.Namespace,
+		Name:             spec.Name,
+		Queue:            spec.Queue,
+		Priority:         spec.Priority,
+		Context:          context,
+		RetentionSeconds: retention.Seconds(),
+		Steps:            steps,
+		Concurrency:      concurrency,
+		TraceContext:     spec.TraceContext,
+		Outputs:          spec.Outputs,
+	})
+	if err != nil {
+		return nil, &SpecError{Errors: []FieldError{{Message: "cannot encode the spec: " + err.Error()}}}
+	}
+	return doc, nil
+}
+
+// stepsDocument checks specs (at path, e.g. "steps", nested depth deep in child workflows) and returns them as
+// tasker.admit's step objects, defaultQueue the queue of steps that name none. Problems go to add.
+func stepsDocument(specs []StepSpec, defaultQueue, path string, depth int, add func(field, format string, args ...any)) []admitStep {
+	nodes := make([]dag.Node, len(specs))
+	for i, s := range specs {
 		nodes[i] = dag.Node{Name: s.Name, DependsOn: s.DependsOn}
 	}
 	for _, de := range dag.Validate(nodes) {
-		errs = append(errs, FieldError{Field: "steps" + de.Field, Message: de.Message})
+		add(path+de.Field, "%s", de.Message)
 	}
 
-	steps := make([]admitStep, len(spec.Steps))
-	for i, s := range spec.Steps {
-		f := func(name string) string { return "steps[" + strconv.Itoa(i) + "]." + name }
+	steps := make([]admitStep, len(specs))
+	for i, s := range specs {
+		f := func(name string) string { return path + "[" + strconv.Itoa(i) + "]." + name }
 		switch {
-		case s.Handler == "" && s.WaitFor == "":
-			add(f("handler"), "required (or waitFor, for a step that waits for a signal)")
+		case s.Child != nil && (s.Handler != "" || s.WaitFor != ""):
+			add(f("child"), "a step runs a child workflow, runs a handler or waits for a signal: one of the three")
+		case s.Handler == "" && s.WaitFor == "" && s.Child == nil:
+			add(f("handler"), "required (or waitFor, for a step that waits for a signal, or child, for a step that runs a child workflow)")
 		case s.Handler != "" && s.WaitFor != "":
 			add(f("waitFor"), "a step waits for a signal or runs a handler, not both")
 		case len(s.Handler) > maxNameLen:
@@ -337,13 +436,13 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 		}
 		queue := s.Queue
 		if queue == "" {
-			queue = spec.Queue
+			queue = defaultQueue
 		}
 		if s.Queue != "" {
 			if err := pgmq.ValidateQueueName(s.Queue); err != nil {
 				add(f("queue"), "%q is not a valid queue name: must match ^[a-z0-9_]{1,40}$", s.Queue)
 			}
-		} else if spec.Queue == "" {
+		} else if defaultQueue == "" {
 			add(f("queue"), "required when the task has no queue")
 		}
 		inputs, ok := jsonValue(s.Inputs)
@@ -418,28 +517,90 @@ func (e *Engine) admissionDocument(spec TaskSpec) ([]byte, error) {
 			WaitTimeout:    int64(math.Ceil(s.WaitTimeout.Seconds())),
 			ForEach:        s.ForEach,
 		}
+		if s.Child != nil {
+			steps[i].Child = childDocument(s.Child, queue, f("child"), depth, add)
+		}
 	}
-	if len(errs) > 0 {
-		return nil, &SpecError{Errors: errs}
-	}
-	doc, err := json.Marshal(admitDoc{
-		ExternalKey:      spec.ExternalKey,
-		IdempotencyKey:   spec.IdempotencyKey,
-		Namespace:        spec.Namespace,
-		Name:             spec.Name,
-		Queue:            spec.Queue,
-		Priority:         spec.Priority,
-		Context:          context,
-		RetentionSeconds: retention.Seconds(),
-		Steps:            steps,
-		Concurrency:      concurrency,
-		TraceContext:     spec.TraceContext,
-	})
-	if err != nil {
-		return nil, &SpecError{Errors: []FieldError{{Message: "cannot encode the spec: " + err.Error()}}}
-	}
-	return doc, nil
+	return steps
 }
+
+// childDocument checks a child workflow (at path, depth deep) and returns it as tasker.admit's child document,
+// queue being the queue of its step.
+func childDocument(c *ChildSpec, queue, path string, depth int, add func(field, format string, args ...any)) *admitChild {
+	if depth > MaxChildDepth {
+		add(path, "child workflows nest at most %d deep", MaxChildDepth)
+		return nil
+	}
+	switch {
+	case c.Template == "":
+		add(path+".template", "required")
+	case len(c.Template) > maxNameLen:
+		add(path+".template", "must be at most %d characters", maxNameLen)
+	}
+	if c.Queue != "" {
+		if err := pgmq.ValidateQueueName(c.Queue); err != nil {
+			add(path+".queue", "%q is not a valid queue name: must match ^[a-z0-9_]{1,40}$", c.Queue)
+		} else {
+			queue = c.Queue
+		}
+	}
+	context, ok := jsonValue(c.Context)
+	if !ok {
+		add(path+".context", "must be valid JSON")
+	} else if len(context) > MaxJSONSize {
+		add(path+".context", "must be at most %d bytes of JSON", MaxJSONSize)
+	}
+	for name, p := range c.ArgumentsFrom {
+		if name == "" || len(p) == 0 || len(p) > maxPathLen {
+			add(path+".argumentsFrom."+name, "a parameter name and a SQL/JSON path of 1 to %d characters", maxPathLen)
+		}
+	}
+	params := make(map[string]admitParameter, len(c.Parameters))
+	for name, p := range c.Parameters {
+		switch p.Type {
+		case "", "string", "number", "integer", "boolean", "object", "array":
+		default:
+			add(path+".parameters."+name+".type", "must be string, number, integer, boolean, object or array, not %q", p.Type)
+		}
+		params[name] = admitParameter(p)
+	}
+	for name, p := range c.Outputs {
+		checkOutput(path+".outputs", name, p, add)
+	}
+	switch {
+	case len(c.Steps) == 0:
+		add(path+".steps", "at least one step is required")
+		return nil
+	case len(c.Steps) > MaxSteps:
+		add(path+".steps", "at most %d steps are allowed, got %d", MaxSteps, len(c.Steps))
+		return nil
+	}
+	return &admitChild{
+		Template:      c.Template,
+		Context:       context,
+		ArgumentsFrom: c.ArgumentsFrom,
+		Parameters:    params,
+		Queue:         queue,
+		Steps:         stepsDocument(c.Steps, queue, path+".steps", depth+1, add),
+		Outputs:       c.Outputs,
+	}
+}
+
+// checkOutput checks one declared output (TaskSpec.Outputs, ChildSpec.Outputs): a name of letters, digits, '_' and
+// '-' (at most 63) and a SQL/JSON path, which PostgreSQL parses at admission.
+func checkOutput(path, name, p string, add func(field, format string, args ...any)) {
+	if !outputName.MatchString(name) {
+		add(path, "%q is not a valid output name (letters, digits, _ and -, at most 63)", name)
+	}
+	if len(p) == 0 || len(p) > maxPathLen {
+		add(path+"."+name, "a SQL/JSON path of 1 to %d characters", maxPathLen)
+	}
+}
+
+var outputName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
+
+// maxPathLen bounds the SQL/JSON paths of steps (When, ForEach, a child's arguments and outputs).
+const maxPathLen = 1024
 
 var jsonNull = json.RawMessage("null")
 

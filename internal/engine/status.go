@@ -44,7 +44,7 @@ const (
 	StepResolved  StepPhase = "resolved"  // marked done by an operator
 	StepOmitted   StepPhase = "omitted"   // not run: its condition (StepSpec.When) was false; done, no result
 	StepWaiting   StepPhase = "waiting"   // waits for a signal (StepSpec.WaitFor); no message, no worker
-	StepMapping   StepPhase = "mapping"   // a map step (StepSpec.ForEach) whose instances run
+	StepMapping   StepPhase = "mapping"   // a map step (StepSpec.ForEach) whose instances run, or a child workflow step (StepSpec.Child) whose child runs
 )
 
 // AllStepPhases lists the step states in their usual order of progress.
@@ -80,6 +80,9 @@ type TaskState struct {
 	Concurrency *ConcurrencyState
 	// TraceContext is the task's W3C trace context (TaskSpec.TraceContext), nil when none.
 	TraceContext map[string]string
+	// Outputs is, for a succeeded task that declares outputs (TaskSpec.Outputs), their values as a JSON object;
+	// nil otherwise.
+	Outputs json.RawMessage
 	// Counts has the number of steps in each state (states with no step are absent).
 	Counts map[StepPhase]int
 	// Steps in spec order.
@@ -133,6 +136,22 @@ type StepState struct {
 	// Map is, for a map step (StepSpec.ForEach) that has been expanded, its instances: nil otherwise. The
 	// instances are not in TaskState.Steps.
 	Map *MapState
+	// Child is, for a child workflow step (StepSpec.Child), its template and, once expanded, how many of the
+	// child's steps are in each state: nil for other steps. The child's steps are in TaskState.Steps, after the
+	// task's own, named "<step>/<child step>".
+	Child *ChildState
+	// ChildOf names the child workflow step this step belongs to ("" for the task's own steps).
+	ChildOf string
+}
+
+// ChildState is a child workflow step's child.
+type ChildState struct {
+	// Template is the TaskTemplate the child was taken from.
+	Template string
+	// Steps is the number of the child's steps once expanded (0 before; map instances not counted).
+	Steps int
+	// Counts has the number of the child's steps in each state (states with none are absent).
+	Counts map[StepPhase]int
 }
 
 // MapState counts the instances of a map step.
@@ -220,7 +239,7 @@ func (e *Engine) readTask(ctx context.Context, taskSQL, stepsSQL string, arg any
 	b.Queue(taskSQL, arg).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&t.ID, &t.ExternalKey, &t.Namespace, &t.Name, &t.Queue, &priority, &t.Context, &state,
 			new(int32), new(int32), &retention, &t.CreatedAt, &t.StartedAt, &t.CompletedAt, &t.ExpiresAt,
-			&t.UpdatedAt, &t.TraceContext, &group, &waiting, &ahead, &gmax, &grunning)
+			&t.UpdatedAt, &t.TraceContext, &t.Outputs, &group, &waiting, &ahead, &gmax, &grunning)
 		if isNoRows(err) {
 			return nil
 		}
@@ -270,11 +289,29 @@ func scanStep(row pgx.CollectableRow) (StepState, error) {
 		mapSize               *int32
 		mapCounts             map[string]int
 	)
+	var (
+		template    *string
+		childSize   *int32
+		childCounts map[string]int
+		childOf     *string
+	)
 	err := row.Scan(&s.ID, &s.Name, &s.Handler, &s.Queue, &state, &attempts, &maxAttempts, &s.Result, &s.LastError,
 		&worker, &s.NextAttemptAt, &s.LeaseExpiresAt, &s.CreatedAt, &s.StartedAt, &s.FinishedAt, &s.UpdatedAt,
-		&s.DependsOn, &mapSize, &mapCounts)
+		&s.DependsOn, &mapSize, &mapCounts, &template, &childSize, &childCounts, &childOf)
 	if err != nil {
 		return s, err
+	}
+	if template != nil {
+		s.Child = &ChildState{Template: *template, Counts: make(map[StepPhase]int, len(childCounts))}
+		if childSize != nil {
+			s.Child.Steps = int(*childSize)
+		}
+		for k, n := range childCounts {
+			s.Child.Counts[StepPhase(k)] = n
+		}
+	}
+	if childOf != nil {
+		s.ChildOf = *childOf
 	}
 	if mapSize != nil {
 		s.Map = &MapState{Items: int(*mapSize), Counts: make(map[StepPhase]int, len(mapCounts))}

@@ -49,6 +49,15 @@ func CheckTemplate(path *field.Path, ps []taskerv1alpha1.TemplateParameter) fiel
 // error under path (spec.arguments): an argument the template has no parameter for, a required parameter not
 // given, a value not of the parameter's type or not in its enum.
 func Resolve(path *field.Path, ps []taskerv1alpha1.TemplateParameter, arguments *apiextensionsv1.JSON) (json.RawMessage, field.ErrorList) {
+	return ResolveLater(path, nil, ps, arguments, nil)
+}
+
+// ResolveLater is Resolve for a step that runs the template as a child workflow: the parameters named in later
+// (the keys of its argumentsFrom, at laterPath) get their values when the step becomes ready, so a required one
+// among them is not missing; a name in later the template has no parameter for, or given in arguments too, is an
+// error. Their values here are their defaults (or null), which the engine replaces.
+func ResolveLater(path, laterPath *field.Path, ps []taskerv1alpha1.TemplateParameter, arguments *apiextensionsv1.JSON,
+	later []string) (json.RawMessage, field.ErrorList) {
 	var args map[string]json.RawMessage
 	if arguments != nil && len(arguments.Raw) > 0 && string(arguments.Raw) != "null" {
 		if err := json.Unmarshal(arguments.Raw, &args); err != nil || args == nil {
@@ -70,11 +79,25 @@ func Resolve(path *field.Path, ps []taskerv1alpha1.TemplateParameter, arguments 
 			errs = append(errs, field.NotSupported(path.Key(name), name, parameterNames(ps)))
 		}
 	}
+	lateSet := make(map[string]bool, len(later))
+	for _, name := range later {
+		lateSet[name] = true
+		switch {
+		case !known[name]:
+			errs = append(errs, field.NotSupported(laterPath.Key(name), name, parameterNames(ps)))
+		case args[name] != nil:
+			errs = append(errs, field.Duplicate(laterPath.Key(name), name))
+		}
+	}
 	out := make(map[string]json.RawMessage, len(ps))
 	for i := range ps {
 		p := &ps[i]
 		v, given := args[p.Name]
 		switch {
+		case lateSet[p.Name] && !given && p.Default != nil && len(p.Default.Raw) > 0:
+			v = p.Default.Raw
+		case lateSet[p.Name] && !given:
+			v = json.RawMessage("null")
 		case given:
 			if msg := valueProblem(p, v); msg != "" {
 				errs = append(errs, field.Invalid(path.Key(p.Name), string(v), msg))

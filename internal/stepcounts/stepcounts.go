@@ -41,6 +41,15 @@ func Map(m *engine.MapState) *taskerv1alpha1.StepCounts {
 // Line says what counts hold in one line, the states with none left out, in the order of progress: "10000
 // items: 9000 succeeded, 8 running, 992 enqueued".
 func Line(c taskerv1alpha1.StepCounts) string {
+	return line(c, "item")
+}
+
+// StepsLine is Line for a child workflow's steps: "4 steps: 3 succeeded, 1 running".
+func StepsLine(c taskerv1alpha1.StepCounts) string {
+	return line(c, "step")
+}
+
+func line(c taskerv1alpha1.StepCounts, noun string) string {
 	var parts []string
 	for _, p := range []struct {
 		n    int32
@@ -54,12 +63,12 @@ func Line(c taskerv1alpha1.StepCounts) string {
 			parts = append(parts, fmt.Sprintf("%d %s", p.n, p.name))
 		}
 	}
-	line := fmt.Sprintf("%d items", c.Total)
+	out := fmt.Sprintf("%d %ss", c.Total, noun)
 	if c.Total == 1 {
-		line = "1 item"
+		out = "1 " + noun
 	}
 	if len(parts) > 0 {
-		line += ": " + strings.Join(parts, ", ")
+		out += ": " + strings.Join(parts, ", ")
 	}
-	return line
+	return out
 }

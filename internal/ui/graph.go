@@ -9,15 +9,17 @@ import (
 	"unicode/utf8"
 )
 
-// graphNode is one box of a Task's graph: a step, or a map step (forEach) standing for its instances — Count > 1
-// draws the box stacked, with "Done/Count" (the panel has the counts by state).
+// graphNode is one box of a Task's graph: a step, a map step (forEach) standing for its instances, or a child
+// workflow step standing for its child's steps — Count > 1 draws the box stacked, with "Done/Count" (the panel has
+// the counts by state).
 type graphNode struct {
 	Name      string
 	Handler   string
 	State     string // a step state; "" when not known (the status lists only the first 50 steps)
 	Attempts  int
-	Count     int // instances the box stands for; 0 or 1 for a step
+	Count     int // instances or child steps the box stands for; 0 or 1 for a step
 	Done      int // of those, how many have finished
+	Child     string // the TaskTemplate a child workflow step runs ("" for other steps)
 	DependsOn []string
 }
 
@@ -62,6 +64,9 @@ func renderGraph(nodes []graphNode, selected string) template.HTML {
 		if n.Count > 1 {
 			class += " group"
 		}
+		if n.Child != "" {
+			class += " child"
+		}
 		if n.Name == selected {
 			class += " sel"
 		}
@@ -85,6 +90,9 @@ func nodeSub(n graphNode, state string) string {
 	}
 	if n.Handler != "" {
 		parts = append(parts, n.Handler)
+	}
+	if n.Child != "" {
+		parts = append(parts, "⤷ "+n.Child)
 	}
 	if n.Attempts > 1 {
 		parts = append(parts, strconv.Itoa(n.Attempts)+" attempts")

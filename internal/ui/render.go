@@ -25,6 +25,7 @@ var pages = func() map[string]*template.Template {
 		"instant":  func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
 		"asset":    func(name string) string { return "/static/" + name + "?v=" + assetVersion },
 		"mapLine":  func(c *taskerv1alpha1.StepCounts) string { return stepcounts.Line(*c) },
+		"stepsLine": func(c taskerv1alpha1.StepCounts) string { return stepcounts.StepsLine(c) },
 		"args": func(name, label, value string, choices []string) selectArgs {
 			return selectArgs{Name: name, Label: label, Value: value, Choices: choices}
 		},

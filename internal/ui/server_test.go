@@ -318,6 +318,39 @@ func TestMapStepIsOneStackedBox(t *testing.T) {
 	}
 }
 
+// A child workflow step is one stacked box with its template and its finished and total child steps; the child's
+// steps are not drawn, and the step's panel lists them, each linking to its own panel.
+func TestChildWorkflowIsOneStackedBox(t *testing.T) {
+	tk := orderTask("shop")
+	st := orderState()
+	st.Steps[3] = engine.StepState{Name: "ship", Phase: engine.StepMapping, Attempts: 1,
+		DependsOn: []string{"charge-payment", "reserve-inventory"}, Child: &engine.ChildState{Template: "shipping",
+			Steps: 3, Counts: map[engine.StepPhase]int{engine.StepSucceeded: 2, engine.StepRunning: 1}}}
+	st.Steps = append(st.Steps,
+		engine.StepState{Name: "ship/label", Handler: "echo", Phase: engine.StepSucceeded, ChildOf: "ship"},
+		engine.StepState{Name: "ship/pick", Handler: "echo", Phase: engine.StepSucceeded, ChildOf: "ship"},
+		engine.StepState{Name: "ship/send", Handler: "echo", Phase: engine.StepRunning, ChildOf: "ship",
+			DependsOn: []string{"ship/label", "ship/pick"}})
+	h := newTestServer(&fakeCluster{tasks: []taskerv1alpha1.Task{tk}}, &fakeDatabase{state: st}).Handler()
+	code, body := get(t, h, "/tasks/shop/order-fulfillment?step=ship")
+	if code != http.StatusOK {
+		t.Fatalf("status %d\n%s", code, body)
+	}
+	if n := nodesOf(body); len(n) != 4 || n["ship"] != "mapping" {
+		t.Errorf("nodes %v, want the 4 of the Task (the child's steps in ship's box)", n)
+	}
+	for _, want := range []string{`class="node s-mapping group child sel"`, "mapping · 2/3 · ⤷ shipping",
+		`<p class="map">child workflow shipping: 3 steps: 2 succeeded, 1 running</p>`,
+		`<a href="?step=ship%2fsend" data-step="ship/send">ship/send</a> <span class="chip s-running">running</span>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	if _, panel := get(t, h, "/tasks/shop/order-fulfillment?step=ship/send"); !strings.Contains(panel, `in the child workflow of <a href="?step=ship" data-step="ship">ship</a>`) {
+		t.Errorf("a child step's panel does not link back to its step")
+	}
+}
+
 // The CronTasks page: each CronTask with its schedule, state, times and a link to the Tasks it made (the list
 // filtered by its label); hidden with a note when the credentials may not list CronTasks.
 func TestCronTasksPage(t *testing.T) {

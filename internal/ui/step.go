@@ -29,6 +29,8 @@ type stepPanel struct {
 	// Details is true when the panel has what the database holds (attempts, result); Error says what failed.
 	Details bool
 	Error   string
+	// Children are, for a child workflow step, its child's steps (each with a link to its own panel).
+	Children []cli.StepView
 }
 
 // attemptRow is one attempt of a step, from its history.
@@ -76,6 +78,9 @@ func (s *Server) stepPanel(ctx context.Context, tk *taskerv1alpha1.Task, v cli.T
 	for _, st := range v.Steps {
 		if st.Name == step {
 			p.Step, p.Found = st, true
+		}
+		if st.ChildOf == step {
+			p.Children = append(p.Children, st)
 		}
 	}
 	for _, sp := range tk.Spec.Steps {

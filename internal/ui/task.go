@@ -91,10 +91,16 @@ func (s *Server) taskDetail(ctx context.Context, tk *taskerv1alpha1.Task) (taskD
 	seen := map[string]bool{}
 	for _, st := range d.View.Steps {
 		seen[st.Name] = true
+		if st.ChildOf != "" { // a child workflow's step: in its step's box
+			continue
+		}
 		n := graphNode{Name: st.Name, Handler: st.Handler, State: st.State, Attempts: st.Attempts,
 			DependsOn: st.DependsOn}
 		if m := st.Map; m != nil { // a map step: one box for its instances
-			n.Count, n.Done = int(m.Total), int(m.Succeeded+m.Resolved+m.Failed+m.Cancelled+m.Skipped+m.Omitted)
+			n.Count, n.Done = int(m.Total), finishedOf(*m)
+		}
+		if c := st.Child; c != nil { // a child workflow step: one box for its child's steps
+			n.Count, n.Done, n.Child = int(c.Steps.Total), finishedOf(c.Steps), c.Template
 		}
 		nodes = append(nodes, n)
 	}
@@ -105,7 +111,7 @@ func (s *Server) taskDetail(ctx context.Context, tk *taskerv1alpha1.Task) (taskD
 			}
 		}
 	}
-	d.Steps = len(nodes)
+	d.Steps = len(nodes) // the Task's own steps: a child's are counted in its step's box
 	counts := map[string]int{}
 	for _, n := range nodes {
 		counts[n.State]++
@@ -119,4 +125,9 @@ func (s *Server) taskDetail(ctx context.Context, tk *taskerv1alpha1.Task) (taskD
 		d.Counts = append(d.Counts, stateCount{State: "unknown", N: n})
 	}
 	return d, nodes
+}
+
+// finishedOf counts the finished steps (or instances) of c.
+func finishedOf(c taskerv1alpha1.StepCounts) int {
+	return int(c.Succeeded + c.Resolved + c.Failed + c.Cancelled + c.Skipped + c.Omitted)
 }

@@ -30,6 +30,16 @@ func ValidateSteps(stepsPath *field.Path, steps []taskerv1alpha1.StepSpec) field
 		if steps[i].Inputs != nil && len(steps[i].Inputs.Raw) > taskerv1alpha1.MaxContextBytes {
 			errs = append(errs, field.TooLong(stepsPath.Index(i).Child("inputs"), "", taskerv1alpha1.MaxContextBytes))
 		}
+		// Not CEL: arguments are free JSON (schemaless), which CEL rules cannot refer to.
+		if a := steps[i].Arguments; a != nil {
+			if steps[i].Template == "" {
+				errs = append(errs, field.Forbidden(stepsPath.Index(i).Child("arguments"),
+					"arguments give a child workflow's parameters: they need template"))
+			}
+			if len(a.Raw) > taskerv1alpha1.MaxContextBytes {
+				errs = append(errs, field.TooLong(stepsPath.Index(i).Child("arguments"), "", taskerv1alpha1.MaxContextBytes))
+			}
+		}
 	}
 	for _, e := range dag.Validate(nodes) {
 		if e.Field == "" {

@@ -25,7 +25,7 @@ func Setup(mgr ctrl.Manager, conditions ConditionChecker) error {
 		return err
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.TaskTemplate{}).
-		WithValidator(TaskTemplateValidator{Conditions: conditions}).Complete(); err != nil {
+		WithValidator(TaskTemplateValidator{Conditions: conditions, Templates: mgr.GetClient()}).Complete(); err != nil {
 		return err
 	}
 	return ctrl.NewWebhookManagedBy(mgr, &taskerv1alpha1.CronTask{}).
@@ -52,7 +52,8 @@ func (v TaskValidator) ValidateCreate(ctx context.Context, task *taskerv1alpha1.
 	// (actions, cancel) of Tasks admitted already.
 	argErrs, argWarnings := checkArguments(ctx, v.Templates, task.Namespace, field.NewPath("spec"), task.Spec.TemplateRef,
 		task.Spec.Arguments, task.Spec.Context)
-	return append(warnings, argWarnings...), invalid(task.Name, "Task", argErrs)
+	childErrs, childWarnings := checkChildren(ctx, v.Templates, task.Namespace, "", field.NewPath("spec", "steps"), task.Spec.Steps)
+	return append(append(warnings, argWarnings...), childWarnings...), invalid(task.Name, "Task", append(argErrs, childErrs...))
 }
 
 func (v TaskValidator) ValidateUpdate(ctx context.Context, _, task *taskerv1alpha1.Task) (admission.Warnings, error) {
@@ -74,10 +75,13 @@ func (TaskValidator) ValidateDelete(context.Context, *taskerv1alpha1.Task) (admi
 	return nil, nil
 }
 
-// TaskTemplateValidator rejects TaskTemplates whose step graph is invalid.
+// TaskTemplateValidator rejects TaskTemplates whose step graph is invalid, or that run themselves as child
+// workflows.
 type TaskTemplateValidator struct {
 	// Conditions checks the steps' conditions; nil leaves them to the engine.
 	Conditions ConditionChecker
+	// Templates reads the TaskTemplates the steps run as child workflows; nil leaves them to admission.
+	Templates client.Reader
 }
 
 var _ admission.Validator[*taskerv1alpha1.TaskTemplate] = TaskTemplateValidator{}
@@ -97,7 +101,9 @@ func (v TaskTemplateValidator) validate(ctx context.Context, t *taskerv1alpha1.T
 	errs := ValidateTaskTemplate(t)
 	condErrs, warnings := checkConditions(ctx, v.Conditions, field.NewPath("spec", "steps"), t.Spec.Steps)
 	keyErrs, keyWarnings := checkConcurrencyKey(ctx, v.Conditions, field.NewPath("spec", "concurrency"), t.Spec.Concurrency)
-	return append(warnings, keyWarnings...), invalid(t.Name, "TaskTemplate", append(append(errs, condErrs...), keyErrs...))
+	childErrs, childWarnings := checkChildren(ctx, v.Templates, t.Namespace, t.Name, field.NewPath("spec", "steps"), t.Spec.Steps)
+	errs = append(append(append(errs, condErrs...), keyErrs...), childErrs...)
+	return append(append(warnings, keyWarnings...), childWarnings...), invalid(t.Name, "TaskTemplate", errs)
 }
 
 func (TaskTemplateValidator) ValidateDelete(context.Context, *taskerv1alpha1.TaskTemplate) (admission.Warnings, error) {
@@ -133,8 +139,10 @@ func (v CronTaskValidator) validate(ctx context.Context, ct *taskerv1alpha1.Cron
 		ct.Spec.Task.Arguments, ct.Spec.Task.Context)
 	keyErrs, keyWarnings := checkConcurrencyKey(ctx, v.Conditions, field.NewPath("spec", "task", "concurrency"),
 		ct.Spec.Task.Concurrency)
-	errs = append(append(append(errs, condErrs...), argErrs...), keyErrs...)
-	return append(append(warnings, argWarnings...), keyWarnings...), invalid(ct.Name, "CronTask", errs)
+	childErrs, childWarnings := checkChildren(ctx, v.Templates, ct.Namespace, "", field.NewPath("spec", "task", "steps"),
+		ct.Spec.Task.Steps)
+	errs = append(append(append(append(errs, condErrs...), argErrs...), keyErrs...), childErrs...)
+	return append(append(append(warnings, argWarnings...), keyWarnings...), childWarnings...), invalid(ct.Name, "CronTask", errs)
 }
 
 func (CronTaskValidator) ValidateDelete(context.Context, *taskerv1alpha1.CronTask) (admission.Warnings, error) {

@@ -87,6 +87,8 @@ func TestSamplesSucceed(t *testing.T) {
 		delay          time.Duration
 		// omitted is the step whose condition is false: it does not run; the others succeed.
 		omitted string
+		// outputs is status.outputs once the Task has succeeded; child the template a step named "report" ran.
+		outputs, child string
 	}{
 		{file: "tasker_v1alpha1_task_linear.yaml", steps: 3, wantStepFields: true},
 		{file: "tasker_v1alpha1_task_order_fulfillment.yaml", steps: 4, retriedStep: "charge-payment", wantStepFields: true},
@@ -96,6 +98,10 @@ func TestSamplesSucceed(t *testing.T) {
 		{file: "tasker_v1alpha1_task_conditional.yaml", steps: 5, wantStepFields: true, omitted: "explain-refusal"},
 		{file: "tasker_v1alpha1_task_map.yaml", steps: 4, wantStepFields: true},
 		{file: "tasker_v1alpha1_task_concurrency.yaml", steps: 2, wantStepFields: true},
+		// A child workflow's steps are the Task's too (3 + the template's 3); a map's instances are not (2).
+		{file: "tasker_v1alpha1_task_child.yaml", steps: 6, wantStepFields: true, outputs: `{"region":"eu"}`,
+			child: "nightly-report"},
+		{file: "tasker_v1alpha1_task_map_child.yaml", steps: 2, wantStepFields: true},
 	}
 	for _, s := range samples {
 		var tk taskerv1alpha1.Task
@@ -156,6 +162,15 @@ func TestSamplesSucceed(t *testing.T) {
 				if started == nil || finished == nil || started.Sub(finished.Time) < s.delay-time.Second {
 					t.Errorf("%s started at %v, %s finished at %v: want at least %s between", s.delayed, started,
 						s.after, finished, s.delay)
+				}
+			}
+			if s.outputs != "" && (st.Outputs == nil || string(st.Outputs.Raw) != s.outputs) {
+				t.Errorf("status.outputs %v, want %s", st.Outputs, s.outputs)
+			}
+			for _, sum := range st.Steps {
+				if sum.Name == "report" && s.child != "" && (sum.Child == nil || sum.Child.Template != s.child ||
+					sum.Child.Steps.Succeeded != 3) {
+					t.Errorf("step report's child: %+v, want %s's 3 steps succeeded", sum.Child, s.child)
 				}
 			}
 			if s.retriedStep != "" {

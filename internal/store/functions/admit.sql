@@ -26,6 +26,10 @@ BEGIN
     IF v_problem IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem USING ERRCODE = '22023';
     END IF;
+    v_problem := tasker._outputs_problem(spec -> 'outputs', 'spec.outputs');
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem USING ERRCODE = '22023';
+    END IF;
     IF jsonb_array_length(spec -> 'steps') = 0 THEN
         RAISE EXCEPTION 'spec.steps: at least one step is required' USING ERRCODE = '22023';
     END IF;
@@ -41,63 +45,10 @@ BEGIN
     END IF;
     v_count := jsonb_array_length(spec -> 'steps');
 
-    -- Names, queues and references, checked before anything is written (first problem in step order).
-    WITH s AS (
-        SELECT x.ord - 1 AS i, x.s ->> 'name' AS name, x.s ->> 'handler' AS handler,
-               coalesce(nullif(x.s ->> 'queue', ''), spec ->> 'queue') AS queue, x.s -> 'depends_on' AS deps,
-               (x.s ->> 'max_attempts')::integer AS max_attempts, (x.s ->> 'backoff_base_ms')::bigint AS base_ms,
-               (x.s ->> 'backoff_max_ms')::bigint AS max_ms, (x.s ->> 'backoff_jitter')::double precision AS jitter,
-               (x.s ->> 'timeout_seconds')::bigint AS timeout, x.s ->> 'when' AS cond,
-               nullif(x.s ->> 'wait_for', '') AS wait_for, (x.s ->> 'wait_timeout_seconds')::bigint AS wait_timeout,
-               nullif(x.s ->> 'for_each', '') AS for_each
-        FROM jsonb_array_elements(spec -> 'steps') WITH ORDINALITY AS x (s, ord)
-    )
-    SELECT p.msg INTO v_problem FROM (
-        SELECT s.i, 1 AS k, format('spec.steps[%s].name: %s is not a valid step name', s.i,
-                                   quote_nullable(s.name)) AS msg
-        FROM s WHERE s.name IS NULL OR s.name !~ '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'
-        UNION ALL
-        SELECT s.i, 2, format('spec.steps[%s].name: duplicate step name %s', s.i, quote_nullable(s.name))
-        FROM s WHERE (SELECT count(*) FROM s AS s2 WHERE s2.name = s.name) > 1
-        UNION ALL
-        SELECT s.i, 3, format('spec.steps[%s].handler: required (or wait_for, for a step that waits for a signal)', s.i)
-        FROM s WHERE (coalesce(s.handler, '') = '' AND s.wait_for IS NULL) OR length(s.handler) > 253
-        UNION ALL
-        SELECT s.i, 3, format('spec.steps[%s].wait_for: a step waits for a signal or runs a handler, not both', s.i)
-        FROM s WHERE coalesce(s.handler, '') <> '' AND s.wait_for IS NOT NULL
-        UNION ALL
-        SELECT s.i, 3, format('spec.steps[%s].wait_for: %s is not a valid signal name (lower-case letters, digits, '
-                              '- _ ., at most 63)', s.i, quote_nullable(s.wait_for))
-        FROM s WHERE s.wait_for !~ '^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$'
-        UNION ALL
-        SELECT s.i, 3, format('spec.steps[%s].wait_timeout_seconds: must be 0 (none) or more, and needs wait_for', s.i)
-        FROM s WHERE coalesce(s.wait_timeout, 0) < 0 OR (coalesce(s.wait_timeout, 0) > 0 AND s.wait_for IS NULL)
-        UNION ALL
-        SELECT s.i, 4, format('spec.steps[%s].queue: the step names no queue and the task has none (spec.queue)', s.i)
-        FROM s WHERE s.queue IS NULL
-        UNION ALL
-        SELECT s.i, 4, format('spec.steps[%s].queue: %s is not a valid queue name', s.i, quote_nullable(s.queue))
-        FROM s WHERE s.queue !~ '^[a-z0-9_]{1,40}$'
-        UNION ALL
-        SELECT s.i, 5, format('spec.steps[%s]: max_attempts must be 1 to 1000, 0 <= backoff_base_ms <= '
-                              'backoff_max_ms <= 86400000, backoff_jitter 0 to 1, timeout_seconds >= 0', s.i)
-        FROM s WHERE NOT (coalesce(s.max_attempts, 3) BETWEEN 1 AND 1000
-                          AND coalesce(s.base_ms, 1000) >= 0
-                          AND coalesce(s.max_ms, 300000) BETWEEN coalesce(s.base_ms, 1000) AND 86400000
-                          AND coalesce(s.jitter, 0.2) BETWEEN 0 AND 1 AND coalesce(s.timeout, 0) >= 0)
-        UNION ALL
-        SELECT s.i, 7, format('spec.steps[%s].when: %s', s.i, tasker._when_problem(s.cond))
-        FROM s WHERE s.cond IS NOT NULL AND tasker._when_problem(s.cond) IS NOT NULL
-        UNION ALL
-        SELECT s.i, 7, format('spec.steps[%s].for_each: %s', s.i, tasker._for_each_problem(s.for_each))
-        FROM s WHERE s.for_each IS NOT NULL AND tasker._for_each_problem(s.for_each) IS NOT NULL
-        UNION ALL
-        SELECT s.i, 7, format('spec.steps[%s].for_each: a step that waits for a signal (wait_for) cannot map', s.i)
-        FROM s WHERE s.for_each IS NOT NULL AND s.wait_for IS NOT NULL        UNION ALL
-        SELECT s.i, 6, format('spec.steps[%s].depends_on: unknown step %s', s.i, quote_nullable(d.name))
-        FROM s CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(s.deps, '[]')) AS d (name)
-        WHERE NOT EXISTS (SELECT 1 FROM s AS s2 WHERE s2.name = d.name) OR d.name = s.name
-    ) AS p ORDER BY p.i, p.k LIMIT 1;
+    -- Names, queues and references, checked before anything is written (first problem in step order), then the
+    -- child workflows' (children.sql).
+    v_problem := coalesce(tasker._steps_problem(spec -> 'steps', spec ->> 'queue', 'spec.steps'),
+                          tasker._children_problem(spec -> 'steps', 'spec.steps', 1));
     IF v_problem IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem USING ERRCODE = '22023';
     END IF;
@@ -114,11 +65,12 @@ BEGIN
     -- A task admitted under this external key, or (migration 0016) this namespace's idempotency key, is the one:
     -- the insert does nothing on either unique key, and the lookup finds which.
     INSERT INTO tasker.tasks AS t (external_key, namespace, name, queue, priority, context, retention, step_count,
-                                   unfinished_steps, idempotency_key, trace_context)
+                                   unfinished_steps, idempotency_key, trace_context, outputs)
     VALUES (spec ->> 'external_key', coalesce(spec ->> 'namespace', ''), coalesce(spec ->> 'name', ''),
             coalesce(spec ->> 'queue', ''), coalesce((spec ->> 'priority')::integer, 0), spec -> 'context',
             make_interval(secs => coalesce((spec ->> 'retention_seconds')::double precision, 604800)),
-            v_count, v_count, spec ->> 'idempotency_key', nullif(spec -> 'trace_context', 'null'::jsonb))
+            v_count, v_count, spec ->> 'idempotency_key', nullif(spec -> 'trace_context', 'null'::jsonb),
+            nullif(spec -> 'outputs', 'null'::jsonb))
     ON CONFLICT DO NOTHING
     RETURNING t.id INTO v_id;
     IF v_id IS NULL THEN
@@ -131,48 +83,19 @@ BEGIN
         RETURN;
     END IF;
 
-    INSERT INTO tasker.steps (task_id, name, handler, queue, inputs, max_attempts, backoff_base_ms, backoff_max_ms,
-                              backoff_jitter, timeout_seconds, parent_count, remaining_parents, delay_ms, not_before,
-                              condition, wait_signal, wait_timeout_seconds, for_each)
-    SELECT v_id, x.s ->> 'name', coalesce(x.s ->> 'handler', ''), coalesce(nullif(x.s ->> 'queue', ''), spec ->> 'queue'),
-           x.s -> 'inputs', coalesce((x.s ->> 'max_attempts')::integer, 3),
-           coalesce((x.s ->> 'backoff_base_ms')::integer, 1000), coalesce((x.s ->> 'backoff_max_ms')::integer, 300000),
-           coalesce((x.s ->> 'backoff_jitter')::real, 0.2), coalesce((x.s ->> 'timeout_seconds')::integer, 0),
-           jsonb_array_length(coalesce(x.s -> 'depends_on', '[]')),
-           jsonb_array_length(coalesce(x.s -> 'depends_on', '[]')),
-           round(coalesce((x.s ->> 'delay_seconds')::numeric, 0) * 1000)::bigint, (x.s ->> 'not_before')::timestamptz,
-           (x.s ->> 'when')::jsonpath, nullif(x.s ->> 'wait_for', ''), coalesce((x.s ->> 'wait_timeout_seconds')::integer, 0),
-           nullif(x.s ->> 'for_each', '')::jsonpath
-    FROM jsonb_array_elements(spec -> 'steps') WITH ORDINALITY AS x (s, ord)
-    ORDER BY x.ord;
+    v_roots := tasker._insert_steps(v_id, spec -> 'steps', spec ->> 'queue', '', NULL, NULL);
 
-    INSERT INTO tasker.step_edges (task_id, parent_id, child_id)
-    SELECT v_id, p.id, c.id
-    FROM jsonb_array_elements(spec -> 'steps') AS x (s)
-    CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(x.s -> 'depends_on', '[]')) AS d (name)
-    JOIN tasker.steps AS c ON c.task_id = v_id AND c.name = x.s ->> 'name'
-    JOIN tasker.steps AS p ON p.task_id = v_id AND p.name = d.name;
-
-    -- Parents of conditional, waiting and map steps take their task's whole lock set when they complete
-    -- (complete.sql): such a child may finish at once (omitted, signalled already, an empty map), fail its task (a
-    -- map without an array) or add steps to it (maps.sql).
-    IF jsonb_path_exists(spec, '$.steps[*] ? ((exists(@.when) && @.when != null) || (exists(@.wait_for) && @.wait_for != null)
-                                              || (exists(@.for_each) && @.for_each != null))') THEN
-        UPDATE tasker.steps AS p SET conditional_children = true
-        WHERE p.id IN (SELECT e.parent_id FROM tasker.steps AS c JOIN tasker.step_edges AS e ON e.child_id = c.id
-                       WHERE c.task_id = v_id
-                         AND (c.condition IS NOT NULL OR c.wait_signal IS NOT NULL OR c.for_each IS NOT NULL));
-    END IF;
-
-    FOR v_queue IN SELECT DISTINCT s.queue FROM tasker.steps AS s WHERE s.task_id = v_id ORDER BY 1 LOOP
+    -- The queues of the steps, and of the steps of their child workflows, which are expanded later in
+    -- transactions that must not create queues (children.sql).
+    FOR v_queue IN SELECT DISTINCT s.queue FROM tasker.steps AS s WHERE s.task_id = v_id
+                   UNION SELECT q.queue FROM tasker._child_queues(spec -> 'steps') AS q (queue) ORDER BY 1 LOOP
         PERFORM tasker._ensure_queue(v_queue);
         IF coalesce((spec ->> 'priority')::integer, 0) <> 0 THEN
             PERFORM tasker._prioritize_queue(v_queue);
         END IF;
     END LOOP;
 
-    SELECT array_agg(s.id) INTO v_roots FROM tasker.steps AS s WHERE s.task_id = v_id AND s.parent_count = 0;
-    IF v_roots IS NULL THEN
+    IF cardinality(v_roots) = 0 THEN
         RAISE EXCEPTION 'spec.steps: no step without dependencies (the graph has a cycle)' USING ERRCODE = '22023';
     END IF;
     -- Flow control (concurrency.sql): a task of a concurrency group that gets no slot leaves its first steps
@@ -186,6 +109,80 @@ BEGIN
     END IF;
     PERFORM pg_notify('tasker_task', v_id::text);
     RETURN QUERY SELECT v_id, true;
+END;
+$fn$;
+
+-- The first problem with the values of p_steps (an array of admit's step objects, its shape checked), as a message
+-- naming the field under p_path (e.g. 'spec.steps'), or NULL: names, handlers, signals, queues (p_queue is the
+-- default of steps that name none; NULL: none), retry policies, conditions, forEach paths and references.
+CREATE OR REPLACE FUNCTION tasker._steps_problem(p_steps jsonb, p_queue text, p_path text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+    v_problem text;
+BEGIN
+    WITH s AS (
+        SELECT x.ord - 1 AS i, x.s ->> 'name' AS name, x.s ->> 'handler' AS handler,
+               coalesce(nullif(x.s ->> 'queue', ''), p_queue) AS queue, x.s -> 'depends_on' AS deps,
+               (x.s ->> 'max_attempts')::integer AS max_attempts, (x.s ->> 'backoff_base_ms')::bigint AS base_ms,
+               (x.s ->> 'backoff_max_ms')::bigint AS max_ms, (x.s ->> 'backoff_jitter')::double precision AS jitter,
+               (x.s ->> 'timeout_seconds')::bigint AS timeout, x.s ->> 'when' AS cond,
+               nullif(x.s ->> 'wait_for', '') AS wait_for, (x.s ->> 'wait_timeout_seconds')::bigint AS wait_timeout,
+               nullif(x.s ->> 'for_each', '') AS for_each, nullif(x.s -> 'child', 'null'::jsonb) AS child
+        FROM jsonb_array_elements(p_steps) WITH ORDINALITY AS x (s, ord)
+    )
+    SELECT p.msg INTO v_problem FROM (
+        SELECT s.i, 1 AS k, format('%s[%s].name: %s is not a valid step name', p_path, s.i,
+                                   quote_nullable(s.name)) AS msg
+        FROM s WHERE s.name IS NULL OR s.name !~ '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'
+        UNION ALL
+        SELECT s.i, 2, format('%s[%s].name: duplicate step name %s', p_path, s.i, quote_nullable(s.name))
+        FROM s WHERE (SELECT count(*) FROM s AS s2 WHERE s2.name = s.name) > 1
+        UNION ALL
+        SELECT s.i, 3, format('%s[%s].handler: required (or wait_for, for a step that waits for a signal, or child, '
+                              'for a step that runs a child workflow)', p_path, s.i)
+        FROM s WHERE (coalesce(s.handler, '') = '' AND s.wait_for IS NULL AND s.child IS NULL) OR length(s.handler) > 253
+        UNION ALL
+        SELECT s.i, 3, format('%s[%s].child: a step runs a child workflow, runs a handler or waits for a signal: one '
+                              'of the three', p_path, s.i)
+        FROM s WHERE s.child IS NOT NULL AND (coalesce(s.handler, '') <> '' OR s.wait_for IS NOT NULL)
+        UNION ALL
+        SELECT s.i, 3, format('%s[%s].wait_for: a step waits for a signal or runs a handler, not both', p_path, s.i)
+        FROM s WHERE coalesce(s.handler, '') <> '' AND s.wait_for IS NOT NULL
+        UNION ALL
+        SELECT s.i, 3, format('%s[%s].wait_for: %s is not a valid signal name (lower-case letters, digits, '
+                              '- _ ., at most 63)', p_path, s.i, quote_nullable(s.wait_for))
+        FROM s WHERE s.wait_for !~ '^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$'
+        UNION ALL
+        SELECT s.i, 3, format('%s[%s].wait_timeout_seconds: must be 0 (none) or more, and needs wait_for', p_path, s.i)
+        FROM s WHERE coalesce(s.wait_timeout, 0) < 0 OR (coalesce(s.wait_timeout, 0) > 0 AND s.wait_for IS NULL)
+        UNION ALL
+        SELECT s.i, 4, format('%s[%s].queue: the step names no queue and the task has none (spec.queue)', p_path, s.i)
+        FROM s WHERE s.queue IS NULL
+        UNION ALL
+        SELECT s.i, 4, format('%s[%s].queue: %s is not a valid queue name', p_path, s.i, quote_nullable(s.queue))
+        FROM s WHERE s.queue !~ '^[a-z0-9_]{1,40}$'
+        UNION ALL
+        SELECT s.i, 5, format('%s[%s]: max_attempts must be 1 to 1000, 0 <= backoff_base_ms <= '
+                              'backoff_max_ms <= 86400000, backoff_jitter 0 to 1, timeout_seconds >= 0', p_path, s.i)
+        FROM s WHERE NOT (coalesce(s.max_attempts, 3) BETWEEN 1 AND 1000
+                          AND coalesce(s.base_ms, 1000) >= 0
+                          AND coalesce(s.max_ms, 300000) BETWEEN coalesce(s.base_ms, 1000) AND 86400000
+                          AND coalesce(s.jitter, 0.2) BETWEEN 0 AND 1 AND coalesce(s.timeout, 0) >= 0)
+        UNION ALL
+        SELECT s.i, 7, format('%s[%s].when: %s', p_path, s.i, tasker._when_problem(s.cond))
+        FROM s WHERE s.cond IS NOT NULL AND tasker._when_problem(s.cond) IS NOT NULL
+        UNION ALL
+        SELECT s.i, 7, format('%s[%s].for_each: %s', p_path, s.i, tasker._for_each_problem(s.for_each))
+        FROM s WHERE s.for_each IS NOT NULL AND tasker._for_each_problem(s.for_each) IS NOT NULL
+        UNION ALL
+        SELECT s.i, 7, format('%s[%s].for_each: a step that waits for a signal (wait_for) cannot map', p_path, s.i)
+        FROM s WHERE s.for_each IS NOT NULL AND s.wait_for IS NOT NULL
+        UNION ALL
+        SELECT s.i, 6, format('%s[%s].depends_on: unknown step %s', p_path, s.i, quote_nullable(d.name))
+        FROM s CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(s.deps, '[]')) AS d (name)
+        WHERE NOT EXISTS (SELECT 1 FROM s AS s2 WHERE s2.name = d.name) OR d.name = s.name
+    ) AS p ORDER BY p.i, p.k LIMIT 1;
+    RETURN v_problem;
 END;
 $fn$;
 
@@ -275,31 +272,31 @@ $fn$;
 -- max_attempt, timeout), or a value of the wrong JSON type or out of its column's range. The values' meaning
 -- (names, references, ranges of the retry policy, cycles) is admit's to check. One statement for the task and
 -- its steps (admission's cost grows with them): a helper runs only to word a problem found.
-CREATE OR REPLACE FUNCTION tasker._admit_document_problem(spec jsonb) RETURNS text
+CREATE OR REPLACE FUNCTION tasker._admit_document_problem(spec jsonb, p_path text DEFAULT 'spec') RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $fn$
 DECLARE
     -- The keys of the task and of a step, and their kinds as _json_type_problem takes them ('any': free JSON).
     c_task_keys  CONSTANT text[] := ARRAY['external_key', 'namespace', 'name', 'queue', 'priority', 'context',
                                           'retention_seconds', 'steps', 'idempotency_key', 'concurrency',
-                                          'trace_context'];
+                                          'trace_context', 'outputs'];
     c_task_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'string', 'integer', 'any',
-                                          'seconds', 'array', 'string', 'any', 'trace'];
+                                          'seconds', 'array', 'string', 'any', 'trace', 'any'];
     c_step_keys  CONSTANT text[] := ARRAY['name', 'handler', 'queue', 'depends_on', 'inputs', 'max_attempts',
                                           'backoff_base_ms', 'backoff_max_ms', 'backoff_jitter', 'timeout_seconds',
                                           'delay_seconds', 'not_before', 'when', 'wait_for', 'wait_timeout_seconds',
-                                          'for_each'];
+                                          'for_each', 'child'];
     c_step_kinds CONSTANT text[] := ARRAY['string', 'string', 'string', 'strings', 'any', 'integer',
                                           'integer', 'integer', 'number', 'integer', 'seconds', 'timestamp', 'string',
-                                          'string', 'integer', 'string'];
+                                          'string', 'integer', 'string', 'any'];
     v_problem text;
 BEGIN
     IF jsonb_typeof(spec) IS DISTINCT FROM 'object' THEN
-        RETURN format('spec: must be a JSON object, not %s', coalesce(jsonb_typeof(spec), 'NULL'));
+        RETURN format('%s: must be a JSON object, not %s', p_path, coalesce(jsonb_typeof(spec), 'NULL'));
     END IF;
     WITH objs AS (
-        SELECT -1::bigint AS i, 'spec' AS path, spec AS o, c_task_keys AS keys, c_task_kinds AS kinds
+        SELECT -1::bigint AS i, p_path AS path, spec AS o, c_task_keys AS keys, c_task_kinds AS kinds
         UNION ALL
-        SELECT x.ord - 1, format('spec.steps[%s]', x.ord - 1), x.s, c_step_keys, c_step_kinds
+        SELECT x.ord - 1, format('%s.steps[%s]', p_path, x.ord - 1), x.s, c_step_keys, c_step_kinds
         FROM jsonb_array_elements(CASE WHEN jsonb_typeof(spec -> 'steps') = 'array' THEN spec -> 'steps' END)
              WITH ORDINALITY AS x (s, ord)
     )
@@ -331,7 +328,7 @@ BEGIN
                END)
     ) AS p ORDER BY p.i, p.k, p.key LIMIT 1;
     IF v_problem IS NULL AND jsonb_typeof(spec -> 'steps') IS DISTINCT FROM 'array' THEN
-        v_problem := 'spec.steps: required, an array of steps';
+        v_problem := p_path || '.steps: required, an array of steps';
     END IF;
     RETURN v_problem;
 END;

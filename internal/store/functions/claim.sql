@@ -268,7 +268,8 @@ $fn$;
 -- What a worker needs to run each of the steps p_ids (just started by _start_attempts), in input order: the columns
 -- of claim, and the step's queue. ready_at is when the step became claimable: p_ready_at[i] for the step
 -- p_ready_ids[i] (what a claim read before starting it), else the start of this attempt (a step claimed as it
--- became ready, by complete_and_claim). trace_context is the task's (tracing; NULL: none).
+-- became ready, by complete_and_claim). trace_context is the task's (tracing; NULL: none). task_context is the
+-- step's own context when it has one (a child workflow's step), else its task's.
 CREATE OR REPLACE FUNCTION tasker._claimed(p_ids bigint[], p_ready_ids bigint[] DEFAULT NULL,
                                            p_ready_at timestamptz[] DEFAULT NULL)
 RETURNS TABLE (step_id bigint, task_id bigint, step_name text, handler text, inputs jsonb, task_context jsonb,
@@ -278,8 +279,11 @@ RETURNS TABLE (step_id bigint, task_id bigint, step_name text, handler text, inp
 LANGUAGE plpgsql AS $fn$
 BEGIN
     RETURN QUERY
-    SELECT s.id, s.task_id, s.name, s.handler, s.inputs, t.context,
-           coalesce((SELECT jsonb_object_agg(p.name, p.result)
+    SELECT s.id, s.task_id, s.name, s.handler, s.inputs, coalesce(s.context, t.context),
+           -- A step of a child workflow (children.sql) has the child's context, and its dependencies' results by
+           -- their names within the child.
+           coalesce((SELECT jsonb_object_agg(CASE WHEN s.child_of IS NULL THEN p.name ELSE tasker._local_name(p.name) END,
+                                             p.result)
                      FROM tasker.step_edges AS e JOIN tasker.steps AS p ON p.id = e.parent_id
                      WHERE e.child_id = s.id), '{}'::jsonb),
            s.attempts, s.lease, s.timeout_seconds, s.lease_expires_at, s.queue, s.item, s.item_index, t.trace_context,

@@ -184,7 +184,7 @@ BEGIN
                     JOIN tasker.steps AS s ON s.id = x.child_id
                     CROSS JOIN LATERAL (SELECT s.delay_ms > 0 OR coalesce(s.not_before > clock_timestamp(), false)
                                                OR s.condition IS NOT NULL OR s.wait_signal IS NOT NULL
-                                               OR s.for_each IS NOT NULL AS delayed) AS d
+                                               OR s.for_each IS NOT NULL OR s.child IS NOT NULL AS delayed) AS d
                     LEFT JOIN tasker.queues AS q ON q.name = s.queue) AS c) AS c;
         IF v_children IS NOT NULL THEN
             IF v_ready IS NOT NULL THEN

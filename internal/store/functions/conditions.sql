@@ -8,23 +8,17 @@
 CREATE OR REPLACE FUNCTION tasker._when_problem(p_when text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $fn$
 DECLARE
-    v_path jsonpath;
     v_kind text;
 BEGIN
     IF p_when IS NULL THEN
         RETURN NULL;
     END IF;
-    IF length(p_when) > 1024 THEN
-        RETURN 'must be at most 1024 characters';
+    IF tasker._path_problem(p_when) IS NOT NULL THEN
+        RETURN tasker._path_problem(p_when);
     END IF;
-    BEGIN
-        v_path := p_when::jsonpath;
-    EXCEPTION WHEN syntax_error OR invalid_parameter_value OR invalid_text_representation THEN
-        RETURN format('not a SQL/JSON path expression (%s)', SQLERRM);
-    END;
     -- A predicate gives true, false or null (unknown) on any document; a plain path gives the items it finds, none
     -- on this empty one.
-    v_kind := jsonb_typeof(jsonb_path_query_first('{"context": {}, "deps": {}}', v_path, silent => true));
+    v_kind := jsonb_typeof(jsonb_path_query_first('{"context": {}, "deps": {}}', p_when::jsonpath, silent => true));
     IF v_kind IS NULL OR v_kind NOT IN ('boolean', 'null') THEN
         RETURN 'must be a predicate that gives true or false, e.g. $.deps.review.approved == true '
                'or exists($.context.coupon)';
@@ -33,26 +27,39 @@ BEGIN
 END;
 $fn$;
 
--- The document a step's condition is evaluated over.
+-- Why p_path cannot be a SQL/JSON path expression of a step (NULL: it can): too long, or not one. Shared by
+-- conditions, forEach paths, child workflows' arguments and outputs.
+CREATE OR REPLACE FUNCTION tasker._path_problem(p_path text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+    v_path jsonpath;
+BEGIN
+    IF length(p_path) > 1024 THEN
+        RETURN 'must be at most 1024 characters';
+    END IF;
+    BEGIN
+        v_path := p_path::jsonpath;
+    EXCEPTION WHEN syntax_error OR invalid_parameter_value OR invalid_text_representation THEN
+        RETURN format('not a SQL/JSON path expression (%s)', SQLERRM);
+    END;
+    RETURN NULL;
+END;
+$fn$;
+
+-- The document a step's condition (and forEach, and a child workflow's arguments) is evaluated over: the context
+-- its handler gets (its task's, or its child workflow's: children.sql), its dependencies' results by name (within
+-- its child workflow), and, for a map instance, its element.
 CREATE OR REPLACE FUNCTION tasker._condition_document(p_step_id bigint) RETURNS jsonb
 LANGUAGE sql STABLE AS $fn$
     SELECT jsonb_build_object(
-        'context', coalesce(t.context, 'null'::jsonb),
-        'deps', coalesce((SELECT jsonb_object_agg(p.name, coalesce(p.result, 'null'::jsonb))
+        'context', coalesce(s.context, t.context, 'null'::jsonb),
+        'deps', coalesce((SELECT jsonb_object_agg(CASE WHEN s.child_of IS NULL THEN p.name ELSE tasker._local_name(p.name) END,
+                                                  coalesce(p.result, 'null'::jsonb))
                           FROM tasker.step_edges AS e JOIN tasker.steps AS p ON p.id = e.parent_id
                           WHERE e.child_id = s.id), '{}'::jsonb))
+        || CASE WHEN s.item_index IS NOT NULL THEN jsonb_build_object('item', s.item) ELSE '{}'::jsonb END
     FROM tasker.steps AS s JOIN tasker.tasks AS t ON t.id = s.task_id
     WHERE s.id = p_step_id
-$fn$;
-
--- Of p_step_ids (steps about to be enqueued), the pending ones whose condition does not hold now (a failed step
--- retried by an operator ran, so its condition held: it is not looked at again).
-CREATE OR REPLACE FUNCTION tasker._failed_conditions(p_step_ids bigint[]) RETURNS bigint[]
-LANGUAGE sql STABLE AS $fn$
-    SELECT coalesce(array_agg(s.id ORDER BY s.id), '{}')
-    FROM tasker.steps AS s
-    WHERE s.id = ANY (p_step_ids) AND s.state = 'pending' AND s.condition IS NOT NULL
-      AND NOT coalesce(jsonb_path_match(tasker._condition_document(s.id), s.condition, silent => true), false)
 $fn$;
 
 -- Omits pending steps whose condition is false: they finish without running (state omitted, no result, the

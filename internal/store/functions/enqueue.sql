@@ -9,7 +9,8 @@ $fn$;
 -- Moves each step to enqueued (from pending, failed, ...), recording transitions — except pending steps whose
 -- condition is false, which are omitted instead (conditions.sql), steps that wait for a signal, which wait
 -- (waits.sql: no message; done at once if the signal came already), map steps, which are expanded into their
--- instances (maps.sql), and map steps whose instances have all finished, which are gathered; the caller then holds
+-- instances (maps.sql), child workflow steps, which are expanded into their child's steps (children.sql), and
+-- map and child workflow steps whose instances or child have all finished, which are gathered; the caller then holds
 -- their task's lock set (_lock_tasks). An omitted step counts off its children, which may become ready and be
 -- omitted in turn: this goes round by round, not recursively, so a long chain of omitted steps needs no stack.
 -- Children made ready that way are enqueued with the reason 'dependencies finished'. A map step that fails (its
@@ -24,6 +25,7 @@ DECLARE
     v_omit     bigint[];
     v_wait     bigint[];
     v_expand   bigint[];
+    v_child    bigint[];
     v_gather   bigint[];
     v_done     bigint[];
     v_ready    bigint[];
@@ -33,19 +35,27 @@ DECLARE
     r          record;
 BEGIN
     LOOP
-        v_omit := tasker._failed_conditions(v_check);
-        -- Steps that wait for a signal instead of running (waits.sql): never sent to a queue.
-        v_wait := ARRAY(SELECT s.id FROM tasker.steps AS s
-                        WHERE s.id = ANY (v_check) AND s.wait_signal IS NOT NULL AND NOT s.id = ANY (v_omit)
-                          AND s.state IN ('pending', 'failed'));
-        -- Map steps (maps.sql): expanded when ready, gathered when their instances have finished.
-        v_expand := ARRAY(SELECT s.id FROM tasker.steps AS s
-                          WHERE s.id = ANY (v_check) AND s.for_each IS NOT NULL AND NOT s.id = ANY (v_omit)
-                            AND s.state = 'pending' AND s.map_size IS NULL);
-        v_gather := ARRAY(SELECT s.id FROM tasker.steps AS s
-                          WHERE s.id = ANY (v_check) AND s.state = 'mapping' AND s.remaining_parents = 0);
+        -- One look at the steps of this round: those whose condition is false are omitted (conditions.sql);
+        -- those that wait for a signal wait, never sent to a queue (waits.sql); map steps are expanded when ready
+        -- and gathered when their instances have finished (maps.sql), and so are child workflow steps
+        -- (children.sql).
+        SELECT coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.omit), '{}'),
+               coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE NOT c.omit AND c.wait_signal IS NOT NULL
+                                                              AND c.state IN ('pending', 'failed')), '{}'),
+               coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE NOT c.omit AND c.for_each IS NOT NULL
+                                                              AND c.state = 'pending' AND c.map_size IS NULL), '{}'),
+               coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE NOT c.omit AND c.child IS NOT NULL
+                                                              AND c.for_each IS NULL AND c.state = 'pending'
+                                                              AND c.child_size IS NULL), '{}'),
+               coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.state = 'mapping' AND c.remaining_parents = 0), '{}')
+        INTO v_omit, v_wait, v_expand, v_child, v_gather
+        FROM (SELECT s.id, s.state, s.wait_signal, s.for_each, s.map_size, s.child, s.child_size, s.remaining_parents,
+                     s.state = 'pending' AND s.condition IS NOT NULL
+                     AND NOT coalesce(jsonb_path_match(tasker._condition_document(s.id), s.condition, silent => true),
+                                      false) AS omit
+              FROM tasker.steps AS s WHERE s.id = ANY (v_check)) AS c;
         EXIT WHEN cardinality(v_omit) = 0 AND cardinality(v_wait) = 0 AND cardinality(v_expand) = 0
-                  AND cardinality(v_gather) = 0;
+                  AND cardinality(v_child) = 0 AND cardinality(v_gather) = 0;
         v_ready := '{}';
         IF cardinality(v_omit) > 0 THEN
             v_ready := tasker._omit_steps(v_omit);
@@ -59,12 +69,17 @@ BEGIN
             v_ready := v_ready || r.ready;
             v_stopped := v_stopped || r.stopped;
         END IF;
+        IF cardinality(v_child) > 0 THEN
+            r := tasker._expand_children(v_child);
+            v_ready := v_ready || r.ready;
+            v_stopped := v_stopped || r.stopped;
+        END IF;
         IF cardinality(v_gather) > 0 THEN
             r := tasker._gather_maps(v_gather);
             v_ready := v_ready || r.ready;
             v_stopped := v_stopped || r.stopped;
         END IF;
-        v_done := v_omit || v_wait || v_expand || v_gather;
+        v_done := v_omit || v_wait || v_expand || v_child || v_gather;
         v_ids := ARRAY(SELECT x.id FROM unnest(v_ids) AS x (id) WHERE NOT x.id = ANY (v_done));
         v_released := ARRAY(SELECT x.id FROM unnest(v_released) AS x (id) WHERE NOT x.id = ANY (v_done))
                       || v_ready;

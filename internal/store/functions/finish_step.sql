@@ -40,6 +40,12 @@ BEGIN
     IF s.state IN ('enqueued', 'running', 'retrying') THEN
         PERFORM tasker._delete_messages(s.queue, ARRAY[s.msg_id]);
     END IF;
+    IF s.child_size IS NOT NULL THEN -- a child workflow step: its child's steps go (children.sql)
+        PERFORM tasker._delete_child_steps(s.id);
+    END IF;
+    IF s.child_of IS NOT NULL AND s.state = 'failed' THEN -- the child workflow steps that failed with it go on
+        PERFORM tasker._child_resumed(s.id, format('step %s of its child workflow %s manually', s.name, p_target));
+    END IF;
     UPDATE tasker.steps AS x
     SET state = p_target, result = CASE WHEN p_target = 'succeeded' THEN p_result ELSE x.result END,
         result_bytes = CASE WHEN p_target = 'succeeded' THEN tasker._large_result_bytes(p_result) ELSE x.result_bytes END,

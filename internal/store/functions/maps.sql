@@ -19,45 +19,43 @@ CREATE OR REPLACE FUNCTION tasker.max_map_items() RETURNS integer LANGUAGE sql I
 -- false, never an array).
 CREATE OR REPLACE FUNCTION tasker._for_each_problem(p_path text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $fn$
-DECLARE
-    v_path jsonpath;
 BEGIN
     IF p_path IS NULL THEN
         RETURN NULL;
     END IF;
-    IF length(p_path) > 1024 THEN
-        RETURN 'must be at most 1024 characters';
+    IF tasker._path_problem(p_path) IS NOT NULL THEN
+        RETURN tasker._path_problem(p_path);
     END IF;
-    BEGIN
-        v_path := p_path::jsonpath;
-    EXCEPTION WHEN syntax_error OR invalid_parameter_value OR invalid_text_representation THEN
-        RETURN format('not a SQL/JSON path expression (%s)', SQLERRM);
-    END;
-    IF jsonb_typeof(jsonb_path_query_first('{"context": {}, "deps": {}}', v_path, silent => true)) = 'boolean' THEN
+    IF jsonb_typeof(jsonb_path_query_first('{"context": {}, "deps": {}}', p_path::jsonpath, silent => true)) = 'boolean' THEN
         RETURN 'must be a path to an array, e.g. $.context.items or $.deps.list.files, not a predicate';
     END IF;
     RETURN NULL;
 END;
 $fn$;
 
--- Fails map step p_step (pending or mapping) for good with p_problem, and its task unless that has finished
--- already. The caller holds the task's lock set.
-CREATE OR REPLACE FUNCTION tasker._fail_map(p_step tasker.steps, p_problem text) RETURNS void
+-- Fails map step p_step (pending or mapping) for good with p_problem — or a child workflow step (children.sql) whose
+-- arguments cannot be taken or whose outputs are too large — and its task unless that has finished already, or the
+-- step is of a child workflow that runs again (children.sql). Returns whether the task stopped. The caller holds the
+-- task's lock set.
+CREATE OR REPLACE FUNCTION tasker._fail_map(p_step tasker.steps, p_problem text) RETURNS boolean
 LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_meta jsonb := jsonb_strip_nulls(jsonb_build_object('for_each', p_step.for_each::text,
+                                                         'template', p_step.child ->> 'template'));
 BEGIN
     UPDATE tasker.steps AS x
-    SET state = 'failed', last_error = jsonb_build_object('message', p_problem, 'for_each', p_step.for_each::text),
+    SET state = 'failed', last_error = jsonb_build_object('message', p_problem) || v_meta,
         attempts = CASE WHEN p_step.state = 'pending' THEN x.attempts + 1 ELSE x.attempts END,
         started_at = coalesce(x.started_at, clock_timestamp()), finished_at = clock_timestamp(),
         next_attempt_at = NULL, updated_at = clock_timestamp()
     WHERE x.id = p_step.id;
     INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, reason, metadata)
-    SELECT x.task_id, x.id, p_step.state, 'failed', x.attempts, p_problem,
-           jsonb_build_object('for_each', p_step.for_each::text)
+    SELECT x.task_id, x.id, p_step.state, 'failed', x.attempts, p_problem, v_meta
     FROM tasker.steps AS x WHERE x.id = p_step.id;
     IF (SELECT t.completed_at IS NULL FROM tasker.tasks AS t WHERE t.id = p_step.task_id) THEN
         PERFORM tasker._stop_task(p_step.task_id, 'failed', p_step.id, format('step %s failed', p_step.name));
     END IF;
+    RETURN (SELECT t.completed_at IS NOT NULL FROM tasker.tasks AS t WHERE t.id = p_step.task_id);
 END;
 $fn$;
 
@@ -81,14 +79,15 @@ BEGIN
         v_items := jsonb_path_query_first(tasker._condition_document(s.id), s.for_each, silent => true);
         IF v_items IS NULL OR jsonb_typeof(v_items) <> 'array'
            OR jsonb_array_length(v_items) > tasker.max_map_items() THEN
-            PERFORM tasker._fail_map(s, CASE
+            IF tasker._fail_map(s, CASE
                 WHEN v_items IS NULL THEN format('forEach %s found nothing', s.for_each::text)
                 WHEN jsonb_typeof(v_items) <> 'array'
                     THEN format('forEach %s gave %s, not an array', s.for_each::text, jsonb_typeof(v_items))
                 ELSE format('forEach %s gave %s items: at most %s are allowed', s.for_each::text,
                             jsonb_array_length(v_items), tasker.max_map_items())
-            END);
-            stopped := stopped || s.task_id;
+            END) THEN
+                stopped := stopped || s.task_id;
+            END IF;
             CONTINUE;
         END IF;
         v_n := jsonb_array_length(v_items);
@@ -111,10 +110,11 @@ BEGIN
         WITH i AS (
             INSERT INTO tasker.steps (task_id, name, handler, queue, inputs, max_attempts, backoff_base_ms,
                                       backoff_max_ms, backoff_jitter, timeout_seconds, parent_count,
-                                      remaining_parents, delay_ms, not_before, map_step_id, item_index, item)
+                                      remaining_parents, delay_ms, not_before, map_step_id, item_index, item, child,
+                                      child_of, context)
             SELECT s.task_id, s.name || '[' || (x.ord - 1) || ']', s.handler, s.queue, s.inputs, s.max_attempts,
                    s.backoff_base_ms, s.backoff_max_ms, s.backoff_jitter, s.timeout_seconds, s.parent_count, 0,
-                   s.delay_ms, s.not_before, s.id, (x.ord - 1)::integer, x.item
+                   s.delay_ms, s.not_before, s.id, (x.ord - 1)::integer, x.item, s.child, s.child_of, s.context
             FROM jsonb_array_elements(v_items) WITH ORDINALITY AS x (item, ord)
             ORDER BY x.ord
             RETURNING id
@@ -140,7 +140,11 @@ BEGIN
         UPDATE tasker.tasks AS t
         SET step_count = t.step_count + v_n, unfinished_steps = t.unfinished_steps + v_n, updated_at = clock_timestamp()
         WHERE t.id = s.task_id;
-        PERFORM tasker._enqueue_now(v_ids, format('instance of %s', s.name));
+        IF s.child IS NULL THEN
+            PERFORM tasker._enqueue_now(v_ids, format('instance of %s', s.name));
+        ELSE -- instances of a child workflow: expanded by _enqueue's next round (children.sql)
+            ready := ready || v_ids;
+        END IF;
     END LOOP;
 END;
 $fn$;
@@ -161,14 +165,22 @@ BEGIN
              WHERE x.id = ANY (p_step_ids) AND x.state = 'mapping' AND x.remaining_parents = 0
              ORDER BY x.id LOOP
         CONTINUE WHEN s.task_id = ANY (stopped);
-        SELECT coalesce(jsonb_agg(coalesce(i.result, 'null'::jsonb) ORDER BY i.item_index), '[]'::jsonb),
-               coalesce(sum(pg_column_size(i.result)), 0)
-        INTO v_result, v_bytes
-        FROM tasker.steps AS i WHERE i.map_step_id = s.id;
+        IF s.for_each IS NULL THEN -- a child workflow step (children.sql)
+            v_result := tasker._child_result(s.id);
+            v_bytes := pg_column_size(v_result);
+        ELSE
+            SELECT coalesce(jsonb_agg(coalesce(i.result, 'null'::jsonb) ORDER BY i.item_index), '[]'::jsonb),
+                   coalesce(sum(pg_column_size(i.result)), 0)
+            INTO v_result, v_bytes
+            FROM tasker.steps AS i WHERE i.map_step_id = s.id;
+        END IF;
         IF v_bytes > tasker.max_dependency_results_bytes() THEN
-            PERFORM tasker._fail_map(s, format('the results of its %s instances take %s bytes: more than the limit '
-                                               'of %s', s.map_size, v_bytes, tasker.max_dependency_results_bytes()));
-            stopped := stopped || s.task_id;
+            IF tasker._fail_map(s, format('the results of its %s take %s bytes: more than the limit of %s',
+                                          CASE WHEN s.for_each IS NULL THEN 'child workflow'
+                                               ELSE s.map_size || ' instances' END,
+                                          v_bytes, tasker.max_dependency_results_bytes())) THEN
+                stopped := stopped || s.task_id;
+            END IF;
             CONTINUE;
         END IF;
         UPDATE tasker.steps AS x
@@ -176,8 +188,10 @@ BEGIN
             finished_at = clock_timestamp(), next_attempt_at = NULL, updated_at = clock_timestamp()
         WHERE x.id = s.id;
         INSERT INTO tasker.step_transitions (task_id, step_id, from_state, to_state, attempt, reason, metadata)
-        VALUES (s.task_id, s.id, 'mapping', 'succeeded', s.attempts, 'all instances finished',
-                jsonb_build_object('items', s.map_size));
+        VALUES (s.task_id, s.id, 'mapping', 'succeeded', s.attempts,
+                CASE WHEN s.for_each IS NULL THEN 'child workflow finished' ELSE 'all instances finished' END,
+                CASE WHEN s.for_each IS NULL THEN jsonb_build_object('steps', s.child_size)
+                     ELSE jsonb_build_object('items', s.map_size) END);
         PERFORM tasker._count_finished(ARRAY[s.task_id]);
         ready := ready || tasker._count_off_children(ARRAY[s.id]);
     END LOOP;

@@ -42,6 +42,13 @@ BEGIN
         RETURN;
     END IF;
 
+    IF s.child IS NOT NULL AND s.for_each IS NULL THEN -- a child workflow step: its child runs again (children.sql)
+        PERFORM tasker._discard_child(s.id, coalesce(retry_step.reason, 'retried manually')
+                                            || ': its child workflow runs again');
+    END IF;
+    IF s.child_of IS NOT NULL THEN -- a step of a child workflow: the steps that failed with it wait for it again
+        PERFORM tasker._child_resumed(s.id, format('step %s of its child workflow retried manually', s.name));
+    END IF;
     UPDATE tasker.steps AS x
     SET retry_base = x.attempts,
         inputs = CASE WHEN retry_step.inputs IS NULL THEN x.inputs ELSE retry_step.inputs END

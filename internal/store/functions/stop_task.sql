@@ -1,4 +1,5 @@
--- Finishes a task as failed or cancelled: every unfinished step stops. Pending steps below p_failed_step_id (which
+-- Finishes a task as failed or cancelled: every unfinished step stops — unless the failed step is of a child
+-- workflow that runs again (children.sql). Pending steps below p_failed_step_id (which
 -- can never run now) become skipped, every other unfinished step cancelled; their messages are deleted and their
 -- leases stop being valid.
 CREATE OR REPLACE FUNCTION tasker._stop_task(p_task_id bigint, p_target text, p_failed_step_id bigint, p_reason text)
@@ -11,6 +12,12 @@ DECLARE
     v_msgs   bigint[];
     r        record;
 BEGIN
+    -- A step of a child workflow failed: its child workflow's step runs the child again if its retry policy allows,
+    -- and the task goes on (children.sql).
+    IF p_target = 'failed' AND (SELECT s.child_of IS NOT NULL FROM tasker.steps AS s WHERE s.id = p_failed_step_id)
+       AND tasker._child_failed(p_failed_step_id) THEN
+        RETURN;
+    END IF;
     SELECT t.state INTO v_from FROM tasker.tasks AS t WHERE t.id = p_task_id;
 
     WITH RECURSIVE below AS (
@@ -60,8 +67,9 @@ END;
 $fn$;
 
 -- A failed task whose failed steps have all been retried, resolved or completed runs again: its skipped and
--- cancelled steps go back to pending (then enqueued as their parents allow) — a map step that was expanded
--- already goes back to mapping (gathered once its instances have finished: maps.sql).
+-- cancelled steps go back to pending (then enqueued as their parents allow) — a map or child workflow step that
+-- was expanded already goes back to mapping (gathered once its instances or child have finished: maps.sql,
+-- children.sql).
 CREATE OR REPLACE FUNCTION tasker._reopen_task(p_task_id bigint, p_reason text) RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -82,7 +90,8 @@ BEGIN
         WHERE s.task_id = p_task_id AND s.state IN ('skipped', 'cancelled')
     ), u AS (
         UPDATE tasker.steps AS s
-        SET state = CASE WHEN s.map_size > 0 THEN 'mapping' ELSE 'pending' END, remaining_parents = r.remaining,
+        SET state = CASE WHEN s.map_size > 0 OR s.child_size > 0 THEN 'mapping' ELSE 'pending' END,
+            remaining_parents = r.remaining,
             retry_base = s.attempts, finished_at = NULL, updated_at = clock_timestamp()
         FROM r WHERE s.id = r.id
         RETURNING s.id, s.task_id, s.attempts, r.state AS from_state, s.state AS to_state, r.remaining
@@ -91,6 +100,10 @@ BEGIN
         SELECT u.task_id, u.id, u.from_state, u.to_state, u.attempts, p_reason FROM u
     )
     SELECT array_agg(u.id) FILTER (WHERE u.remaining = 0) INTO v_ready FROM u;
+    -- Map and child workflow steps whose instances or child finished meanwhile (by hand) are gathered.
+    v_ready := coalesce(v_ready, '{}') || ARRAY(SELECT s.id FROM tasker.steps AS s
+                                                WHERE s.task_id = p_task_id AND s.state = 'mapping'
+                                                  AND s.remaining_parents = 0);
 
     SELECT count(*) INTO v_unfinished FROM tasker.steps AS s
     WHERE s.task_id = p_task_id AND s.state IN ('pending', 'enqueued', 'running', 'retrying', 'waiting', 'mapping');
@@ -109,7 +122,7 @@ BEGIN
         PERFORM tasker._concurrency_reopened(p_task_id); -- flow control (concurrency.sql)
     END IF;
 
-    IF v_ready IS NOT NULL THEN
+    IF cardinality(v_ready) > 0 THEN
         PERFORM tasker._enqueue(v_ready, 'task resumed');
     END IF;
 END;
