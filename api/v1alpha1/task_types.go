@@ -158,10 +158,11 @@ type TaskAction struct {
 	// +required
 	Type TaskActionType `json:"type"`
 
-	// Step the action applies to (not for type Signal).
+	// Step the action applies to (not for type Signal): a step of spec.steps, or a step of a child workflow by
+	// its full name ("<step>/<child step>"), or a map instance ("<step>[<index>]").
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=63
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=384
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\[[0-9]{1,5}\])?(/[a-z0-9]([-a-z0-9]*[a-z0-9])?(\[[0-9]{1,5}\])?)*$`
 	// +optional
 	Step string `json:"step,omitempty"`
 
@@ -255,8 +256,8 @@ type StepSummary struct {
 	// Child is, for a step that runs a child workflow (template), its template and its steps counted by state
 	// (total 0 until it starts). The child's steps follow the Task's own in steps, named "<step>/<child step>".
 	// +optional
-	Child *ChildSummary `json:"child,omitempty"`
-	Attempts int32       `json:"attempts,omitempty"`
+	Child    *ChildSummary `json:"child,omitempty"`
+	Attempts int32         `json:"attempts,omitempty"`
 	// +optional
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
 	// +optional

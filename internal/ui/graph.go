@@ -17,8 +17,8 @@ type graphNode struct {
 	Handler   string
 	State     string // a step state; "" when not known (the status lists only the first 50 steps)
 	Attempts  int
-	Count     int // instances or child steps the box stands for; 0 or 1 for a step
-	Done      int // of those, how many have finished
+	Count     int    // instances or child steps the box stands for; 0 or 1 for a step
+	Done      int    // of those, how many have finished
 	Child     string // the TaskTemplate a child workflow step runs ("" for other steps)
 	DependsOn []string
 }

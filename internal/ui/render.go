@@ -19,12 +19,12 @@ var templateFS embed.FS
 // pages are the page templates, each with the layout (layout.html) and the shared parts (parts.html).
 var pages = func() map[string]*template.Template {
 	funcs := template.FuncMap{
-		"lower":    strings.ToLower,
-		"duration": cli.FormatDuration,
-		"clock":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
-		"instant":  func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
-		"asset":    func(name string) string { return "/static/" + name + "?v=" + assetVersion },
-		"mapLine":  func(c *taskerv1alpha1.StepCounts) string { return stepcounts.Line(*c) },
+		"lower":     strings.ToLower,
+		"duration":  cli.FormatDuration,
+		"clock":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+		"instant":   func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
+		"asset":     func(name string) string { return "/static/" + name + "?v=" + assetVersion },
+		"mapLine":   func(c *taskerv1alpha1.StepCounts) string { return stepcounts.Line(*c) },
 		"stepsLine": func(c taskerv1alpha1.StepCounts) string { return stepcounts.StepsLine(c) },
 		"args": func(name, label, value string, choices []string) selectArgs {
 			return selectArgs{Name: name, Label: label, Value: value, Choices: choices}

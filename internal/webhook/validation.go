@@ -7,8 +7,10 @@
 package webhook
 
 import (
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"strings"
 	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -130,9 +132,14 @@ func ValidateCronTask(ct *taskerv1alpha1.CronTask) field.ErrorList {
 	return errs
 }
 
+// hasStep reports whether name is a step of steps, or may be one made of them when the Task runs: an instance of a
+// map step ("<step>[<i>]"), or a step of a child workflow ("<step>/<child step>", checked by the engine).
 func hasStep(steps []taskerv1alpha1.StepSpec, name string) bool {
+	first, rest, _ := strings.Cut(name, "/")
+	own, _, instance := strings.Cut(first, "[")
 	for i := range steps {
-		if steps[i].Name == name {
+		s := &steps[i]
+		if s.Name == own && (rest == "" || s.Template != "") && (!instance || s.ForEach != "") {
 			return true
 		}
 	}
