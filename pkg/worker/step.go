@@ -40,11 +40,13 @@ type Step struct {
 	Queue string
 	// Inputs is the step's free JSON input (JSON null when it has none). See DecodeInputs.
 	Inputs json.RawMessage
-	// TaskContext is the task's free JSON context, shared by all its steps (JSON null when none). See
-	// DecodeContext.
+	// TaskContext is the task's free JSON context, shared by all its steps (JSON null when none) — for a step of
+	// a child workflow (a step named "<step>/<child step>"), the child's context, with its parameters under
+	// "params". See DecodeContext.
 	TaskContext json.RawMessage
 	// DependencyResults holds the result of every step this one depends on, keyed by step name (JSON null for
-	// a dependency an operator resolved by hand). See DecodeDependency.
+	// a dependency an operator resolved by hand); in a child workflow, by the names within the child (so a
+	// template's handlers read the same keys whoever runs it). See DecodeDependency.
 	DependencyResults map[string]json.RawMessage
 	// Attempt is 1 for the first attempt. A retry, or a re-claim after a worker lost its lease (it died, say),
 	// counts as a new attempt; a step given back during a graceful shutdown does not.
