@@ -27,21 +27,8 @@
 -- characters.
 CREATE OR REPLACE FUNCTION tasker._concurrency_key_problem(p_key text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $fn$
-DECLARE
-    v_path jsonpath;
 BEGIN
-    IF p_key IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF length(p_key) > 1024 THEN
-        RETURN 'must be at most 1024 characters';
-    END IF;
-    BEGIN
-        v_path := p_key::jsonpath;
-    EXCEPTION WHEN syntax_error OR invalid_parameter_value OR invalid_text_representation THEN
-        RETURN format('not a SQL/JSON path expression (%s)', SQLERRM);
-    END;
-    RETURN NULL;
+    RETURN tasker._path_problem(p_key); -- conditions.sql; NULL for NULL
 END;
 $fn$;
 

@@ -27,13 +27,16 @@ BEGIN
 END;
 $fn$;
 
--- Why p_path cannot be a SQL/JSON path expression of a step (NULL: it can): too long, or not one. Shared by
--- conditions, forEach paths, child workflows' arguments and outputs.
+-- Why p_path cannot be a SQL/JSON path expression (NULL: it can, or it is NULL): too long, or not one. Shared by
+-- conditions, forEach paths, concurrency keys, child workflows' arguments and outputs.
 CREATE OR REPLACE FUNCTION tasker._path_problem(p_path text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $fn$
 DECLARE
     v_path jsonpath;
 BEGIN
+    IF p_path IS NULL THEN
+        RETURN NULL;
+    END IF;
     IF length(p_path) > 1024 THEN
         RETURN 'must be at most 1024 characters';
     END IF;
