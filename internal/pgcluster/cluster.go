@@ -239,6 +239,20 @@ func (c *Cluster) Resume(ctx context.Context) error {
 	return c.start(ctx, c.settings)
 }
 
+// ResumeOnPort starts a paused server again on another port (0: a free one), as a primary that came back at
+// another address would; URL and Port follow. Failover tests put a proxy (a Service's stand-in) in front.
+func (c *Cluster) ResumeOnPort(ctx context.Context, port int) error {
+	if port == 0 {
+		var err error
+		if port, err = freePort(); err != nil {
+			return err
+		}
+	}
+	c.port = port
+	c.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	return c.start(ctx, c.settings)
+}
+
 func (c *Cluster) removeFiles() {
 	if c.dataDir != "" && !c.keep {
 		_ = os.RemoveAll(c.dataDir)
