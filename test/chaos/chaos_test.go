@@ -130,6 +130,13 @@ var shapes = []shape{
 		each.ForEach = "$.deps.list.items"
 		return []taskerv1alpha1.StepSpec{st("list", "echo", mapItems), each, st("join", "echo", "", "each")}
 	}},
+	// A child workflow per element (forEach over the template childTemplate): its steps, run by workers that are
+	// killed, retried after failing twice, must still give each child's output, and the map their array in order.
+	{"child", taskerv1alpha1.TaskSucceeded, func(sizes) []taskerv1alpha1.StepSpec {
+		run := taskerv1alpha1.StepSpec{Name: "run", Template: childTemplate, DependsOn: []string{"list"}, Retry: retry,
+			ForEach: "$.deps.list.items", ArgumentsFrom: map[string]string{"n": "$.item"}}
+		return []taskerv1alpha1.StepSpec{st("list", "echo", `{"items":[0,1,2]}`), run, st("join", "echo", "", "run")}
+	}},
 	// A wait: it outlasts the operator kills and PostgreSQL restarts, and the signal sent after them (a Signal
 	// action) completes it.
 	{"wait", taskerv1alpha1.TaskSucceeded, func(sizes) []taskerv1alpha1.StepSpec {
@@ -137,6 +144,23 @@ var shapes = []shape{
 		return []taskerv1alpha1.StepSpec{st("a", "echo", ""), gate, st("b", "echo", "", "gate")}
 	}},
 }
+
+// childTemplate is the TaskTemplate the child shape runs: its parameter n comes back as its output.
+const childTemplate = "chaos-child"
+
+func childTemplateObject(ns string) *taskerv1alpha1.TaskTemplate {
+	return &taskerv1alpha1.TaskTemplate{ObjectMeta: metav1.ObjectMeta{Name: childTemplate, Namespace: ns},
+		Spec: taskerv1alpha1.TaskTemplateSpec{
+			Parameters: []taskerv1alpha1.TemplateParameter{{Name: "n", Type: taskerv1alpha1.ParameterInteger, Required: true}},
+			Steps: []taskerv1alpha1.StepSpec{st("first", "echo", ""), st("flaky", "fail", `{"failTimes":2}`, "first"),
+				st("last", "echo", "", "flaky")},
+			// The reference worker's fail handler returns {"attempt": n}: its third attempt at least.
+			Outputs: map[string]string{"n": "$.context.params.n", "flaky": "$.steps.flaky.attempt >= 3"},
+		}}
+}
+
+// What the child shape's map step must gather.
+const childGathered = `[{"n": 0, "flaky": true}, {"n": 1, "flaky": true}, {"n": 2, "flaky": true}]`
 
 // The map shape's items, and what its map step must gather.
 const (
@@ -188,6 +212,9 @@ func TestChaos(t *testing.T) {
 		procs.startWorker()
 	}
 
+	if err := env.Client.Create(ctx, childTemplateObject(ns)); err != nil {
+		t.Fatal(err)
+	}
 	// The Tasks, all applied up front (the operators admit them while the faults go on).
 	want := map[string]taskerv1alpha1.TaskPhase{}
 	for i := range sz.tasks {
@@ -372,6 +399,10 @@ func verify(t *testing.T, ctx context.Context, c client.Client, ns, dbURL string
 		})
 		res.steps += len(dbTask.Steps)
 		switch {
+		case strings.HasPrefix(tk.Name, "child-"):
+			if run := dbTask.Step("run"); string(run.Result) != childGathered {
+				t.Errorf("Task %s: the children gave %s, want %s", tk.Name, run.Result, childGathered)
+			}
 		case strings.HasPrefix(tk.Name, "map-"):
 			if each := dbTask.Step("each"); string(each.Result) != mapGathered || each.Map == nil || each.Map.Items != 30 {
 				t.Errorf("Task %s: map step gathered %s (%+v)", tk.Name, each.Result, each.Map)
