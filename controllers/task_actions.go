@@ -27,6 +27,8 @@ func (r *TaskReconciler) runActions(ctx context.Context, task *taskerv1alpha1.Ta
 			continue
 		}
 		var err error
+		// Carried out once even when this status write is lost and the next reconcile sees the action as new.
+		ctx := engine.WithAction(ctx, a.ID)
 		switch a.Type {
 		case taskerv1alpha1.ActionRetry:
 			retry := engine.Retry{Reason: a.Reason}
@@ -64,6 +66,9 @@ func (r *TaskReconciler) runActions(ctx context.Context, task *taskerv1alpha1.Ta
 		}
 		record := taskerv1alpha1.ActionStatus{ID: a.ID, Outcome: "Done", Time: metav1.NewTime(r.now())}
 		switch {
+		case errors.Is(err, engine.ErrActionDone):
+			// Its outcome was not recorded here (a status write lost to a conflict): it was, in the database.
+			record.Message = "carried out before (the status write that recorded it was lost)"
 		case err == nil:
 			record.Message = fmt.Sprintf("%s of step %q done", a.Type, a.Step)
 			if a.Type == taskerv1alpha1.ActionSignal {

@@ -39,6 +39,8 @@ type fakeEngine struct {
 	calls []string
 	// actionErr, when set, is what the next action (retry, resolve, complete) returns.
 	actionErr error
+	// lastAction is the action id (engine.WithAction) the last action was called with.
+	lastAction string
 	// admitted are the specs admitted, in order.
 	admitted []engine.TaskSpec
 	// idempotent maps "namespace/idempotency key" to the task admitted under it.
@@ -132,7 +134,8 @@ func (f *fakeEngine) Cancel(_ context.Context, id int64, reason string) error {
 	return nil
 }
 
-func (f *fakeEngine) action(format string, args ...any) error {
+func (f *fakeEngine) action(ctx context.Context, format string, args ...any) error {
+	f.lastAction = engine.ActionOf(ctx)
 	if err := f.call(format, args...); err != nil {
 		return err
 	}
@@ -141,20 +144,20 @@ func (f *fakeEngine) action(format string, args ...any) error {
 	return err
 }
 
-func (f *fakeEngine) RetryStepWith(_ context.Context, id int64, step string, r engine.Retry) error {
-	return f.action("retry %d %s %s inputs=%s", id, step, r.Reason, r.Inputs)
+func (f *fakeEngine) RetryStepWith(ctx context.Context, id int64, step string, r engine.Retry) error {
+	return f.action(ctx, "retry %d %s %s inputs=%s", id, step, r.Reason, r.Inputs)
 }
 
-func (f *fakeEngine) ResolveStep(_ context.Context, id int64, step, reason string) error {
-	return f.action("resolve %d %s %s", id, step, reason)
+func (f *fakeEngine) ResolveStep(ctx context.Context, id int64, step, reason string) error {
+	return f.action(ctx, "resolve %d %s %s", id, step, reason)
 }
 
-func (f *fakeEngine) CompleteStep(_ context.Context, id int64, step string, result json.RawMessage) error {
-	return f.action("complete %d %s %s", id, step, result)
+func (f *fakeEngine) CompleteStep(ctx context.Context, id int64, step string, result json.RawMessage) error {
+	return f.action(ctx, "complete %d %s %s", id, step, result)
 }
 
-func (f *fakeEngine) Signal(_ context.Context, id int64, signal string, payload json.RawMessage, reason string) error {
-	return f.action("signal %d %s %s %s", id, signal, payload, reason)
+func (f *fakeEngine) Signal(ctx context.Context, id int64, signal string, payload json.RawMessage, reason string) error {
+	return f.action(ctx, "signal %d %s %s %s", id, signal, payload, reason)
 }
 
 // finish makes task id succeed (or fail) at t.
@@ -375,6 +378,28 @@ func TestReconcileRecordsARejectedAction(t *testing.T) {
 	if len(tk.Status.Actions) != 1 || tk.Status.Actions[0].Outcome != "Rejected" ||
 		!strings.Contains(tk.Status.Actions[0].Message, "step a is enqueued") {
 		t.Errorf("action records %+v", tk.Status.Actions)
+	}
+}
+
+// An action the engine says was carried out already (its status write was lost) is recorded as done, not as
+// rejected, and not carried out again; the engine is told the action's id.
+func TestReconcileRecordsAnActionCarriedOutBefore(t *testing.T) {
+	b := newReconcileBundle(t, newTestTask("t"))
+	b.reconcile(t, "t")
+	tk := b.task(t, "t")
+	tk.Spec.Actions = []taskerv1alpha1.TaskAction{{ID: "r1", Type: taskerv1alpha1.ActionRetry, Step: "a"}}
+	if err := b.c.Update(context.Background(), tk); err != nil {
+		t.Fatal(err)
+	}
+	b.eng.actionErr = fmt.Errorf("%w: action \"r1\" of task 1", engine.ErrActionDone)
+	b.reconcile(t, "t")
+	tk = b.task(t, "t")
+	if len(tk.Status.Actions) != 1 || tk.Status.Actions[0].Outcome != "Done" ||
+		!strings.Contains(tk.Status.Actions[0].Message, "carried out before") {
+		t.Errorf("action records %+v", tk.Status.Actions)
+	}
+	if b.eng.lastAction != "r1" {
+		t.Errorf("the engine was told the action id %q, want r1", b.eng.lastAction)
 	}
 }
 

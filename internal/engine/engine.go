@@ -71,6 +71,7 @@ var (
 	sqlHistory                = mustSQL("history")
 	sqlLatestChange           = mustSQL("latest_task_change")
 	sqlStepInputs             = mustSQL("step_inputs")
+	sqlRecordAction           = mustSQL("record_action")
 
 	// Claims of a database older than migration 15, without item, item_index, trace_context and ready_at (a
 	// database between 15 and 17 answers them too).

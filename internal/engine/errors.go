@@ -34,6 +34,8 @@ var (
 	ErrInvalidSpec = errors.New("invalid task spec")
 	// ErrInvalidArgument: an argument of a protocol call is out of range (a queue name, a batch size, ...).
 	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrActionDone: an action with an id (WithAction) was carried out already; nothing was done now.
+	ErrActionDone = errors.New("action carried out already")
 	// ErrDatabase: the database failed in an unexpected way. The error is a *DatabaseError whose cause
 	// (errors.Unwrap) has the details for logs.
 	ErrDatabase = errors.New("database error")

@@ -81,17 +81,58 @@ func (e *Engine) Signal(ctx context.Context, taskID int64, signal string, payloa
 
 func (e *Engine) action(ctx context.Context, op, sql string, args ...any) (err error) {
 	ctx, span := startSpan(ctx, "tasker."+strings.ReplaceAll(op, " ", "_"))
-	if id, ok := args[0].(int64); ok {
-		span.SetAttributes(attrTask.Int64(id))
-	}
+	taskID, _ := args[0].(int64)
+	span.SetAttributes(attrTask.Int64(taskID))
 	defer func() { endSpan(span, err) }()
 	cctx, cancel := e.callCtx(ctx)
 	defer cancel()
+	actionID := ActionOf(ctx)
+	if actionID == "" {
+		var status, detail string
+		if err := e.pool.QueryRow(cctx, sql, args...).Scan(&status, &detail); err != nil {
+			return dbError(ctx, op, err)
+		}
+		return actionError(status, detail)
+	}
+	// An action with an id (WithAction): recorded in the transaction that carries it out, or not carried out
+	// again. A refused action (a noop, a transition the step cannot make) is recorded too: it was carried out.
+	tx, err := e.pool.Begin(cctx)
+	if err != nil {
+		return dbError(ctx, op, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(cctx)) }()
+	tag, err := tx.Exec(cctx, sqlRecordAction, taskID, actionID)
+	if err != nil {
+		return dbError(ctx, op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: action %q of task %d", ErrActionDone, actionID, taskID)
+	}
 	var status, detail string
-	if err := e.pool.QueryRow(cctx, sql, args...).Scan(&status, &detail); err != nil {
+	if err := tx.QueryRow(cctx, sql, args...).Scan(&status, &detail); err != nil {
+		return dbError(ctx, op, err)
+	}
+	if err := tx.Commit(cctx); err != nil {
 		return dbError(ctx, op, err)
 	}
 	return actionError(status, detail)
+}
+
+type actionKey struct{}
+
+// WithAction returns a context under which RetryStep(With), ResolveStep, CompleteStep and Signal carry out the
+// action of that id (a Task's spec.actions[].id, at most 253 characters) at most once per task: the id is recorded
+// (tasker.task_actions) in the transaction that carries the action out, and a call with an id recorded already
+// does nothing and returns ErrActionDone — so that an action whose outcome the caller failed to record (a lost
+// status write) is not carried out twice. Without it (the default) every call is carried out.
+func WithAction(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, actionKey{}, id)
+}
+
+// ActionOf returns the action id WithAction put in ctx ("" for none).
+func ActionOf(ctx context.Context) string {
+	id, _ := ctx.Value(actionKey{}).(string)
+	return id
 }
 
 func nullable(s string) *string {

@@ -294,3 +294,48 @@ func TestManualRetryWithNewInputs(t *testing.T) {
 		t.Fatalf("history reason %q", reason)
 	}
 }
+
+// An action with an id is carried out once: a second call with the id (its outcome lost by the caller) does
+// nothing — the step that failed again after the first retry is not retried a second time — and says so; another
+// id, or none, is carried out.
+func TestActionWithIDIsCarriedOutOnce(t *testing.T) {
+	b := setup(t)
+	id := b.admit(t, chainSpec("actonce"))
+	running := b.runA(t, "actonce")
+	fail := func() {
+		t.Helper()
+		steps, err := b.engine.Claim(b.ctx, "actonce", 10, time.Minute, "w")
+		if err != nil {
+			t.Fatalf("claim: %v", err)
+		}
+		for _, s := range steps {
+			if s.StepName == "b" {
+				if _, err := b.engine.Fail(b.ctx, s.Lease, engine.Failure{Message: "no", Permanent: true}); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+		}
+		t.Fatal("b was not claimed after its retry")
+	}
+	if _, err := b.engine.Fail(b.ctx, running["b"].Lease, engine.Failure{Message: "no", Permanent: true}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := engine.WithAction(b.ctx, "retry-b")
+	if err := b.engine.RetryStep(ctx, id, "b"); err != nil {
+		t.Fatal(err)
+	}
+	fail() // b fails again before the caller recorded the outcome
+	if err := b.engine.RetryStep(ctx, id, "b"); !errors.Is(err, engine.ErrActionDone) {
+		t.Fatalf("the same action again: %v, want ErrActionDone", err)
+	}
+	st := b.task(t, id)
+	wantPhase(t, st, engine.TaskFailed, map[string]engine.StepPhase{"b": engine.StepFailed})
+	if st.Step("b").Attempts != 2 {
+		t.Errorf("b ran %d times, want 2 (the action's retry once)", st.Step("b").Attempts)
+	}
+	if err := b.engine.RetryStep(engine.WithAction(b.ctx, "retry-b-2"), id, "b"); err != nil {
+		t.Fatalf("another action: %v", err)
+	}
+	wantPhase(t, b.task(t, id), engine.TaskRunning, map[string]engine.StepPhase{"b": engine.StepEnqueued})
+}

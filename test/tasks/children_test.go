@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -129,10 +130,12 @@ func TestChildWorkflows(t *testing.T) {
 		tk := getTask(t, ns, parent.Name)
 		for _, s := range tk.Status.Steps {
 			if s.Name == "run/flaky" {
-				return tk.Status.Phase == taskerv1alpha1.TaskFailed && s.Attempts == 2, nil
+				return tk.Status.Phase == taskerv1alpha1.TaskFailed && s.Attempts == 2 && len(tk.Status.Actions) == 1,
+					fmt.Errorf("phase %s, run/flaky %s after %d attempts, actions %+v", tk.Status.Phase, s.State,
+						s.Attempts, tk.Status.Actions)
 			}
 		}
-		return false, nil
+		return false, fmt.Errorf("no run/flaky in %+v", tk.Status.Steps)
 	})
 	act(taskerv1alpha1.TaskAction{ID: "complete-flaky", Type: taskerv1alpha1.ActionComplete, Step: "run/flaky",
 		Result: raw(`{"fixed": true}`)})
