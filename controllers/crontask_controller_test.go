@@ -127,7 +127,7 @@ func cronTaskOwned(t *testing.T, scheduled time.Time, phase taskerv1alpha1.TaskP
 }
 
 func TestCronTaskCreatesOneTaskPerScheduledTime(t *testing.T) {
-	b := newCronBundle(t, nil)
+	b := newCronBundle(t, func(ct *taskerv1alpha1.CronTask) { ct.Spec.Task.Outputs = map[string]string{"url": "$.steps.a.url"} })
 	if res := b.reconcileAt(t, cronCreated.Add(30*time.Minute)); res.RequeueAfter != 30*time.Minute {
 		t.Errorf("before the first time: RequeueAfter = %s, want 30m (until 11:00)", res.RequeueAfter)
 	}
@@ -144,7 +144,8 @@ func TestCronTaskCreatesOneTaskPerScheduledTime(t *testing.T) {
 		t.Fatalf("Tasks = %v, want only %s", tasks, name)
 	}
 	if !metav1.IsControlledBy(tk, b.cronTask(t)) || tk.Labels[taskerv1alpha1.CronTaskLabel] != "nightly" || tk.Labels["team"] != "reports" ||
-		tk.Annotations[taskerv1alpha1.ScheduledTimeAnnotation] != "2027-01-01T11:00:00Z" || len(tk.Spec.Steps) != 1 {
+		tk.Annotations[taskerv1alpha1.ScheduledTimeAnnotation] != "2027-01-01T11:00:00Z" || len(tk.Spec.Steps) != 1 ||
+		tk.Spec.Outputs["url"] != "$.steps.a.url" {
 		t.Errorf("Task = %+v %+v", tk.ObjectMeta, tk.Spec)
 	}
 	if res.RequeueAfter != time.Hour-5*time.Second {

@@ -49,6 +49,7 @@ func newCronTaskTask(ct *taskerv1alpha1.CronTask, scheduled time.Time, scheme *r
 			Priority:                spec.Priority,
 			TTLSecondsAfterFinished: spec.TTLSecondsAfterFinished,
 			Concurrency:             spec.Concurrency,
+			Outputs:                 spec.Outputs,
 		},
 	}
 	if err := controllerutil.SetControllerReference(ct, task, scheme); err != nil {

@@ -5,6 +5,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,7 +36,8 @@ import (
 // TaskFinalizer keeps a Task until its workflow is cancelled in the engine.
 const TaskFinalizer = "tasker.dev/cancel-in-engine"
 
-// templateNameIndex indexes Tasks by the TaskTemplate they reference.
+// templateNameIndex indexes Tasks by the TaskTemplates they reference: spec.templateRef, and the templates their
+// inline steps run as child workflows.
 const templateNameIndex = "spec.templateRef.name"
 
 // Defaults of TaskReconciler.
@@ -280,12 +282,21 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	return mgr.GetFieldIndexer().IndexField(ctx, &taskerv1alpha1.Task{}, templateNameIndex, templateNameOf)
 }
 
-// templateNameOf is the templateNameIndex of a Task: the TaskTemplate it references, if any.
+// templateNameOf is the templateNameIndex of a Task: the TaskTemplate it references, if any, and those its inline
+// steps run as child workflows (a Task waiting for one is admitted as soon as it appears; templates a template
+// runs are not indexed: such a Task looks again every templateRetryInterval).
 func templateNameOf(o client.Object) []string {
-	if ref := o.(*taskerv1alpha1.Task).Spec.TemplateRef; ref != nil {
-		return []string{ref.Name}
+	tk := o.(*taskerv1alpha1.Task)
+	var names []string
+	if ref := tk.Spec.TemplateRef; ref != nil {
+		names = append(names, ref.Name)
 	}
-	return nil
+	for i := range tk.Spec.Steps {
+		if t := tk.Spec.Steps[i].Template; t != "" && !slices.Contains(names, t) {
+			names = append(names, t)
+		}
+	}
+	return names
 }
 
 // SetupWithManager registers the reconciler and the channel fed by engine notifications. SetupIndexes must have

@@ -72,12 +72,14 @@ func equalTemplateStatus(a, b *taskerv1alpha1.TaskTemplateStatus) bool {
 func (r *TaskTemplateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&taskerv1alpha1.TaskTemplate{}).
-		// templateRef is immutable: only creations and deletions of Tasks change a template's count.
+		// templateRef and steps are immutable: only creations and deletions of Tasks change a template's count
+		// (a Task uses a template by templateRef, or as a child workflow of one of its inline steps).
 		Watches(&taskerv1alpha1.Task{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			if ref := o.(*taskerv1alpha1.Task).Spec.TemplateRef; ref != nil {
-				return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: ref.Name}}}
+			var reqs []reconcile.Request
+			for _, name := range templateNameOf(o) {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}})
 			}
-			return nil
+			return reqs
 		}), builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }})).
 		Named("tasktemplate").
 		Complete(r)

@@ -71,6 +71,11 @@ type CronTaskTaskSpec struct {
 	// +optional
 	Concurrency *ConcurrencySpec `json:"concurrency,omitempty"`
 
+	// Outputs declares each created Task's outputs (a Task's spec.outputs). Default: the template's.
+	// +kubebuilder:validation:MaxProperties=64
+	// +optional
+	Outputs map[string]string `json:"outputs,omitempty"`
+
 	// Priority is the created Tasks' spec.priority (-100..100).
 	// +kubebuilder:validation:Minimum=-100
 	// +kubebuilder:validation:Maximum=100

@@ -119,7 +119,8 @@ type TaskTemplateStatus struct {
 	// Steps is the number of steps in the template.
 	// +optional
 	Steps int32 `json:"steps,omitempty"`
-	// UsedBy counts the Tasks in the namespace that reference this template.
+	// UsedBy counts the Tasks in the namespace that reference this template: by spec.templateRef, or as the child
+	// workflow of one of their own steps (not through another template).
 	// +optional
 	UsedBy int32 `json:"usedBy,omitempty"`
 	// +listType=map

@@ -312,6 +312,13 @@ func (in *CronTaskTaskSpec) DeepCopyInto(out *CronTaskTaskSpec) {
 		*out = new(ConcurrencySpec)
 		**out = **in
 	}
+	if in.Outputs != nil {
+		in, out := &in.Outputs, &out.Outputs
+		*out = make(map[string]string, len(*in))
+		for key, val := range *in {
+			(*out)[key] = val
+		}
+	}
 	if in.TTLSecondsAfterFinished != nil {
 		in, out := &in.TTLSecondsAfterFinished, &out.TTLSecondsAfterFinished
 		*out = new(int32)

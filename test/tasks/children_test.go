@@ -80,6 +80,15 @@ func TestChildWorkflows(t *testing.T) {
 		t.Errorf("all received %s (%v)", st.Step("all").Result, err)
 	}
 
+	// The template counts the Task that runs it as a child workflow among its users.
+	waitFor(t, 30*time.Second, "greet's usedBy to count greet-all", func() (bool, error) {
+		cur := &taskerv1alpha1.TaskTemplate{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(greet), cur); err != nil {
+			return false, err
+		}
+		return cur.Status.UsedBy == 1, fmt.Errorf("usedBy %d", cur.Status.UsedBy)
+	})
+
 	// A failing child: flaky fails for good (permanent) on every run; the step runs the child twice, then fails.
 	failing := &taskerv1alpha1.TaskTemplate{ObjectMeta: metav1.ObjectMeta{Name: "failing", Namespace: ns},
 		Spec: taskerv1alpha1.TaskTemplateSpec{Steps: []taskerv1alpha1.StepSpec{
