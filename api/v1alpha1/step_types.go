@@ -128,8 +128,8 @@ type StepSpec struct {
 	// "<step>/<child step>", with the template's context and the parameters (arguments, argumentsFrom, the
 	// template's defaults) under "params"; the step waits for them (mapping) and succeeds with the child's outputs
 	// (the template's spec.outputs; without any, its last steps' results by name), which its dependents receive. A
-	// child step that fails for good fails the child: the step runs the child again, afresh, as its retry policy
-	// allows, then fails. Retry, resolve and complete reach the child's steps by their "<step>/<child step>"
+	// child step that fails for good fails the child: the step runs the child again, afresh, after its backoff,
+	// as its retry policy allows, then fails. Retry, resolve and complete reach the child's steps by their "<step>/<child step>"
 	// names; cancel stops them with the Task. With forEach, every instance runs the child ($.item gives its
 	// element to argumentsFrom).
 	// +kubebuilder:validation:MaxLength=253

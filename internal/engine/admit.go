@@ -145,7 +145,7 @@ type StepSpec struct {
 // "item" for a map instance}, as When's), each value checked against Parameters, and set under "params" in
 // Context, which the child's steps get as their context (dependency results within the child are by their names
 // there). A child step that fails for good fails the child: the step runs it again (afresh, every child step
-// anew) while the step's retry policy allows, else the step fails. Its result is Outputs evaluated over {"steps":
+// anew, after the step's backoff) while the step's retry policy allows, else the step fails. Its result is Outputs evaluated over {"steps":
 // {<child step>: <result>}, "context": <the child's context>}, or, with none declared, an object of the results of
 // the child's last steps (those no other child step depends on) by name.
 type ChildSpec struct {

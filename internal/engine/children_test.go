@@ -173,6 +173,15 @@ func TestChildWorkflowFailureRunsItAgain(t *testing.T) {
 	if len(st.Steps) != 4 {
 		t.Errorf("%d steps after the re-run, want 4 (the first run's child discarded)", len(st.Steps))
 	}
+	// The second run's first step waited for run's backoff (its message visible only then).
+	var delayed int
+	if err := b.pool.QueryRow(b.ctx, `SELECT count(*) FROM tasker.step_transitions AS x JOIN tasker.steps AS s ON s.id = x.step_id
+		WHERE x.task_id = $1 AND s.name = 'run/fetch' AND x.to_state = 'enqueued' AND x.metadata ? 'visible_at'`, id).Scan(&delayed); err != nil {
+		t.Fatal(err)
+	}
+	if delayed != 1 {
+		t.Errorf("run/fetch was enqueued with a delay %d times, want once (the re-run, after run's backoff)", delayed)
+	}
 
 	// By hand: retrying the child's failed step resumes the child and the task.
 	if err := b.engine.RetryStep(b.ctx, id, "run/report"); err != nil {

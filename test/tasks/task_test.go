@@ -186,14 +186,14 @@ func TestSamplesSucceed(t *testing.T) {
 			})
 		})
 	}
-	// The template reports its users.
+	// The template reports its users: the Task made from it, and the two that run it as a child workflow.
 	waitFor(t, 10*time.Second, "template status", func() (bool, error) {
 		var cur taskerv1alpha1.TaskTemplate
 		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(&tmpl), &cur); err != nil {
 			return false, err
 		}
 		ready := len(cur.Status.Conditions) == 1 && cur.Status.Conditions[0].Status == metav1.ConditionTrue
-		return ready && cur.Status.UsedBy == 1 && cur.Status.Steps == 3, fmt.Errorf("%+v", cur.Status)
+		return ready && cur.Status.UsedBy == 3 && cur.Status.Steps == 3, fmt.Errorf("%+v", cur.Status)
 	})
 }
 

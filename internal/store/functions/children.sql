@@ -13,7 +13,8 @@
 -- (maps.sql): the step succeeds with the child's outputs — each declared output's path evaluated over
 -- {"steps": {<child step>: <result>}, "context": <the child's context>}, or without declared outputs an object of
 -- the leaves' results by name. A child step that fails for good fails the child: the step is run again (the child
--- discarded and expanded afresh) while its retry policy allows, else it fails, and so on up to the task. Steps of
+-- discarded and expanded afresh, its first steps visible after the step's backoff) while its retry policy allows,
+-- else it fails, and so on up to the task. Steps of
 -- a child see dependency results under their own names (without the prefix).
 
 -- How deep child workflows may nest (a child's step running a child ...).
@@ -261,6 +262,7 @@ DECLARE
     v_problem text;
     v_n       integer;
     v_leaves  integer;
+    v_roots   bigint[];
     a         record;
 BEGIN
     ready := '{}';
@@ -292,8 +294,13 @@ BEGIN
             CONTINUE;
         END IF;
 
-        ready := ready || tasker._insert_steps(s.task_id, s.child -> 'steps', coalesce(nullif(s.child ->> 'queue', ''), s.queue),
-                                               s.name || '/', s.id, v_context);
+        v_roots := tasker._insert_steps(s.task_id, s.child -> 'steps', coalesce(nullif(s.child ->> 'queue', ''), s.queue),
+                                        s.name || '/', s.id, v_context);
+        IF s.next_attempt_at > clock_timestamp() THEN -- a child run again after a failure waits for the backoff
+            UPDATE tasker.steps AS x SET not_before = greatest(x.not_before, s.next_attempt_at)
+            WHERE x.id = ANY (v_roots);
+        END IF;
+        ready := ready || v_roots;
         v_n := jsonb_array_length(s.child -> 'steps');
         -- The child's leaves are the step's parents from now on: it ends when they have.
         WITH l AS (
@@ -446,6 +453,7 @@ DECLARE
     c       tasker.steps%ROWTYPE;
     t       tasker.steps%ROWTYPE;
     v_error jsonb;
+    v_at    timestamptz;
 BEGIN
     SELECT * INTO c FROM tasker.steps AS x WHERE x.id = p_step_id;
     LOOP
@@ -458,10 +466,13 @@ BEGIN
                                                         coalesce(c.last_error ->> 'message', 'failed')),
                                       'step', c.name);
         IF t.attempts - t.retry_base < t.max_attempts THEN
+            -- Again after the step's backoff: its child's first steps are visible only then (_expand_children).
+            v_at := clock_timestamp() + round(tasker._backoff_ms(t, t.attempts - t.retry_base)) * interval '1 millisecond';
             UPDATE tasker.steps AS x SET last_error = v_error WHERE x.id = t.id;
-            PERFORM tasker._discard_child(t.id, format('child workflow failed (step %s): run again, attempt %s of %s',
-                                                       tasker._local_name(c.name), t.attempts - t.retry_base + 1,
+            PERFORM tasker._discard_child(t.id, format('child workflow failed (step %s): run again at %s, attempt %s of %s',
+                                                       tasker._local_name(c.name), v_at, t.attempts - t.retry_base + 1,
                                                        t.max_attempts));
+            UPDATE tasker.steps AS x SET next_attempt_at = v_at WHERE x.id = t.id;
             PERFORM tasker._enqueue(ARRAY[t.id], 'child workflow run again');
             RETURN true;
         END IF;

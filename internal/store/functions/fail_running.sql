@@ -2,6 +2,16 @@
 -- running and locked; when the failure is final, every step of its task and the task are locked (_lock_tasks).
 -- Retries when allowed (retry_after wins over the backoff policy), else fails the step and its task. A retry's
 -- delay counts from the time stamped on its history row.
+-- The delay before the retry of step s after its attempt p_attempt (counted from its retry base) failed: its
+-- exponential backoff, min(max, base * 2^(attempt - 1)), spread by +/- its jitter, in milliseconds (not rounded).
+-- Also the delay before a child workflow runs again (children.sql).
+CREATE OR REPLACE FUNCTION tasker._backoff_ms(s tasker.steps, p_attempt integer) RETURNS double precision
+LANGUAGE sql VOLATILE AS $fn$
+    SELECT least(greatest(least(s.backoff_max_ms::double precision,
+                                s.backoff_base_ms * power(2::double precision, least(greatest(p_attempt - 1, 0), 40)))
+                          * (1 + s.backoff_jitter * (2 * random() - 1)), 0), s.backoff_max_ms)
+$fn$;
+
 CREATE OR REPLACE FUNCTION tasker._fail_running(p_step_id bigint, p_error jsonb, p_retryable boolean,
                                      p_retry_after_seconds double precision, p_reason text)
 RETURNS TABLE (status text, next_attempt_at timestamptz)
@@ -22,10 +32,7 @@ BEGIN
         IF p_retry_after_seconds IS NOT NULL THEN
             v_delay_ms := least(greatest(p_retry_after_seconds, 0) * 1000, 31536000000.0);
         ELSE
-            v_delay_ms := least(s.backoff_max_ms::double precision,
-                                s.backoff_base_ms * power(2::double precision, least(greatest(v_attempt - 1, 0), 40)));
-            v_delay_ms := v_delay_ms * (1 + s.backoff_jitter * (2 * random() - 1));
-            v_delay_ms := least(greatest(v_delay_ms, 0), s.backoff_max_ms);
+            v_delay_ms := tasker._backoff_ms(s, v_attempt);
         END IF;
         v_delay_ms := round(v_delay_ms);
         v_at := v_now + v_delay_ms * interval '1 millisecond';
