@@ -33,6 +33,15 @@ func withoutTraceColumns(sql string) string {
 	return strings.Replace(sql, cols, "", 1)
 }
 
+// byExternalKey derives the query of a task by its external key ($1 text) from its query by id, whose condition
+// on the id is idCond, written once (task_by_id.sql, steps_by_task_id.sql): the two differ only there.
+func byExternalKey(sql, idCond, keyCond string) string {
+	if strings.Count(sql, idCond) != 1 {
+		panic("task query without exactly one " + idCond)
+	}
+	return strings.Replace(sql, idCond, keyCond, 1)
+}
+
 func mustSQL(name string) string {
 	b, err := sqlFS.ReadFile("sql/" + name + ".sql")
 	if err != nil {
@@ -42,23 +51,24 @@ func mustSQL(name string) string {
 }
 
 var (
-	sqlAdmit                  = mustSQL("admit")
-	sqlClaim                  = mustSQL("claim")
-	sqlComplete               = mustSQL("complete")
-	sqlCompleteMany           = mustSQL("complete_many")
-	sqlCompleteClaim          = mustSQL("complete_and_claim")
-	sqlFail                   = mustSQL("fail")
-	sqlHeartbeat              = mustSQL("heartbeat")
-	sqlRelease                = mustSQL("release")
-	sqlCancelTask             = mustSQL("cancel_task")
-	sqlRetryStep              = mustSQL("retry_step")
-	sqlResolveStep            = mustSQL("resolve_step")
-	sqlCompleteStep           = mustSQL("complete_step")
-	sqlTaskByID               = mustSQL("task_by_id")
-	sqlTaskByKey              = mustSQL("task_by_key")
-	sqlTaskIDByKey            = mustSQL("task_id_by_key")
-	sqlStepsByTaskID          = mustSQL("steps_by_task_id")
-	sqlStepsByTaskKey         = mustSQL("steps_by_task_key")
+	sqlAdmit          = mustSQL("admit")
+	sqlClaim          = mustSQL("claim")
+	sqlComplete       = mustSQL("complete")
+	sqlCompleteMany   = mustSQL("complete_many")
+	sqlCompleteClaim  = mustSQL("complete_and_claim")
+	sqlFail           = mustSQL("fail")
+	sqlHeartbeat      = mustSQL("heartbeat")
+	sqlRelease        = mustSQL("release")
+	sqlCancelTask     = mustSQL("cancel_task")
+	sqlRetryStep      = mustSQL("retry_step")
+	sqlResolveStep    = mustSQL("resolve_step")
+	sqlCompleteStep   = mustSQL("complete_step")
+	sqlTaskByID       = mustSQL("task_by_id")
+	sqlTaskByKey      = byExternalKey(sqlTaskByID, "WHERE t.id = $1::bigint", "WHERE t.external_key = $1::text")
+	sqlTaskIDByKey    = mustSQL("task_id_by_key")
+	sqlStepsByTaskID  = mustSQL("steps_by_task_id")
+	sqlStepsByTaskKey = byExternalKey(sqlStepsByTaskID, "WHERE s.task_id = $1::bigint",
+		"WHERE s.task_id = (SELECT t.id FROM tasker.tasks AS t WHERE t.external_key = $1::text)")
 	sqlUpkeep                 = mustSQL("upkeep")
 	sqlDropQueues             = mustSQL("drop_unused_queues")
 	sqlConditions             = mustSQL("condition_problems")

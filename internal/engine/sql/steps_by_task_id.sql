@@ -1,5 +1,5 @@
--- Every step of a task, in spec order, with the names of its dependencies and, for a map step
--- (forEach), how many instances it has in each state; not the instances themselves. The steps of child workflows
+-- Every step of a task (by id; by external key: engine.go's byExternalKey), in spec order, with the names of its
+-- dependencies and, for a map step (forEach), how many instances it has in each state; not the instances themselves. The steps of child workflows
 -- follow (named "<step>/<child step>"), and a child workflow step has its template and how many of its child's
 -- steps are in each state.
 SELECT s.id, s.name, s.handler, s.queue, s.state, s.attempts, s.max_attempts, s.result, s.last_error,

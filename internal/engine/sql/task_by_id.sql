@@ -1,4 +1,4 @@
--- A task row for status (GetTask).
+-- A task row for status (GetTask; TaskByKey: the same by external key, engine.go's byExternalKey).
 SELECT t.id, t.external_key, t.namespace, t.name, t.queue, t.priority, t.context, t.state, t.step_count,
        t.unfinished_steps, extract(epoch FROM t.retention)::double precision, t.created_at, t.started_at,
        t.completed_at, t.expires_at, t.updated_at, t.trace_context,

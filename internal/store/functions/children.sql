@@ -277,12 +277,13 @@ BEGIN
         IF jsonb_typeof(s.child -> 'arguments_from') = 'object' AND s.child -> 'arguments_from' <> '{}'::jsonb THEN
             v_doc := tasker._condition_document(s.id);
             v_params := CASE WHEN jsonb_typeof(v_context -> 'params') = 'object' THEN v_context -> 'params' ELSE '{}' END;
-            FOR a IN SELECT e.key, e.value #>> '{}' AS path FROM jsonb_each(s.child -> 'arguments_from') AS e
+            FOR a IN SELECT e.key, e.value #>> '{}' AS path,
+                            jsonb_path_query_first(v_doc, (e.value #>> '{}')::jsonpath, silent => true) AS value
+                     FROM jsonb_each(s.child -> 'arguments_from') AS e
                      ORDER BY e.key LOOP
-                v_problem := tasker._argument_problem(a.key, a.path,
-                    jsonb_path_query_first(v_doc, a.path::jsonpath, silent => true), s.child -> 'parameters' -> a.key);
+                v_problem := tasker._argument_problem(a.key, a.path, a.value, s.child -> 'parameters' -> a.key);
                 EXIT WHEN v_problem IS NOT NULL;
-                v_params := v_params || jsonb_build_object(a.key, jsonb_path_query_first(v_doc, a.path::jsonpath, silent => true));
+                v_params := v_params || jsonb_build_object(a.key, a.value);
             END LOOP;
             v_context := CASE WHEN jsonb_typeof(v_context) = 'object' THEN v_context ELSE '{}'::jsonb END
                          || jsonb_build_object('params', v_params);

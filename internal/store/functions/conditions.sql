@@ -10,11 +10,9 @@ LANGUAGE plpgsql IMMUTABLE AS $fn$
 DECLARE
     v_kind text;
 BEGIN
-    IF p_when IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF tasker._path_problem(p_when) IS NOT NULL THEN
-        RETURN tasker._path_problem(p_when);
+    v_kind := tasker._path_problem(p_when); -- NULL for NULL
+    IF p_when IS NULL OR v_kind IS NOT NULL THEN
+        RETURN v_kind;
     END IF;
     -- A predicate gives true, false or null (unknown) on any document; a plain path gives the items it finds, none
     -- on this empty one.

@@ -19,12 +19,11 @@ CREATE OR REPLACE FUNCTION tasker.max_map_items() RETURNS integer LANGUAGE sql I
 -- false, never an array).
 CREATE OR REPLACE FUNCTION tasker._for_each_problem(p_path text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+    v_problem text := tasker._path_problem(p_path); -- NULL for NULL
 BEGIN
-    IF p_path IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF tasker._path_problem(p_path) IS NOT NULL THEN
-        RETURN tasker._path_problem(p_path);
+    IF p_path IS NULL OR v_problem IS NOT NULL THEN
+        RETURN v_problem;
     END IF;
     IF jsonb_typeof(jsonb_path_query_first('{"context": {}, "deps": {}}', p_path::jsonpath, silent => true)) = 'boolean' THEN
         RETURN 'must be a path to an array, e.g. $.context.items or $.deps.list.files, not a predicate';
