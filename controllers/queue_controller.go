@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -50,8 +51,8 @@ type QueueLimiter interface {
 type QueueReconciler struct {
 	client.Client
 	Scheme *runtime.Scheme
-	// Limiter is the database; nil: Queues report NoDatabase.
-	Limiter QueueLimiter
+	// Databases gives each Queue its namespace's database; nil: Queues report NoDatabase.
+	Databases Databases
 	// Queues maps queue names to database queues (queuescope).
 	Queues queuescope.Scope
 }
@@ -73,6 +74,7 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	limiter, dbErr := r.limiter(ctx, q.Namespace)
 
 	if !q.DeletionTimestamp.IsZero() {
 		if !controllerutil.ContainsFinalizer(&q, QueueFinalizer) {
@@ -86,8 +88,8 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 				next = queueLimits(winner)
 			}
 			// Without a database nothing was ever written.
-			if r.Limiter != nil {
-				if err := r.Limiter.SetQueueLimits(ctx, dbQueue, next); err != nil {
+			if limiter != nil {
+				if err := limiter.SetQueueLimits(ctx, dbQueue, next); err != nil {
 					logf.FromContext(ctx).Error(err, "remove queue limits", "queue", dbQueue)
 					return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
 				}
@@ -116,12 +118,12 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	case winner != nil && winner.UID != q.UID:
 		conditions.False(&q.Status.Conditions, gen, taskerv1alpha1.QueueConditionReady, QueueReasonConflict,
 			fmt.Sprintf("Queue %s, created earlier, sets the limits of queue %s", winner.Name, name))
-	case r.Limiter == nil:
-		conditions.False(&q.Status.Conditions, gen, taskerv1alpha1.QueueConditionReady, QueueReasonNoDatabase,
-			"the operator runs without a database")
+	case dbErr != nil:
+		conditions.False(&q.Status.Conditions, gen, taskerv1alpha1.QueueConditionReady, QueueReasonNoDatabase, dbErr.Error())
+		result.RequeueAfter = queueStatusInterval
 	default:
 		result.RequeueAfter = queueStatusInterval
-		if err := r.Limiter.SetQueueLimits(ctx, dbQueue, queueLimits(&q)); err != nil {
+		if err := limiter.SetQueueLimits(ctx, dbQueue, queueLimits(&q)); err != nil {
 			logf.FromContext(ctx).Info("cannot write queue limits", "queue", dbQueue, "error", err.Error())
 			conditions.False(&q.Status.Conditions, gen, taskerv1alpha1.QueueConditionReady, QueueReasonUnavailable,
 				"the database is unreachable; the limits are written when it is back")
@@ -130,7 +132,7 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		}
 		conditions.True(&q.Status.Conditions, gen, taskerv1alpha1.QueueConditionReady, QueueReasonInForce,
 			describeLimits(queueLimits(&q)))
-		if states, err := r.Limiter.QueueLimitStates(ctx, []string{dbQueue}); err == nil && len(states) == 1 {
+		if states, err := limiter.QueueLimitStates(ctx, []string{dbQueue}); err == nil && len(states) == 1 {
 			q.Status.Running = int32(min(states[0].Running, 1<<31-1))
 		}
 	}
@@ -140,6 +142,21 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		}
 	}
 	return result, nil
+}
+
+// limiter is the Queue's namespace's database (nil and why not when there is none).
+func (r *QueueReconciler) limiter(ctx context.Context, namespace string) (QueueLimiter, error) {
+	if r.Databases == nil {
+		return nil, errors.New("the operator runs without a database")
+	}
+	db, err := r.Databases.ForNamespace(ctx, namespace)
+	if err != nil {
+		return nil, err
+	}
+	if db.Limits == nil {
+		return nil, fmt.Errorf("database %s takes no queue limits", db.Name)
+	}
+	return db.Limits, nil
 }
 
 // governing is the Queue of the namespace whose limits apply to queue name: the oldest not being deleted (nil:

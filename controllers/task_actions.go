@@ -15,7 +15,7 @@ import (
 )
 
 // runActions carries out spec.actions not yet in status.actions. It reports whether any ran.
-func (r *TaskReconciler) runActions(ctx context.Context, task *taskerv1alpha1.Task) (bool, error) {
+func (r *TaskReconciler) runActions(ctx context.Context, eng TaskEngine, task *taskerv1alpha1.Task) (bool, error) {
 	status := &task.Status
 	done := make(map[string]bool, len(status.Actions))
 	for _, a := range status.Actions {
@@ -38,19 +38,19 @@ func (r *TaskReconciler) runActions(ctx context.Context, task *taskerv1alpha1.Ta
 			if retry.Reason == "" {
 				retry.Reason = "retried by action " + a.ID
 			}
-			err = r.Engine.RetryStepWith(ctx, status.TaskID, a.Step, retry)
+			err = eng.RetryStepWith(ctx, status.TaskID, a.Step, retry)
 		case taskerv1alpha1.ActionResolve:
 			reason := a.Reason
 			if reason == "" {
 				reason = "resolved by action " + a.ID
 			}
-			err = r.Engine.ResolveStep(ctx, status.TaskID, a.Step, reason)
+			err = eng.ResolveStep(ctx, status.TaskID, a.Step, reason)
 		case taskerv1alpha1.ActionComplete:
 			var result []byte
 			if a.Result != nil {
 				result = a.Result.Raw
 			}
-			err = r.Engine.CompleteStep(ctx, status.TaskID, a.Step, result)
+			err = eng.CompleteStep(ctx, status.TaskID, a.Step, result)
 		case taskerv1alpha1.ActionSignal:
 			var payload []byte
 			if a.Result != nil {
@@ -60,7 +60,7 @@ func (r *TaskReconciler) runActions(ctx context.Context, task *taskerv1alpha1.Ta
 			if reason == "" {
 				reason = "sent by action " + a.ID
 			}
-			err = r.Engine.Signal(ctx, status.TaskID, a.Signal, payload, reason)
+			err = eng.Signal(ctx, status.TaskID, a.Signal, payload, reason)
 		default:
 			err = fmt.Errorf("%w: unknown action type %q", engine.ErrInvalidArgument, a.Type)
 		}

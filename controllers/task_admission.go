@@ -26,7 +26,7 @@ import (
 
 // admit resolves the steps (inline or from the template) and admits the task. done is false when admission
 // cannot proceed yet (a condition says why) and result says when to look again.
-func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (ctrl.Result, bool, error) {
+func (r *TaskReconciler) admit(ctx context.Context, eng TaskEngine, task *taskerv1alpha1.Task) (ctrl.Result, bool, error) {
 	status := &task.Status
 	var (
 		tmpl *taskerv1alpha1.TaskTemplate
@@ -87,7 +87,7 @@ func (r *TaskReconciler) admit(ctx context.Context, task *taskerv1alpha1.Task) (
 		scopeQueues(&spec, r.Queues)
 		spec.TraceContext = taskTrace(ctx)
 		var adm engine.Admission
-		adm, err = r.Engine.Admit(ctx, spec)
+		adm, err = eng.Admit(ctx, spec)
 		if err == nil {
 			status.TaskID = adm.TaskID
 			r.ids.Store(client.ObjectKeyFromObject(task), ownTask{uid: task.UID, id: adm.TaskID})
@@ -174,7 +174,7 @@ type ownTask struct {
 // which is the engine task's external key, or, for a Task with an idempotency key, by that key in its namespace
 // (the run may have been admitted by an earlier Task object): status.taskID is never trusted for it. It is looked
 // up once per Task (and UID: a Task deleted and created again under the same name is another Task) and remembered.
-func (r *TaskReconciler) engineTaskID(ctx context.Context, task *taskerv1alpha1.Task) (int64, error) {
+func (r *TaskReconciler) engineTaskID(ctx context.Context, eng TaskEngine, task *taskerv1alpha1.Task) (int64, error) {
 	key := client.ObjectKeyFromObject(task)
 	if v, ok := r.ids.Load(key); ok && v.(ownTask).uid == task.UID {
 		return v.(ownTask).id, nil
@@ -184,9 +184,9 @@ func (r *TaskReconciler) engineTaskID(ctx context.Context, task *taskerv1alpha1.
 		err error
 	)
 	if k := task.Spec.IdempotencyKey; k != "" {
-		id, err = r.Engine.TaskIDByIdempotencyKey(ctx, task.Namespace, k)
+		id, err = eng.TaskIDByIdempotencyKey(ctx, task.Namespace, k)
 	} else {
-		id, err = r.Engine.TaskIDByKey(ctx, string(task.UID))
+		id, err = eng.TaskIDByKey(ctx, string(task.UID))
 	}
 	switch {
 	case errors.Is(err, engine.ErrTaskNotFound):

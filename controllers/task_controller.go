@@ -5,6 +5,7 @@ package controllers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -69,6 +70,8 @@ const (
 	ReasonReachable          = "Reachable"
 	ReasonUnreachable        = "Unreachable"
 	ReasonNotReady           = "DatabaseNotReady"
+	// ReasonNoDatabase: no database serves the Task's namespace, or the one it was admitted into is gone.
+	ReasonNoDatabase = "NoDatabase"
 	// ReasonCRDOutdated: a step lacks a value the CRD schema defaults, so the CRD in the cluster is older than the
 	// operator.
 	ReasonCRDOutdated = "CRDOutdated"
@@ -84,10 +87,11 @@ type DatabaseGate interface {
 // TaskReconciler admits Tasks into the engine and writes their status from the database.
 type TaskReconciler struct {
 	client.Client
-	Scheme   *runtime.Scheme
-	Engine   TaskEngine
-	Gate     DatabaseGate
-	Recorder events.EventRecorder
+	Scheme *runtime.Scheme
+	// Databases gives each Task its database: its namespace's when admitted, then the one recorded in
+	// status.database. Nil: Tasks report that no database is configured.
+	Databases Databases
+	Recorder  events.EventRecorder
 	// Queues maps the Tasks' queue names to database queues (their namespace's own unless shared). The zero
 	// Scope shares none.
 	Queues queuescope.Scope
@@ -99,7 +103,7 @@ type TaskReconciler struct {
 	Clock clock.PassiveClock
 
 	writes  sync.Map // types.NamespacedName -> statusWrites: when the status may next be written
-	taskIDs sync.Map // engine task id (int64) -> types.NamespacedName, to route notifications
+	taskIDs sync.Map // engineTask{database, id} -> types.NamespacedName, to route notifications
 	ids     sync.Map // types.NamespacedName -> ownTask: the engine task found under the Task's UID
 	// dbBackoff spaces the reconciles of a Task while PostgreSQL is unreachable (see afterDatabaseError).
 	dbBackoff workqueue.TypedRateLimiter[types.NamespacedName]
@@ -144,14 +148,33 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctr
 		status.Phase = taskerv1alpha1.TaskPending
 	}
 
-	if err := r.gateError(); err != nil {
-		conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, ReasonNotReady, err.Error())
-		return r.writeStatus(ctx, &task, old, ctrl.Result{RequeueAfter: 2 * time.Second}, true)
+	db, err := r.taskDatabase(ctx, &task)
+	if err != nil {
+		reason, wait := ReasonNoDatabase, 10*time.Second
+		if !errors.Is(err, ErrNoDatabase) {
+			reason, wait = ReasonNotReady, 2*time.Second
+		}
+		conditions.False(&status.Conditions, task.Generation, taskerv1alpha1.TaskConditionDatabaseReachable, reason, err.Error())
+		return r.writeStatus(ctx, &task, old, ctrl.Result{RequeueAfter: wait}, true)
 	}
+	if status.Database != db.Name {
+		// Recorded before admission, so that the Task stays in this database whatever its namespace's binding
+		// becomes (a move waits for the namespace's unfinished Tasks, which this one is from now on).
+		status.Database = db.Name
+		if status.TaskID == 0 {
+			if err := r.Status().Update(ctx, &task); err != nil {
+				if apierrors.IsConflict(err) {
+					return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, nil // a stale read: again with the current object
+				}
+				return ctrl.Result{}, err
+			}
+		}
+	}
+	eng := db.Tasks
 
 	// Which engine task is this Task's: the one admitted under its UID. status.taskID only records it (whoever may
 	// write tasks/status could point it at another namespace's workflow), so it is never trusted, and corrected.
-	id, err := r.engineTaskID(ctx, &task)
+	id, err := r.engineTaskID(ctx, eng, &task)
 	if err != nil {
 		r.databaseDown(&task, err)
 		_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
@@ -164,7 +187,7 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctr
 		// Nothing under the UID although the status names a task: this Task's, deleted by retention while the CR
 		// lives on (then no task has that id any more: nothing left to report, and nothing to admit again), or
 		// another Task's (then this Task is admitted as if the status were empty).
-		_, err := r.Engine.GetTask(ctx, status.TaskID)
+		_, err := eng.GetTask(ctx, status.TaskID)
 		switch {
 		case errors.Is(err, engine.ErrTaskNotFound):
 			log.V(1).Info("task no longer in the database", "taskID", status.TaskID)
@@ -183,7 +206,7 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctr
 
 	// Admission: once, keyed by the UID, so repeats (resyncs, restarts, a lost status write) find the same task.
 	if status.TaskID == 0 {
-		result, done, err := r.admit(ctx, &task)
+		result, done, err := r.admit(ctx, eng, &task)
 		if err != nil || !done {
 			if err != nil && r.databaseDown(&task, err) {
 				_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
@@ -196,24 +219,24 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctr
 		}
 	}
 
-	r.taskIDs.Store(status.TaskID, req.NamespacedName)
+	r.taskIDs.Store(engineTask{db.Name, status.TaskID}, req.NamespacedName)
 
 	// Manual interventions, each once per id.
-	actionsRan, err := r.runActions(ctx, &task)
+	actionsRan, err := r.runActions(ctx, eng, &task)
 	if err != nil {
 		r.databaseDown(&task, err)
 		_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
 		return r.afterDatabaseError(ctx, req.NamespacedName, err, werr)
 	}
 	if task.Spec.Cancel && !finished(status.Phase) {
-		if err := r.Engine.Cancel(ctx, status.TaskID, "spec.cancel set on the Task"); err != nil && !errors.Is(err, engine.ErrTaskNotFound) {
+		if err := eng.Cancel(ctx, status.TaskID, "spec.cancel set on the Task"); err != nil && !errors.Is(err, engine.ErrTaskNotFound) {
 			r.databaseDown(&task, err)
 			_, werr := r.writeStatus(ctx, &task, old, ctrl.Result{}, true)
 			return r.afterDatabaseError(ctx, req.NamespacedName, err, werr)
 		}
 	}
 
-	st, err := r.Engine.GetTask(ctx, status.TaskID)
+	st, err := eng.GetTask(ctx, status.TaskID)
 	if err != nil {
 		if errors.Is(err, engine.ErrTaskNotFound) {
 			// Deleted by retention while the CR lives on: nothing left to report.
@@ -261,14 +284,37 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctr
 	return r.writeStatus(ctx, &task, old, result, urgent)
 }
 
-func (r *TaskReconciler) gateError() error {
-	if r.Engine == nil {
-		return errors.New("no database configured: start the manager with --database-url")
+// engineTask names an engine task: task ids are per database.
+type engineTask struct {
+	database string
+	id       int64
+}
+
+// taskDatabase is the Task's database, ready for use: the one recorded in its status, else (admitted before
+// databases were recorded) the default one, else (not admitted yet) its namespace's.
+func (r *TaskReconciler) taskDatabase(ctx context.Context, task *taskerv1alpha1.Task) (Database, error) {
+	if r.Databases == nil {
+		return Database{}, fmt.Errorf("%w configured: start the manager with --database-url or create a TaskerDatabase", ErrNoDatabase)
 	}
-	if r.Gate == nil {
-		return nil
+	var (
+		db  Database
+		err error
+	)
+	switch {
+	case task.Status.Database != "":
+		db, err = r.Databases.Named(task.Status.Database)
+	case task.Status.TaskID != 0:
+		db, err = r.Databases.Named(taskerv1alpha1.DefaultDatabaseName)
+	default:
+		db, err = r.Databases.ForNamespace(ctx, task.Namespace)
 	}
-	return r.Gate.Ready()
+	if err != nil {
+		return Database{}, err
+	}
+	if err := db.Ready(); err != nil {
+		return Database{}, fmt.Errorf("database %s: %w", db.Name, err)
+	}
+	return db, nil
 }
 
 // Backoff of a Task's reconciles while PostgreSQL is unreachable: 1 s, doubling, at most 30 s.
@@ -279,7 +325,10 @@ const (
 
 // SetupIndexes registers the cache indexes the controllers query (once per manager).
 func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(ctx, &taskerv1alpha1.Task{}, templateNameIndex, templateNameOf)
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &taskerv1alpha1.Task{}, templateNameIndex, templateNameOf); err != nil {
+		return err
+	}
+	return mgr.GetFieldIndexer().IndexField(ctx, &taskerv1alpha1.Task{}, databaseIndex, unfinishedDatabaseOf)
 }
 
 // templateNameOf is the templateNameIndex of a Task: the TaskTemplate it references, if any, and those its inline

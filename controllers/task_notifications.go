@@ -14,10 +14,10 @@ import (
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 )
 
-// TaskChanged queues the Task of an engine task id for reconciliation (the engine's LISTEN callback). Tasks the
-// reconciler has not seen yet are picked up by their own events.
-func (r *TaskReconciler) TaskChanged(ctx context.Context, taskID int64) {
-	v, ok := r.taskIDs.Load(taskID)
+// TaskChanged queues the Task of an engine task id of a database for reconciliation (the engine's LISTEN
+// callback). Tasks the reconciler has not seen yet are picked up by their own events.
+func (r *TaskReconciler) TaskChanged(ctx context.Context, database string, taskID int64) {
+	v, ok := r.taskIDs.Load(engineTask{database, taskID})
 	if !ok {
 		return
 	}
@@ -28,13 +28,17 @@ func (r *TaskReconciler) TaskChanged(ctx context.Context, taskID int64) {
 	}
 }
 
-// ResyncActive queues every unfinished Task: after the listener reconnects, notifications may have been lost.
-func (r *TaskReconciler) ResyncActive(ctx context.Context) {
+// ResyncActive queues every unfinished Task of a database (and those not admitted anywhere yet): after the
+// database's listener reconnects, notifications may have been lost.
+func (r *TaskReconciler) ResyncActive(ctx context.Context, database string) {
 	var list taskerv1alpha1.TaskList
 	if err := r.List(ctx, &list); err != nil {
 		return
 	}
 	for i := range list.Items {
+		if db := list.Items[i].Status.Database; db != "" && db != database {
+			continue
+		}
 		if !finished(list.Items[i].Status.Phase) {
 			select {
 			case r.changes <- event.GenericEvent{Object: &list.Items[i]}:

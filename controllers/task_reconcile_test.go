@@ -193,7 +193,7 @@ func newReconcileBundle(t *testing.T, objs ...client.Object) *reconcileBundle {
 		WithIndex(&taskerv1alpha1.Task{}, templateNameIndex, templateNameOf).Build()
 	b := &reconcileBundle{c: c, eng: newFakeEngine(), clock: clocktesting.NewFakeClock(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)),
 		events: events.NewFakeRecorder(100)}
-	b.r = &TaskReconciler{Client: c, Scheme: scheme, Engine: b.eng, Recorder: b.events, Clock: b.clock,
+	b.r = &TaskReconciler{Client: c, Scheme: scheme, Databases: SingleDatabase{Name: taskerv1alpha1.DefaultDatabaseName, Tasks: b.eng}, Recorder: b.events, Clock: b.clock,
 		StatusInterval: time.Second, ResyncInterval: time.Minute, dbBackoff: newDBBackoff()}
 	return b
 }
@@ -647,12 +647,12 @@ func TestTaskChangedAndResyncQueueTheirTasks(t *testing.T) {
 	b := newReconcileBundle(t, newTestTask("t"), done)
 	b.r.changes = make(chan event.GenericEvent, 10)
 	b.reconcile(t, "t")
-	b.r.TaskChanged(context.Background(), 1)
-	b.r.TaskChanged(context.Background(), 99) // unknown: ignored
+	b.r.TaskChanged(context.Background(), taskerv1alpha1.DefaultDatabaseName, 1)
+	b.r.TaskChanged(context.Background(), taskerv1alpha1.DefaultDatabaseName, 99) // unknown: ignored
 	if got := (<-b.r.changes).Object.GetName(); got != "t" || len(b.r.changes) != 0 {
 		t.Errorf("TaskChanged queued %q and %d more", got, len(b.r.changes))
 	}
-	b.r.ResyncActive(context.Background())
+	b.r.ResyncActive(context.Background(), taskerv1alpha1.DefaultDatabaseName)
 	if len(b.r.changes) != 1 || (<-b.r.changes).Object.GetName() != "t" {
 		t.Error("ResyncActive must queue the unfinished Task only")
 	}

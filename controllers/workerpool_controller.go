@@ -55,10 +55,11 @@ const (
 type WorkerPoolReconciler struct {
 	client.Client
 	Scheme *runtime.Scheme
-	// Metrics reads the backlogs and the worker records from the database, through the connection pool shared by
-	// all WorkerPools (a *poolmetrics.Reader). Nil: no backlog can be read; pools keep their replica count and
-	// report MetricsAvailable=False.
-	Metrics PoolMetrics
+	// Databases gives each pool its namespace's database: its Metrics read the backlogs and the worker records
+	// (a *poolmetrics.Reader on the connection pool shared by all WorkerPools of that database), and its
+	// WorkerSecret is what pools without spec.database get. Nil: no backlog can be read; pools keep their replica
+	// count and report MetricsAvailable=False.
+	Databases Databases
 	// APIReader reads Pods (uncached) at scale-in. Default: the manager's API reader.
 	APIReader client.Reader
 	// Recorder emits the pools' Events. Default: the manager's recorder named "workerpool-controller".
@@ -142,6 +143,12 @@ func (r *WorkerPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			fmt.Sprintf("Deployment %q exists and is not controlled by this WorkerPool; delete or rename it", dep.Name))
 		return ctrl.Result{RequeueAfter: interval}, r.writeStatus(ctx, orig, &pool)
 	}
+	pd := r.poolDatabase(ctx, &pool)
+	if pd.problem != "" {
+		setPoolCondition(&pool, taskerv1alpha1.WorkerPoolConditionReady, metav1.ConditionFalse, reasonDatabaseSecret, pd.problem)
+		return ctrl.Result{RequeueAfter: interval}, r.writeStatus(ctx, orig, &pool)
+	}
+	pool.Status.Database = pd.db.Name
 	current := int32(0)
 	if exists {
 		current = ptr.Deref(dep.Spec.Replicas, 1)
@@ -159,7 +166,7 @@ func (r *WorkerPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	desired := current
 	if !exists || st.lastPoll.IsZero() || st.polledGeneration != pool.Generation ||
 		now.Sub(st.lastPoll) >= interval-pollSlack(interval) {
-		st.last = r.read(ctx, &pool, st, spec, now, current)
+		st.last = r.read(ctx, &pool, pd.db.Metrics, pd.dbErr, st, spec, now, current)
 		st.lastPoll, st.polledGeneration = now, pool.Generation
 		desired = st.last.decision.Desired
 	}
@@ -167,7 +174,7 @@ func (r *WorkerPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	// Drain-aware scale-in: rank the Pods by their workers' load before the ReplicaSet picks which to delete.
 	// (Not when going to zero: every Pod goes.)
 	if exists && desired < current && desired > 0 {
-		n, err := r.markPodsForScaleIn(ctx, &pool)
+		n, err := r.markPodsForScaleIn(ctx, &pool, pd.db.Metrics)
 		switch {
 		case err == nil:
 			st.deferredScaleIns = 0
@@ -193,7 +200,7 @@ func (r *WorkerPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 	}
 
-	want, hash := desiredDeployment(&pool, r.databaseQueues(&pool, st), desired)
+	want, hash := desiredDeployment(&pool, pd.conn, r.databaseQueues(&pool, st), desired)
 	var werr error
 	switch {
 	case !exists:
@@ -239,16 +246,19 @@ func (r *WorkerPoolReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 }
 
 // read takes one backlog reading and decides. Database errors are logged here and summarised for the status.
-func (r *WorkerPoolReconciler) read(ctx context.Context, pool *taskerv1alpha1.WorkerPool, st *poolState,
-	spec scaling.Spec, now time.Time, current int32) reading {
+func (r *WorkerPoolReconciler) read(ctx context.Context, pool *taskerv1alpha1.WorkerPool, reader PoolMetrics, dbErr error,
+	st *poolState, spec scaling.Spec, now time.Time, current int32) reading {
 	log := logf.FromContext(ctx)
 	var rd reading
-	reader := r.Metrics
 	var err error
-	if reader == nil {
+	switch {
+	case dbErr != nil:
+		rd.failReason = reasonDatabaseNotConfigured
+		rd.failMessage = "the backlog cannot be read: " + dbErr.Error()
+	case reader == nil:
 		rd.failReason = reasonDatabaseNotConfigured
 		rd.failMessage = "the operator has no database connection configured, so the backlog cannot be read"
-	} else {
+	default:
 		qctx, cancel := context.WithTimeout(ctx, r.queryTimeout())
 		var legacy []string
 		if legacy, err = reader.LegacyQueues(qctx, pool.Namespace, r.legacyCandidates(pool)); err == nil {

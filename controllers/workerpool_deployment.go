@@ -23,6 +23,11 @@ const (
 	// AnnotationTemplateHash on the Deployment is a hash of everything the operator sets except replicas: the
 	// Deployment is rewritten only when it changes (or replicas do).
 	AnnotationTemplateHash = "tasker.dev/template-hash"
+	// AnnotationDatabase on the worker Pods names the database they drain.
+	AnnotationDatabase = "tasker.dev/database"
+	// AnnotationDatabaseSecretHash on the worker Pods is a hash of the database Secret copied for them (roleMode
+	// Shared), so that a rotated connection rolls them.
+	AnnotationDatabaseSecretHash = "tasker.dev/database-secret-hash"
 	// AnnotationPodDeletionCost is Kubernetes' hint to the ReplicaSet controller: on scale-down, Pods with a lower
 	// cost are deleted first (beta since 1.22, on by default).
 	AnnotationPodDeletionCost = "controller.kubernetes.io/pod-deletion-cost"
@@ -49,12 +54,12 @@ const (
 // databaseQueues). TASKER_WORKER_ID is "<namespace>/<Pod name>" (WorkerID): the worker SDK records itself in
 // tasker.workers under it, which is how the operator maps worker records to Pods, and ids of two namespaces'
 // Pods never collide.
-func injectedEnv(pool *taskerv1alpha1.WorkerPool, queues []string) []corev1.EnvVar {
+func injectedEnv(pool *taskerv1alpha1.WorkerPool, secret taskerv1alpha1.DatabaseSecretRef, queues []string) []corev1.EnvVar {
 	slots := pool.Spec.Slots
 	if slots <= 0 {
 		slots = defaultSlots
 	}
-	key := pool.Spec.Database.Key
+	key := secret.Key
 	if key == "" {
 		key = defaultDatabaseKey
 	}
@@ -69,7 +74,7 @@ func injectedEnv(pool *taskerv1alpha1.WorkerPool, queues []string) []corev1.EnvV
 		{Name: EnvQueues, Value: strings.Join(queues, ",")},
 		{Name: EnvSlots, Value: strconv.Itoa(int(slots))},
 		{Name: EnvDatabaseURL, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: pool.Spec.Database.SecretName},
+			LocalObjectReference: corev1.LocalObjectReference{Name: secret.SecretName},
 			Key:                  key,
 		}}},
 		{Name: EnvPodNamespace, ValueFrom: fieldRef("metadata.namespace")},
@@ -103,6 +108,13 @@ func withEnv(own []corev1.EnvVar, injected []corev1.EnvVar) []corev1.EnvVar {
 	return out
 }
 
+// workerConnection is how the pool's workers reach their database.
+type workerConnection struct {
+	Secret taskerv1alpha1.DatabaseSecretRef
+	// Database is the database's name ("" in unit tests without one); SecretHash the copied Secret's.
+	Database, SecretHash string
+}
+
 // podLabels are the selector labels of a pool's Pods.
 func podLabels(pool *taskerv1alpha1.WorkerPool) map[string]string {
 	return map[string]string{LabelWorkerPool: pool.Name}
@@ -110,15 +122,25 @@ func podLabels(pool *taskerv1alpha1.WorkerPool) map[string]string {
 
 // desiredDeployment builds the pool's Deployment with the given replicas, and returns the hash of everything in
 // it but the replicas. The owner reference is set by the caller.
-func desiredDeployment(pool *taskerv1alpha1.WorkerPool, queues []string, replicas int32) (*appsv1.Deployment, string) {
+func desiredDeployment(pool *taskerv1alpha1.WorkerPool, conn workerConnection, queues []string,
+	replicas int32) (*appsv1.Deployment, string) {
 	tmpl := pool.Spec.Template.DeepCopy()
 	tmpl.Labels = mergeMaps(tmpl.Labels, podLabels(pool))
+	if conn.Database != "" {
+		// The workers read their connection at start: a change of database (a namespace moved) or of a copied
+		// Secret's content (a rotated password) rolls them.
+		tmpl.Annotations = mergeMaps(tmpl.Annotations, map[string]string{AnnotationDatabase: conn.Database})
+		if conn.SecretHash != "" {
+			tmpl.Annotations[AnnotationDatabaseSecretHash] = conn.SecretHash
+		}
+	}
+	secret := conn.Secret
 	grace := pool.Spec.TerminationGracePeriodSeconds
 	if grace <= 0 {
 		grace = defaultTerminationGracePeriod
 	}
 	tmpl.Spec.TerminationGracePeriodSeconds = &grace
-	env := injectedEnv(pool, queues)
+	env := injectedEnv(pool, secret, queues)
 	for i := range tmpl.Spec.InitContainers {
 		tmpl.Spec.InitContainers[i].Env = withEnv(tmpl.Spec.InitContainers[i].Env, env)
 	}

@@ -31,8 +31,7 @@ func deletionCost(w poolmetrics.Worker, found bool) int {
 // markPodsForScaleIn annotates the pool's Pods with controller.kubernetes.io/pod-deletion-cost from the workers'
 // records, right before the replicas are lowered, so the ReplicaSet removes idle workers and keeps busy ones.
 // Only annotations whose value changes are patched. It returns how many Pods were patched.
-func (r *WorkerPoolReconciler) markPodsForScaleIn(ctx context.Context, pool *taskerv1alpha1.WorkerPool) (int, error) {
-	reader := r.Metrics
+func (r *WorkerPoolReconciler) markPodsForScaleIn(ctx context.Context, pool *taskerv1alpha1.WorkerPool, reader PoolMetrics) (int, error) {
 	if reader == nil {
 		return 0, errors.New("no database configured")
 	}

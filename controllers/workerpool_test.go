@@ -40,7 +40,7 @@ func testPool() *taskerv1alpha1.WorkerPool {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "wp", UID: "uid-1", Generation: 3},
 		Spec: taskerv1alpha1.WorkerPoolSpec{
 			Queues:   []string{"a", "b"},
-			Database: taskerv1alpha1.DatabaseSecretRef{SecretName: "pg"},
+			Database: &taskerv1alpha1.DatabaseSecretRef{SecretName: "pg"},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "x", LabelWorkerPool: "spoofed"}},
 				Spec: corev1.PodSpec{
@@ -59,7 +59,7 @@ func testPool() *taskerv1alpha1.WorkerPool {
 
 func TestDesiredDeployment(t *testing.T) {
 	pool := testPool()
-	dep, hash := desiredDeployment(pool, pool.Spec.Queues, 3)
+	dep, hash := desiredDeployment(pool, workerConnection{Secret: *pool.Spec.Database}, pool.Spec.Queues, 3)
 	if dep.Name != "wp" || dep.Namespace != "ns" || *dep.Spec.Replicas != 3 {
 		t.Fatalf("deployment %s/%s replicas %d", dep.Namespace, dep.Name, *dep.Spec.Replicas)
 	}
@@ -106,7 +106,7 @@ func TestDesiredDeployment(t *testing.T) {
 	}
 
 	// Replicas are not part of the hash; the template and the injected configuration are.
-	if _, h := desiredDeployment(pool, pool.Spec.Queues, 7); h != hash {
+	if _, h := desiredDeployment(pool, workerConnection{Secret: *pool.Spec.Database}, pool.Spec.Queues, 7); h != hash {
 		t.Errorf("hash changed with replicas")
 	}
 	for name, mut := range map[string]func(*taskerv1alpha1.WorkerPool){
@@ -118,14 +118,14 @@ func TestDesiredDeployment(t *testing.T) {
 	} {
 		p := testPool()
 		mut(p)
-		if _, h := desiredDeployment(p, p.Spec.Queues, 3); h == hash {
+		if _, h := desiredDeployment(p, workerConnection{Secret: *p.Spec.Database}, p.Spec.Queues, 3); h == hash {
 			t.Errorf("hash unchanged after a change of %s", name)
 		}
 	}
 }
 
 func TestApplyToKeepsWhatTheOperatorDoesNotOwn(t *testing.T) {
-	want, _ := desiredDeployment(testPool(), testPool().Spec.Queues, 2)
+	want, _ := desiredDeployment(testPool(), workerConnection{Secret: *testPool().Spec.Database}, testPool().Spec.Queues, 2)
 	live := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"team": "x"}, Annotations: map[string]string{"note": "y"}},
 		Spec: appsv1.DeploymentSpec{
@@ -387,7 +387,7 @@ func scalingReconciler(t *testing.T, m *fakeMetrics, objs ...client.Object) (*Wo
 	*clocktesting.FakePassiveClock) {
 	t.Helper()
 	r, c, _ := fakeReconciler(t, objs...)
-	r.Metrics = m
+	r.Databases = SingleDatabase{Name: taskerv1alpha1.DefaultDatabaseName, Metrics: m}
 	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC))
 	r.Clock = clk
 	return r, c, clk

@@ -303,6 +303,10 @@ type TaskStatus struct {
 	// TaskID is the engine's id of the Task in the database.
 	// +optional
 	TaskID int64 `json:"taskID,omitempty"`
+	// Database is the database the Task was admitted into: a TaskerDatabase's name, or "default" (the manager's
+	// --database-url). Chosen by the Task's namespace before admission, and kept.
+	// +optional
+	Database string `json:"database,omitempty"`
 	// +optional
 	StepCounts StepCounts `json:"stepCounts,omitempty"`
 	// Template is the TaskTemplate version the Task was admitted from (spec.templateRef).

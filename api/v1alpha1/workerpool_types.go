@@ -23,9 +23,11 @@ type WorkerPoolSpec struct {
 	// +optional
 	Slots int32 `json:"slots,omitempty"`
 
-	// Database names the Secret holding the workers' connection string.
-	// +required
-	Database DatabaseSecretRef `json:"database"`
+	// Database names the Secret holding the workers' connection string. Optional when the namespace's
+	// TaskerDatabase has roleMode Shared: the operator then injects that database's Secret (copied into the
+	// namespace as "<pool>-database"). Required for the --database-url database and for roleMode PerPool.
+	// +optional
+	Database *DatabaseSecretRef `json:"database,omitempty"`
 
 	// Template is the worker Pod. The operator injects the queues, slots and database URL as environment
 	// variables (TASKER_QUEUES, TASKER_SLOTS, TASKER_DATABASE_URL) into every container.
@@ -143,6 +145,10 @@ type WorkerPoolStatus struct {
 	// +listType=atomic
 	// +optional
 	DatabaseQueues []string `json:"databaseQueues,omitempty"`
+	// Database is the database the workers drain and the backlog is read from: the namespace's (a
+	// TaskerDatabase's name, or "default" for the manager's --database-url).
+	// +optional
+	Database string `json:"database,omitempty"`
 	// +optional
 	DesiredReplicas int32 `json:"desiredReplicas"`
 	// +optional

@@ -54,8 +54,9 @@ func main() {
 			"Job that gates a rollout (Helm pre-install/pre-upgrade hook); run the managers with --skip-migrations.")
 	flag.DurationVar(&migrateTimeout, "migrate-timeout", 5*time.Minute, "Time limit of --migrate-only.")
 	flag.StringVar(&databaseURL, "database-url", os.Getenv("TASKER_DATABASE_URL"),
-		"PostgreSQL URL of the tasker database (default $TASKER_DATABASE_URL). Without it Tasks report that no database is configured.")
-	flag.IntVar(&dbMaxConns, "database-max-conns", 10, "Size of the operator's connection pool, shared by every controller.")
+		"PostgreSQL URL of the \"default\" tasker database: every namespace no TaskerDatabase takes (default $TASKER_DATABASE_URL). "+
+			"Without it, only the TaskerDatabases' namespaces have a database.")
+	flag.IntVar(&dbMaxConns, "database-max-conns", 10, "Size of the operator's connection pool to --database-url, shared by every controller.")
 	flag.BoolVar(&skipMigrations, "skip-migrations", false,
 		"Do not migrate the database at start-up (for installs that run migrations separately, e.g. a Helm hook); "+
 			"the manager then waits until the schema is at least the version it needs.")

@@ -18,6 +18,8 @@ import (
 // migration (retried until it succeeds, so a database that is down at start-up delays work instead of crashing
 // the manager), and the readiness gate the controllers check.
 type Database struct {
+	// Name labels the database in metrics and logs: a TaskerDatabase's name, or "default" (--database-url).
+	Name   string
 	Pool   *pgxpool.Pool
 	Engine *engine.Engine
 
@@ -36,7 +38,7 @@ func NewDatabase(url string, opts store.Options, engineOpts engine.Options, skip
 	if err != nil {
 		return nil, err
 	}
-	return &Database{Pool: pool, Engine: engine.New(pool, engineOpts), skipMigrations: skipMigrations, log: log}, nil
+	return &Database{Name: "default", Pool: pool, Engine: engine.New(pool, engineOpts), skipMigrations: skipMigrations, log: log}, nil
 }
 
 // Ready implements controllers.DatabaseGate.
@@ -131,7 +133,7 @@ func (u *upkeep) runOnce(ctx context.Context) {
 		return
 	}
 	if err != nil {
-		upkeepRuns.WithLabelValues(upkeepFailed).Inc()
+		upkeepRuns.WithLabelValues(u.db.Name, upkeepFailed).Inc()
 		if !u.failing {
 			u.log.Error(err, "upkeep failed; retrying at every interval until it succeeds", "interval", u.interval.String())
 		} else {
@@ -140,7 +142,7 @@ func (u *upkeep) runOnce(ctx context.Context) {
 		u.failing = true
 		return
 	}
-	upkeepRuns.WithLabelValues(upkeepSucceeded).Inc()
+	upkeepRuns.WithLabelValues(u.db.Name, upkeepSucceeded).Inc()
 	if u.failing {
 		u.log.Info("upkeep succeeded again")
 		u.failing = false

@@ -25,7 +25,7 @@ func TestUpkeepCountsRuns(t *testing.T) {
 	t.Cleanup(db.Pool.Close)
 	u := &upkeep{db: db, log: logr.Discard()}
 	ctx := context.Background()
-	succeeded, failed := upkeepRuns.WithLabelValues(upkeepSucceeded), upkeepRuns.WithLabelValues(upkeepFailed)
+	succeeded, failed := upkeepRuns.WithLabelValues(db.Name, upkeepSucceeded), upkeepRuns.WithLabelValues(db.Name, upkeepFailed)
 	runs := func() [2]float64 { return [2]float64{testutil.ToFloat64(succeeded), testutil.ToFloat64(failed)} }
 	check := func(step string, before [2]float64, want [2]float64) {
 		t.Helper()

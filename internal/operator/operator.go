@@ -12,12 +12,10 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 	"github.com/tasker-operator/tasker-operator/controllers"
-	"github.com/tasker-operator/tasker-operator/internal/poolmetrics"
 	"github.com/tasker-operator/tasker-operator/internal/queuescope"
 	"github.com/tasker-operator/tasker-operator/internal/webhook"
 )
@@ -39,7 +37,8 @@ type Options struct {
 	// EnableWebhooks serves the validating webhooks. Off for `make run` against a cluster that cannot reach the
 	// local process.
 	EnableWebhooks bool
-	// Database is the operator's database (see NewDatabase). Nil runs the controllers without one: Tasks report
+	// Database is the --database-url database (see NewDatabase), named "default": the database of every
+	// namespace no TaskerDatabase takes. Nil: only TaskerDatabases' namespaces have one; the others' Tasks report
 	// that no database is configured.
 	Database *Database
 	// UpkeepInterval: see DefaultUpkeepInterval.
@@ -57,6 +56,8 @@ type Options struct {
 type Components struct {
 	Tasks     *controllers.TaskReconciler
 	CronTasks *controllers.CronTaskReconciler
+	// Databases holds the --database-url database and the TaskerDatabases' ones.
+	Databases *Registry
 }
 
 // Setup registers every reconciler, the database runnables, and the webhooks when enabled.
@@ -64,35 +65,37 @@ func Setup(mgr ctrl.Manager, opts Options) (*Components, error) {
 	if err := controllers.SetupIndexes(context.Background(), mgr); err != nil {
 		return nil, fmt.Errorf("indexes: %w", err)
 	}
+	interval := opts.UpkeepInterval
+	if interval <= 0 {
+		interval = DefaultUpkeepInterval
+	}
+	log := mgr.GetLogger().WithName("database")
+	registry := NewRegistry(mgr.GetClient(), opts.Database, interval, log)
+	if err := metrics.Registry.Register(registryCollector{r: registry}); err != nil {
+		return nil, fmt.Errorf("database metrics: %w", err)
+	}
+	if db := opts.Database; db != nil {
+		if err := mgr.Add(db); err != nil { // migrates on every replica
+			return nil, err
+		}
+	}
+	if err := mgr.Add(registry); err != nil { // upkeep, listeners and probes on the leader
+		return nil, err
+	}
 	tasks := &controllers.TaskReconciler{
 		Client:         mgr.GetClient(),
 		Scheme:         mgr.GetScheme(),
+		Databases:      registry,
 		Recorder:       mgr.GetEventRecorder("tasker-operator"),
 		StatusInterval: opts.StatusInterval,
 		Queues:         opts.Queues,
 	}
-	if db := opts.Database; db != nil {
-		tasks.Engine, tasks.Gate = db.Engine, db
-		interval := opts.UpkeepInterval
-		if interval <= 0 {
-			interval = DefaultUpkeepInterval
-		}
-		log := mgr.GetLogger().WithName("database")
-		if err := metrics.Registry.Register(&dbCollector{db: db}); err != nil {
-			return nil, fmt.Errorf("database metrics: %w", err)
-		}
-		for _, r := range []manager.Runnable{
-			db,
-			&upkeep{db: db, interval: interval, log: log.WithName("upkeep")},
-			&listener{db: db, onTask: tasks.TaskChanged, onResync: tasks.ResyncActive},
-		} {
-			if err := mgr.Add(r); err != nil {
-				return nil, err
-			}
-		}
-	}
+	registry.SetTaskCallbacks(tasks.TaskChanged, tasks.ResyncActive)
 	if err := tasks.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("task controller: %w", err)
+	}
+	if err := (&controllers.TaskerDatabaseReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Registry: registry}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("taskerdatabase controller: %w", err)
 	}
 	if err := (&controllers.TaskTemplateReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme()}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("tasktemplate controller: %w", err)
@@ -102,17 +105,13 @@ func Setup(mgr ctrl.Manager, opts Options) (*Components, error) {
 	if err := cronTasks.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("crontask controller: %w", err)
 	}
-	pools := &controllers.WorkerPoolReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Queues: opts.Queues}
-	if opts.Database != nil {
-		pools.Metrics = poolmetrics.New(opts.Database.Pool) // one connection pool shared by every WorkerPool's readings
-	}
+	pools := &controllers.WorkerPoolReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Queues: opts.Queues,
+		Databases: registry}
 	if err := pools.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("workerpool controller: %w", err)
 	}
-	queues := &controllers.QueueReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Queues: opts.Queues}
-	if opts.Database != nil {
-		queues.Limiter = opts.Database.Engine
-	}
+	queues := &controllers.QueueReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Queues: opts.Queues,
+		Databases: registry}
 	if err := queues.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("queue controller: %w", err)
 	}
@@ -125,7 +124,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Components, error) {
 			return nil, err
 		}
 	}
-	return &Components{Tasks: tasks, CronTasks: cronTasks}, nil
+	return &Components{Tasks: tasks, CronTasks: cronTasks, Databases: registry}, nil
 }
 
 // SetupWebhooks registers only the validating webhooks; conditions checks the steps' conditions (nil: the

@@ -79,7 +79,7 @@ func pool(mutate func(*taskerv1alpha1.WorkerPool)) *taskerv1alpha1.WorkerPool {
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "wp-"},
 		Spec: taskerv1alpha1.WorkerPoolSpec{
 			Queues:   []string{"default"},
-			Database: taskerv1alpha1.DatabaseSecretRef{SecretName: "db"},
+			Database: &taskerv1alpha1.DatabaseSecretRef{SecretName: "db"},
 			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 				Containers: []corev1.Container{{Name: "worker", Image: "worker:dev"}},
 			}},

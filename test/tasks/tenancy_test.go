@@ -39,7 +39,7 @@ func TestNamespacesHaveTheirOwnQueues(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "workers"},
 			Spec: taskerv1alpha1.WorkerPoolSpec{
 				Queues:   []string{"default"},
-				Database: taskerv1alpha1.DatabaseSecretRef{SecretName: "pg"},
+				Database: &taskerv1alpha1.DatabaseSecretRef{SecretName: "pg"},
 				Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "w", Image: "w"}}}},
 				Scaling:  taskerv1alpha1.ScalingSpec{PollingIntervalSeconds: ptr.To(int32(1)), MaxReplicas: ptr.To(int32(3))},
 			},

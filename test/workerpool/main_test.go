@@ -146,7 +146,7 @@ func newPool(t *testing.T, ns, name string, queues []string, s scalingOpts, muta
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: taskerv1alpha1.WorkerPoolSpec{
 			Queues:   queues,
-			Database: taskerv1alpha1.DatabaseSecretRef{SecretName: "tasker-db"},
+			Database: &taskerv1alpha1.DatabaseSecretRef{SecretName: "tasker-db"},
 			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 				Containers: []corev1.Container{{Name: "worker", Image: "worker:dev"}},
 			}},

@@ -104,7 +104,7 @@ func TestDeploymentFromTemplate(t *testing.T) {
 		func(p *taskerv1alpha1.WorkerPool) {
 			p.Spec.Slots = 8
 			p.Spec.TerminationGracePeriodSeconds = 42
-			p.Spec.Database = taskerv1alpha1.DatabaseSecretRef{SecretName: "pg", Key: "dsn"}
+			p.Spec.Database = &taskerv1alpha1.DatabaseSecretRef{SecretName: "pg", Key: "dsn"}
 			p.Spec.Template = corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "billing", controllers.LabelWorkerPool: "spoofed"}},
 				Spec: corev1.PodSpec{
