@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	taskerv1alpha1 "github.com/tasker-operator/tasker-operator/api/v1alpha1"
 )
@@ -59,6 +61,15 @@ func TestReconcileRoutesTasksByDatabase(t *testing.T) {
 	wantCondition(t, tk, taskerv1alpha1.TaskConditionDatabaseReachable, metav1.ConditionFalse, ReasonNoDatabase)
 	if tk.Status.Database != "" || tk.Status.TaskID != 0 {
 		t.Errorf("v: status %+v, want nothing admitted", tk.Status)
+	}
+
+	// Deleting a Task that never had a database does not wait for one.
+	if err := b.c.Delete(context.Background(), tk); err != nil {
+		t.Fatal(err)
+	}
+	b.reconcile(t, "v")
+	if err := b.c.Get(context.Background(), client.ObjectKeyFromObject(tk), tk); !apierrors.IsNotFound(err) {
+		t.Errorf("v after deletion: %v, want it gone", err)
 	}
 
 	delete(dbs.dbs, "east") // t's database removed: t says so and keeps its record

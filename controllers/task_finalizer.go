@@ -24,9 +24,13 @@ func (r *TaskReconciler) finalize(ctx context.Context, task *taskerv1alpha1.Task
 	}
 	db, err := r.taskDatabase(ctx, task)
 	switch {
-	case errors.Is(err, ErrNoDatabase) && task.Status.Database != "":
-		// Its database is no longer configured: nothing the operator can cancel.
-		logf.FromContext(ctx).Info("Task deleted while its database is not configured; not cancelled there", "database", task.Status.Database)
+	case errors.Is(err, ErrNoDatabase):
+		// Its database is no longer configured (nothing the operator can cancel), or it never had one (its
+		// database is recorded before it is admitted: nothing was).
+		if task.Status.Database != "" {
+			logf.FromContext(ctx).Info("Task deleted while its database is not configured; not cancelled there",
+				"database", task.Status.Database)
+		}
 		return r.removeFinalizer(ctx, task, 0)
 	case err != nil:
 		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil

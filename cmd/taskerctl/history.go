@@ -37,6 +37,13 @@ func historyCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer closeDB()
+			st, err := eng.GetTask(cmd.Context(), tk.Status.TaskID)
+			if err != nil {
+				return err
+			}
+			if err := cli.CheckOwner(tk, st); err != nil {
+				return err
+			}
 			entries, err := eng.History(cmd.Context(), tk.Status.TaskID, step)
 			if err != nil {
 				return err

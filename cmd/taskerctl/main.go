@@ -171,6 +171,9 @@ func (g *globals) engineView(ctx context.Context, tk *taskerv1alpha1.Task) (cli.
 	if err != nil {
 		return cli.TaskView{}, err
 	}
+	if err := cli.CheckOwner(tk, st); err != nil {
+		return cli.TaskView{}, err
+	}
 	return cli.FromEngine(tk, st), nil
 }
 

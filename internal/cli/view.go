@@ -4,6 +4,8 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -102,6 +104,24 @@ func FromStatus(tk *taskerv1alpha1.Task) TaskView {
 		v.Steps = append(v.Steps, sv)
 	}
 	return v
+}
+
+// ErrOtherDatabase: the database read holds another task under the Task's id (ids are per database, and the Task
+// was admitted into another one).
+var ErrOtherDatabase = errors.New("not in this database")
+
+// CheckOwner returns an error wrapping ErrOtherDatabase unless st is the Task's engine task (admitted under its
+// UID): with several databases, the same id names different tasks in each.
+func CheckOwner(tk *taskerv1alpha1.Task, st *engine.TaskState) error {
+	if st.ExternalKey == string(tk.UID) {
+		return nil
+	}
+	db := tk.Status.Database
+	if db == "" {
+		db = taskerv1alpha1.DefaultDatabaseName
+	}
+	return fmt.Errorf("task %s/%s is %w: it was admitted into database %q; read that one", tk.Namespace, tk.Name,
+		ErrOtherDatabase, db)
 }
 
 // FromEngine builds a view from the database's state of the Task (every step, with results).

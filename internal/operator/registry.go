@@ -2,7 +2,6 @@ package operator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -88,17 +87,14 @@ func (r *Registry) Start(ctx context.Context) error {
 	return nil
 }
 
-// Ensure opens (or, when its connection changed, reopens) the database of a TaskerDatabase and starts its loops.
-// It fails until the registry runs (the controllers run on the leader too, so that is the start-up moment).
+// Ensure opens (or, when its connection changed, reopens) the database of a TaskerDatabase and starts its loops
+// (at once when the registry runs, else when it starts).
 func (r *Registry) Ensure(name string, cfg controllers.DatabaseConfig) error {
 	if name == taskerv1alpha1.DefaultDatabaseName {
 		return fmt.Errorf("the name %q is the --database-url database's", name)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.ctx == nil {
-		return errors.New("the operator is starting")
-	}
 	if m, ok := r.managed[name]; ok {
 		if m.cfg.URL == cfg.URL && m.cfg.PoolSize == cfg.PoolSize && m.cfg.SkipMigrations == cfg.SkipMigrations {
 			m.mu.Lock()
@@ -119,7 +115,9 @@ func (r *Registry) Ensure(name string, cfg controllers.DatabaseConfig) error {
 	m := &managed{name: name, cfg: cfg, db: db, metrics: poolmetrics.New(db.Pool), own: true, figures: &dbCollector{db: db}}
 	initUpkeepRuns(name)
 	r.managed[name] = m
-	r.run(m)
+	if r.ctx != nil {
+		r.run(m)
+	}
 	return nil
 }
 
@@ -166,6 +164,8 @@ func (r *Registry) run(m *managed) {
 func (m *managed) stop() {
 	if m.cancel != nil {
 		m.cancel()
+	} else if m.own {
+		m.db.Pool.Close() // never started
 	}
 	m.done.Wait()
 }

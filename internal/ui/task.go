@@ -72,6 +72,9 @@ func (s *Server) taskDetail(ctx context.Context, tk *taskerv1alpha1.Task) (taskD
 	d := taskDetail{View: cli.FromStatus(tk), Template: templateOf(tk)}
 	if s.opts.Database != nil && tk.Status.TaskID != 0 {
 		st, err := s.opts.Database.GetTask(ctx, tk.Status.TaskID)
+		if err == nil {
+			err = cli.CheckOwner(tk, st)
+		}
 		if err != nil {
 			s.opts.ErrorLog.Printf("read task %d (%s/%s): %v", tk.Status.TaskID, tk.Namespace, tk.Name, err)
 			d.DetailsError = err.Error()
