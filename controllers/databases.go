@@ -52,6 +52,9 @@ type Databases interface {
 	// Named returns a database by name (where a Task was admitted). The error wraps ErrNoDatabase when no such
 	// database is configured.
 	Named(name string) (Database, error)
+	// Several tells whether more than one database is configured (or being connected): then a namespace may move,
+	// and a Task's database is written to its status before it is admitted.
+	Several() bool
 }
 
 // ErrNoDatabase: no database serves the namespace (or has the name asked for).
@@ -64,6 +67,9 @@ type SingleDatabase Database
 func (s SingleDatabase) ForNamespace(context.Context, string) (Database, error) {
 	return Database(s), nil
 }
+
+// Several implements Databases: one database.
+func (s SingleDatabase) Several() bool { return false }
 
 // Named implements Databases.
 func (s SingleDatabase) Named(name string) (Database, error) {

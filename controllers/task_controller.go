@@ -158,10 +158,11 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctr
 		return r.writeStatus(ctx, &task, old, ctrl.Result{RequeueAfter: wait}, true)
 	}
 	if status.Database != db.Name {
-		// Recorded before admission, so that the Task stays in this database whatever its namespace's binding
-		// becomes (a move waits for the namespace's unfinished Tasks, which this one is from now on).
+		// With several databases, recorded before admission, so that the Task stays in this database whatever its
+		// namespace's binding becomes (a move waits for the namespace's unfinished Tasks, which this one is from
+		// now on). With one, nothing can move: it goes out with the status after admission, saving a write.
 		status.Database = db.Name
-		if status.TaskID == 0 {
+		if status.TaskID == 0 && r.Databases.Several() {
 			if err := r.Status().Update(ctx, &task); err != nil {
 				if apierrors.IsConflict(err) {
 					return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, nil // a stale read: again with the current object

@@ -25,6 +25,8 @@ func (f *routedDatabases) ForNamespace(_ context.Context, ns string) (Database, 
 	return f.Named(f.route)
 }
 
+func (f *routedDatabases) Several() bool { return len(f.dbs) > 1 }
+
 func (f *routedDatabases) Named(name string) (Database, error) {
 	if db, ok := f.dbs[name]; ok {
 		return db, nil

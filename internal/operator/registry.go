@@ -274,6 +274,22 @@ func (r *Registry) Named(name string) (controllers.Database, error) {
 	return controllers.Database{}, fmt.Errorf("%w: the manager has no --database-url", controllers.ErrNoDatabase)
 }
 
+// Several implements controllers.Databases: more than one database connected, or a TaskerDatabase in the cache
+// (one being connected counts).
+func (r *Registry) Several() bool {
+	r.mu.Lock()
+	n := len(r.managed)
+	r.mu.Unlock()
+	if n > 1 {
+		return true
+	}
+	var list taskerv1alpha1.TaskerDatabaseList
+	if err := r.client.List(context.Background(), &list); err != nil {
+		return true // cannot tell: the safe answer
+	}
+	return n+len(list.Items) > 1
+}
+
 // ForNamespace implements controllers.Databases.
 func (r *Registry) ForNamespace(ctx context.Context, namespace string) (controllers.Database, error) {
 	b, err := r.Binding(ctx, namespace)
