@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -83,8 +84,9 @@ type TaskerDatabaseReconciler struct {
 	APIReader client.Reader
 }
 
-// +kubebuilder:rbac:groups=tasker.dev,resources=taskerdatabases,verbs=get;list;watch
+// +kubebuilder:rbac:groups=tasker.dev,resources=taskerdatabases,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=tasker.dev,resources=taskerdatabases/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=tasker.dev,resources=taskerdatabases/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
@@ -98,8 +100,13 @@ func (r *TaskerDatabaseReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !td.DeletionTimestamp.IsZero() {
-		r.Registry.Remove(td.Name)
-		return ctrl.Result{}, nil
+		return r.finalize(ctx, &td)
+	}
+	if !controllerutil.ContainsFinalizer(&td, DatabaseFinalizer) {
+		controllerutil.AddFinalizer(&td, DatabaseFinalizer)
+		if err := r.Update(ctx, &td); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	orig := td.Status.DeepCopy()
 	st := &td.Status
@@ -148,6 +155,48 @@ func (r *TaskerDatabaseReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 }
 
 func ptrTime(t metav1.Time) *metav1.Time { return &t }
+
+// DatabaseFinalizer keeps a deleted TaskerDatabase, and the operator's connection to it, until no unfinished Task
+// is left in it.
+const DatabaseFinalizer = "tasker.dev/database"
+
+// DatabaseReasonDeleting: the resource is deleted and waits for its unfinished Tasks.
+const DatabaseReasonDeleting = "WaitingForTasks"
+
+// finalize disconnects a deleted TaskerDatabase once its unfinished Tasks are done; until then the connection
+// stays (they keep running and reporting), no namespace is bound to it anew, and Ready says what it waits for.
+func (r *TaskerDatabaseReconciler) finalize(ctx context.Context, td *taskerv1alpha1.TaskerDatabase) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(td, DatabaseFinalizer) {
+		r.Registry.Remove(td.Name)
+		return ctrl.Result{}, nil
+	}
+	var list taskerv1alpha1.TaskList
+	if err := r.List(ctx, &list, client.MatchingFields{databaseIndex: td.Name}, client.UnsafeDisableDeepCopy); err != nil {
+		return ctrl.Result{}, err
+	}
+	if n := len(list.Items); n > 0 {
+		var namespaces []string
+		for i := range list.Items {
+			if ns := list.Items[i].Namespace; !slices.Contains(namespaces, ns) {
+				namespaces = append(namespaces, ns)
+			}
+		}
+		slices.Sort(namespaces)
+		orig := td.Status.DeepCopy()
+		conditions.False(&td.Status.Conditions, td.Generation, taskerv1alpha1.DatabaseConditionReady, DatabaseReasonDeleting,
+			fmt.Sprintf("deleted: disconnects when its %d unfinished Task(s) finish (namespaces %s)", n,
+				strings.Join(namespaces[:min(len(namespaces), 5)], ", ")))
+		if !equality.Semantic.DeepEqual(orig, &td.Status) {
+			if err := r.Status().Update(ctx, td); err != nil {
+				return ctrl.Result{}, client.IgnoreNotFound(err)
+			}
+		}
+		return ctrl.Result{RequeueAfter: 10 * time.Second}, nil
+	}
+	r.Registry.Remove(td.Name)
+	controllerutil.RemoveFinalizer(td, DatabaseFinalizer)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, td))
+}
 
 // connection reads the URL from the resource's Secret.
 func (r *TaskerDatabaseReconciler) connection(ctx context.Context, td *taskerv1alpha1.TaskerDatabase) (string, error) {

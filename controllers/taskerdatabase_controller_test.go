@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -141,5 +142,48 @@ func TestTaskerDatabaseReconcile(t *testing.T) {
 	}
 	if strings.Join(reg.removed, ",") != "gone" {
 		t.Errorf("removed %v", reg.removed)
+	}
+}
+
+// A deleted TaskerDatabase stays connected while Tasks run in it, says so, and goes once they are done.
+func TestTaskerDatabaseDeletionWaitsForTasks(t *testing.T) {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(taskerv1alpha1.AddToScheme(s))
+	now := metav1.Now()
+	td := &taskerv1alpha1.TaskerDatabase{ObjectMeta: metav1.ObjectMeta{Name: "east", Generation: 1,
+		DeletionTimestamp: &now, Finalizers: []string{DatabaseFinalizer}}}
+	running := &taskerv1alpha1.Task{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "t"},
+		Status: taskerv1alpha1.TaskStatus{Phase: taskerv1alpha1.TaskRunning, Database: "east", TaskID: 3}}
+	c := fake.NewClientBuilder().WithScheme(s).WithStatusSubresource(&taskerv1alpha1.TaskerDatabase{}, &taskerv1alpha1.Task{}).
+		WithIndex(&taskerv1alpha1.Task{}, databaseIndex, unfinishedDatabaseOf).WithObjects(td, running).Build()
+	reg := &fakeRegistry{ensured: map[string]DatabaseConfig{}}
+	r := &TaskerDatabaseReconciler{Client: c, Scheme: s, Registry: reg, APIReader: c}
+	ctx := context.Background()
+	req := ctrl.Request{NamespacedName: types.NamespacedName{Name: "east"}}
+
+	res, err := r.Reconcile(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got taskerv1alpha1.TaskerDatabase
+	if err := c.Get(ctx, req.NamespacedName, &got); err != nil {
+		t.Fatal(err)
+	}
+	ready := meta.FindStatusCondition(got.Status.Conditions, taskerv1alpha1.DatabaseConditionReady)
+	if res.RequeueAfter == 0 || len(reg.removed) != 0 || ready == nil || ready.Reason != DatabaseReasonDeleting ||
+		!strings.Contains(ready.Message, "1 unfinished Task(s) finish (namespaces a)") {
+		t.Fatalf("while a Task runs: requeue %s, removed %v, Ready %+v", res.RequeueAfter, reg.removed, ready)
+	}
+
+	running.Status.Phase = taskerv1alpha1.TaskSucceeded
+	if err := c.Status().Update(ctx, running); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, req.NamespacedName, &got); !apierrors.IsNotFound(err) || strings.Join(reg.removed, ",") != "east" {
+		t.Errorf("after the Task finished: get %v, removed %v; want gone and disconnected", err, reg.removed)
 	}
 }

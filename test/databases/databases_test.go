@@ -248,6 +248,15 @@ func TestTwoClusters(t *testing.T) {
 				meta.IsStatusConditionTrue(e.Status.Conditions, taskerv1alpha1.DatabaseConditionNamespacesBound),
 			fmt.Errorf("east %v, west %v", e.Status, w.Status.Namespaces)
 	})
+
+	// West, with nothing unfinished left in it, is deleted: it disconnects and goes.
+	if err := c.Delete(ctx, getDatabase(t, "west")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "TaskerDatabase west to go", func() (bool, error) {
+		err := c.Get(ctx, types.NamespacedName{Name: "west"}, &taskerv1alpha1.TaskerDatabase{})
+		return apierrors.IsNotFound(err) && gauge(t, "tasker_database_up", "west") == -1, err
+	})
 }
 
 // kubelet runs a worker per WorkerPool Deployment, from the Deployment's injected environment and the Secret it
