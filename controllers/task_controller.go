@@ -270,6 +270,12 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctr
 		}
 	} else if ttl := task.Spec.TTLSecondsAfterFinished; ttl != nil && status.CompletedAt != nil {
 		expiry := status.CompletedAt.Add(time.Duration(*ttl) * time.Second)
+		if !finished(old.Phase) {
+			// Seen finished for the first time (maybe well after it finished: a busy or restarted operator): the
+			// final status goes out first and stays for the TTL, so that watchers (kubectl wait, GitOps health)
+			// see how it ended before it goes.
+			expiry = latest(expiry, r.now().Add(time.Duration(*ttl)*time.Second))
+		}
 		if wait := expiry.Sub(r.now()); wait > 0 {
 			result.RequeueAfter = wait
 		} else {
@@ -283,6 +289,13 @@ func (r *TaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctr
 		conditions.IsTrue(status.Conditions, taskerv1alpha1.TaskConditionDatabaseReachable) !=
 			conditions.IsTrue(old.Conditions, taskerv1alpha1.TaskConditionDatabaseReachable) && old.TaskID != 0
 	return r.writeStatus(ctx, &task, old, result, urgent)
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // engineTask names an engine task: task ids are per database.

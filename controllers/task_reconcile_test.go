@@ -431,6 +431,28 @@ func TestReconcileDeletesAfterTTL(t *testing.T) {
 	}
 }
 
+// A Task seen finished only after its TTL has passed is not deleted in that reconcile: its final status is written
+// and stays for the TTL first.
+func TestReconcileWritesTheFinalStatusBeforeTTL(t *testing.T) {
+	b := newReconcileBundle(t, newTestTask("t", func(tk *taskerv1alpha1.Task) { tk.Spec.TTLSecondsAfterFinished = ptr.To(int32(1)) }))
+	b.reconcile(t, "t")
+	b.eng.finish(1, engine.TaskSucceeded, b.clock.Now())
+	b.clock.Step(5 * time.Second) // the operator sees it late
+	res := b.reconcile(t, "t")
+	if tk := b.task(t, "t"); tk.Status.Phase != taskerv1alpha1.TaskSucceeded || !tk.DeletionTimestamp.IsZero() {
+		t.Fatalf("first seen finished: phase %s, deleting %v; want Succeeded written, not deleted", tk.Status.Phase, !tk.DeletionTimestamp.IsZero())
+	}
+	if res.RequeueAfter != time.Second {
+		t.Errorf("requeue after %s, want the TTL", res.RequeueAfter)
+	}
+	b.clock.Step(time.Second)
+	b.reconcile(t, "t")
+	var tk taskerv1alpha1.Task
+	if err := b.c.Get(context.Background(), types.NamespacedName{Namespace: "ns", Name: "t"}, &tk); err == nil && tk.DeletionTimestamp.IsZero() {
+		t.Error("the Task was not deleted once its final status had stood for the TTL")
+	}
+}
+
 func TestReconcileWhileTheDatabaseIsDown(t *testing.T) {
 	b := newReconcileBundle(t, newTestTask("t"))
 	b.admitAndWrite(t, "t")

@@ -75,7 +75,8 @@ type TaskSpec struct {
 	// +optional
 	Priority int32 `json:"priority,omitempty"`
 
-	// TTLSecondsAfterFinished deletes the Task this long after it succeeded, failed or was cancelled.
+	// TTLSecondsAfterFinished deletes the Task this long after it succeeded, failed or was cancelled (and at least
+	// this long after its final status was written).
 	// Unset keeps it until deleted by hand.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=31536000
