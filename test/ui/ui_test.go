@@ -100,6 +100,14 @@ func TestDemoWorkflowsInTheBrowser(t *testing.T) {
 
 	// The WorkerPools page: the sample's pool, whose backlog comes back to 0 in place once the pool reads its
 	// queue again, and its chart, which shows the backlog it had.
+	// First the pool itself (polled every 5 s), so that a failure says whether the pool or the page lagged.
+	testenv.WaitFor(t, time.Minute, "the WorkerPool to read a backlog of 0", func() (bool, error) {
+		var wp taskerv1alpha1.WorkerPool
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "default-workers"}, &wp); err != nil {
+			return false, err
+		}
+		return wp.Status.Backlog == 0, fmt.Errorf("backlog %d, database %q, conditions %+v", wp.Status.Backlog, wp.Status.Database, wp.Status.Conditions)
+	})
 	act(t, browser, 30*time.Second, chromedp.Navigate(uiURL+"pools"))
 	pool := fmt.Sprintf(`document.querySelector('[data-pool=%s]')`, jsString(ns+"/default-workers"))
 	waitJS(t, browser, 30*time.Second, "the pool's backlog to be 0", pool+` && `+pool+`.querySelector(".backlog").textContent === "0"`)
