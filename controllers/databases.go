@@ -60,6 +60,9 @@ type Databases interface {
 // ErrNoDatabase: no database serves the namespace (or has the name asked for).
 var ErrNoDatabase = errors.New("no database")
 
+// errNoDatabases is what a controller without Databases reports.
+var errNoDatabases = fmt.Errorf("%w configured: start the manager with --database-url or create a TaskerDatabase", ErrNoDatabase)
+
 // SingleDatabase serves db to every namespace (the manager with --database-url only; the controllers' unit tests).
 type SingleDatabase Database
 
@@ -90,6 +93,8 @@ type Binding struct {
 	Problem string
 	// Unfinished counts the namespace's unfinished Tasks in Database when a move waits for them.
 	Unfinished int
+	// Conflict: two TaskerDatabases select the namespace, or two are the default (Problem says which).
+	Conflict bool
 }
 
 // MoveWaits tells whether the namespace stays on its old database until its Tasks there finish.
@@ -135,11 +140,13 @@ func Bind(ns *corev1.Namespace, dbs []taskerv1alpha1.TaskerDatabase, haveFlag bo
 	var b Binding
 	switch {
 	case len(selected) > 1:
+		b.Conflict = true
 		b.Problem = fmt.Sprintf("namespace %s is selected by the TaskerDatabases %s: it uses none of them until one "+
 			"selector stops matching", ns.Name, strings.Join(selected, ", "))
 	case len(selected) == 1:
 		b.Wanted = selected[0]
 	case len(defaults) > 1:
+		b.Conflict = true
 		b.Problem = fmt.Sprintf("namespace %s falls to the default database, and the TaskerDatabases %s are all marked "+
 			"default: unmark all but one", ns.Name, strings.Join(defaults, ", "))
 	case len(defaults) == 1:

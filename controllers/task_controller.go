@@ -308,7 +308,7 @@ type engineTask struct {
 // databases were recorded) the default one, else (not admitted yet) its namespace's.
 func (r *TaskReconciler) taskDatabase(ctx context.Context, task *taskerv1alpha1.Task) (Database, error) {
 	if r.Databases == nil {
-		return Database{}, fmt.Errorf("%w configured: start the manager with --database-url or create a TaskerDatabase", ErrNoDatabase)
+		return Database{}, errNoDatabases
 	}
 	var (
 		db  Database

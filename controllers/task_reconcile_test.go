@@ -364,7 +364,10 @@ func TestReconcileRunsEachActionOnce(t *testing.T) {
 	}
 }
 
-func TestReconcileRecordsARejectedAction(t *testing.T) {
+// retryAnsweredWith admits Task t, gives it a Retry action of step a, which the engine answers with err, and
+// returns the Task after the reconcile that ran it.
+func retryAnsweredWith(t *testing.T, err error) (*reconcileBundle, *taskerv1alpha1.Task) {
+	t.Helper()
 	b := newReconcileBundle(t, newTestTask("t"))
 	b.reconcile(t, "t")
 	tk := b.task(t, "t")
@@ -372,9 +375,13 @@ func TestReconcileRecordsARejectedAction(t *testing.T) {
 	if err := b.c.Update(context.Background(), tk); err != nil {
 		t.Fatal(err)
 	}
-	b.eng.actionErr = fmt.Errorf("%w: step a is enqueued", engine.ErrInvalidTransition)
+	b.eng.actionErr = err
 	b.reconcile(t, "t")
-	tk = b.task(t, "t")
+	return b, b.task(t, "t")
+}
+
+func TestReconcileRecordsARejectedAction(t *testing.T) {
+	_, tk := retryAnsweredWith(t, fmt.Errorf("%w: step a is enqueued", engine.ErrInvalidTransition))
 	if len(tk.Status.Actions) != 1 || tk.Status.Actions[0].Outcome != "Rejected" ||
 		!strings.Contains(tk.Status.Actions[0].Message, "step a is enqueued") {
 		t.Errorf("action records %+v", tk.Status.Actions)
@@ -384,16 +391,7 @@ func TestReconcileRecordsARejectedAction(t *testing.T) {
 // An action the engine says was carried out already (its status write was lost) is recorded as done, not as
 // rejected, and not carried out again; the engine is told the action's id.
 func TestReconcileRecordsAnActionCarriedOutBefore(t *testing.T) {
-	b := newReconcileBundle(t, newTestTask("t"))
-	b.reconcile(t, "t")
-	tk := b.task(t, "t")
-	tk.Spec.Actions = []taskerv1alpha1.TaskAction{{ID: "r1", Type: taskerv1alpha1.ActionRetry, Step: "a"}}
-	if err := b.c.Update(context.Background(), tk); err != nil {
-		t.Fatal(err)
-	}
-	b.eng.actionErr = fmt.Errorf("%w: action \"r1\" of task 1", engine.ErrActionDone)
-	b.reconcile(t, "t")
-	tk = b.task(t, "t")
+	b, tk := retryAnsweredWith(t, fmt.Errorf("%w: action \"r1\" of task 1", engine.ErrActionDone))
 	if len(tk.Status.Actions) != 1 || tk.Status.Actions[0].Outcome != "Done" ||
 		!strings.Contains(tk.Status.Actions[0].Message, "carried out before") {
 		t.Errorf("action records %+v", tk.Status.Actions)

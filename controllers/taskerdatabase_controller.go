@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -128,7 +129,7 @@ func (r *TaskerDatabaseReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	} else {
 		p, _ := r.Registry.Probe(td.Name)
 		if !p.At.IsZero() {
-			st.LastProbeTime = ptrTime(metav1.NewTime(p.At.Truncate(time.Second)))
+			st.LastProbeTime = ptr.To(metav1.NewTime(p.At.Truncate(time.Second)))
 		}
 		st.SchemaVersion = int64(p.SchemaVersion)
 		switch {
@@ -153,8 +154,6 @@ func (r *TaskerDatabaseReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	return result, nil
 }
-
-func ptrTime(t metav1.Time) *metav1.Time { return &t }
 
 // DatabaseFinalizer keeps a deleted TaskerDatabase, and the operator's connection to it, until no unfinished Task
 // is left in it.
@@ -249,6 +248,7 @@ func (r *TaskerDatabaseReconciler) namespaces(ctx context.Context, td *taskerv1a
 		return err
 	}
 	var bound, waiting []string
+	conflict := false
 	for i := range list.Items {
 		ns := &list.Items[i]
 		b, err := r.Registry.Binding(ctx, ns.Name)
@@ -261,6 +261,7 @@ func (r *TaskerDatabaseReconciler) namespaces(ctx context.Context, td *taskerv1a
 		selects := sel != nil && !sel.Empty() && sel.Matches(labels.Set(ns.Labels))
 		if (b.Wanted == td.Name && b.MoveWaits()) || (selects && b.Problem != "") {
 			waiting = append(waiting, b.Reason(ns.Name))
+			conflict = conflict || b.Conflict
 		}
 	}
 	slices.Sort(bound)
@@ -277,7 +278,7 @@ func (r *TaskerDatabaseReconciler) namespaces(ctx context.Context, td *taskerv1a
 			msg += fmt.Sprintf("; and %d more", len(waiting)-5)
 		}
 		reason := DatabaseReasonMoveWaiting
-		if strings.Contains(msg, "is selected by the TaskerDatabases") || strings.Contains(msg, "are all marked default") {
+		if conflict {
 			reason = DatabaseReasonConflict
 		}
 		conditions.False(&td.Status.Conditions, gen, taskerv1alpha1.DatabaseConditionNamespacesBound, reason, msg)

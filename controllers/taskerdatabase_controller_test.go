@@ -89,7 +89,7 @@ func TestTaskerDatabaseReconcile(t *testing.T) {
 			boundWhy: "namespace b moves from database west to east when its 2 unfinished", namespace: []string{"a"}},
 		{name: "two resources select a namespace", objs: []client.Object{secret, nsA},
 			reg: fakeRegistry{probes: map[string]DatabaseProbe{"east": up},
-				bindings: map[string]Binding{"a": {Problem: "namespace a is selected by the TaskerDatabases east, west: it uses none"}}},
+				bindings: map[string]Binding{"a": {Conflict: true, Problem: "namespace a is selected by the TaskerDatabases east, west: it uses none"}}},
 			ready: metav1.ConditionTrue, reason: DatabaseReasonReachable, bound: metav1.ConditionFalse, boundWhy: "selected by the TaskerDatabases east, west"},
 	}
 	for _, tt := range tests {

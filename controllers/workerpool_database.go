@@ -21,8 +21,8 @@ import (
 // reasonDatabaseSecret: the pool names no Secret and its database shares none.
 const reasonDatabaseSecret = "DatabaseSecretMissing"
 
-// sharedSecretKey is the key of the URL in a copied database Secret.
-const sharedSecretKey = "url"
+// sharedSecretKey is the key of the URL in a copied database Secret: the default one.
+const sharedSecretKey = defaultDatabaseKey
 
 // SharedSecretName is the Secret a WorkerPool gets its database's connection in (roleMode Shared).
 func SharedSecretName(pool string) string { return pool + "-database" }
@@ -44,7 +44,7 @@ type poolDatabase struct {
 func (r *WorkerPoolReconciler) poolDatabase(ctx context.Context, pool *taskerv1alpha1.WorkerPool) poolDatabase {
 	var pd poolDatabase
 	if r.Databases == nil {
-		pd.dbErr = fmt.Errorf("%w configured: start the manager with --database-url or create a TaskerDatabase", ErrNoDatabase)
+		pd.dbErr = errNoDatabases
 	} else {
 		pd.db, pd.dbErr = r.Databases.ForNamespace(ctx, pool.Namespace)
 	}

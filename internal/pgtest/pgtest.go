@@ -102,9 +102,15 @@ func CreateDatabase(prefix string) (string, error) {
 	}
 	name := fmt.Sprintf("%s_%d_%d", strings.Trim(nonName.ReplaceAllString(strings.ToLower(prefix), "_"), "_"),
 		os.Getpid()%100000, dbCounter.Add(1))
+	return CreateDatabaseIn(sharedURL, name)
+}
+
+// CreateDatabaseIn creates the database name on the server of adminURL (a superuser URL, e.g. a
+// pgcluster.Cluster's) and returns its URL.
+func CreateDatabaseIn(adminURL, name string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, sharedURL)
+	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return "", err
 	}
@@ -112,7 +118,7 @@ func CreateDatabase(prefix string) (string, error) {
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0"); err != nil {
 		return "", err
 	}
-	u, err := url.Parse(sharedURL)
+	u, err := url.Parse(adminURL)
 	if err != nil {
 		return "", err
 	}

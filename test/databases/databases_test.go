@@ -8,7 +8,6 @@ package databases
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -71,7 +70,7 @@ func run(m *testing.M) int {
 		c    *pgcluster.Cluster
 		name string
 	}{{&flagURL, clusterA, "flag"}, {&eastURL, clusterA, "east"}, {&west, clusterB, "west"}} {
-		if *d.url, err = createDatabase(ctx, d.c.URL, d.name); err != nil {
+		if *d.url, err = pgtest.CreateDatabaseIn(d.c.URL, d.name); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -89,23 +88,6 @@ func run(m *testing.M) int {
 	}
 	defer env.Stop()
 	return m.Run()
-}
-
-func createDatabase(ctx context.Context, adminURL, name string) (string, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = conn.Close(ctx) }()
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0"); err != nil {
-		return "", err
-	}
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		return "", err
-	}
-	u.Path = "/" + name
-	return u.String(), nil
 }
 
 func TestTwoClusters(t *testing.T) {
